@@ -1,0 +1,54 @@
+//! The guard core over a realistic mix of ~1 KB decisions, beside a bare
+//! serde_json parse-and-serialise of the same records (the floor any JSON
+//! proxy pays). `cargo bench --bench core`.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fairgate::synth::Synth;
+use fairgate::{CompiledPolicy, Guard, Now};
+
+const POLICY: &str = include_str!("../config/policy.toml");
+const N: usize = 10_000;
+const START_MS: i64 = 1_795_000_000_000;
+
+fn records() -> Vec<Vec<u8>> {
+    let mut s = Synth::new(42, 500, 5, START_MS);
+    (0..N).map(|i| s.next(START_MS + i as i64 * 20).1).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let recs = records();
+    let bytes: usize = recs.iter().map(Vec::len).sum();
+    eprintln!(
+        "{} records, {} bytes on average",
+        recs.len(),
+        bytes / recs.len()
+    );
+    let mut g = c.benchmark_group("decisions");
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    g.sample_size(20);
+    g.bench_function(BenchmarkId::new("serde_json_round_trip", N), |b| {
+        b.iter(|| {
+            let mut out = 0usize;
+            for r in &recs {
+                let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+                out += serde_json::to_vec(&v).unwrap().len();
+            }
+            out
+        })
+    });
+    let guard = Guard::new(CompiledPolicy::from_toml(POLICY).unwrap());
+    g.bench_function(BenchmarkId::new("guard_judge", N), |b| {
+        b.iter(|| {
+            let mut out = 0usize;
+            for (i, r) in recs.iter().enumerate() {
+                let j = guard.judge(None, r, Now::At(START_MS + i as i64 * 20));
+                out += j.payload.len();
+            }
+            out
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

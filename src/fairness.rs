@@ -1,0 +1,265 @@
+//! Judging a campaign's windowed counts against the policy's limits.
+//!
+//! [`assess`] is on the hot path (run for every decision) and allocates
+//! nothing; [`detail`] builds the full per-group numbers for reports, the
+//! HTTP API and alert events.
+
+use serde::Serialize;
+
+use crate::measures::{self, Counts, Distance, Ratio};
+use crate::policy::{CompiledPolicy, Limits};
+
+/// Which measure a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    SelectionRateRatio,
+    ShareDistance,
+}
+
+impl Measure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Measure::SelectionRateRatio => "selection_rate_ratio",
+            Measure::ShareDistance => "share_distance",
+        }
+    }
+}
+
+/// How skewed a campaign is right now, with confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Not enough data for any verdict.
+    Insufficient,
+    /// Every measure is back within its clear limit.
+    Fair,
+    /// Between the clear and the flag limit, or past it without confidence.
+    Uncertain,
+    /// Confidently past a flag limit.
+    Skewed,
+    /// Confidently past a block limit.
+    Severe,
+}
+
+/// The measure behind a level.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Finding {
+    pub dimension: usize,
+    pub measure: Measure,
+    /// Point value of the measure.
+    pub value: f64,
+    /// Its conservative confidence bound (upper for the ratio, lower for the distance).
+    pub bound: f64,
+    /// The limit it was compared with.
+    pub threshold: f64,
+}
+
+/// The outcome of judging a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Assessment {
+    pub level: Level,
+    /// The most serious finding (for Skewed/Severe), or the measure closest to its limit.
+    pub finding: Option<Finding>,
+}
+
+/// Where the delivery-share baseline comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineSource {
+    /// The campaign's eligible audience, from the policy.
+    Policy,
+    /// The platform-wide mix of considered decisions in the same window.
+    Platform,
+}
+
+const MAX_GROUPS: usize = 32;
+
+fn baseline_into<'a>(
+    policy: &'a CompiledPolicy,
+    campaign: &str,
+    dim: usize,
+    platform: &[Counts],
+    buf: &'a mut [f64; MAX_GROUPS],
+) -> Option<(&'a [f64], BaselineSource)> {
+    if let Some(b) = policy.baseline(campaign, dim) {
+        return Some((b, BaselineSource::Policy));
+    }
+    let total: u64 = platform.iter().map(|c| c.considered).sum();
+    if total == 0 {
+        return None;
+    }
+    for (i, c) in platform.iter().enumerate() {
+        buf[i] = c.considered as f64 / total as f64;
+    }
+    Some((&buf[..platform.len()], BaselineSource::Platform))
+}
+
+fn dim_measures(
+    policy: &CompiledPolicy,
+    campaign: &str,
+    dim: usize,
+    totals: &[Counts],
+    platform: &[Counts],
+) -> (Option<Ratio>, Option<(Distance, BaselineSource)>) {
+    let off = policy.group_offsets[dim];
+    let len = policy.dimensions[dim].groups.len();
+    let groups = &totals[off..off + len];
+    let considered: u64 = groups.iter().map(|c| c.considered).sum();
+    let ratio = if considered >= policy.min_campaign_considered {
+        measures::selection_rate_ratio(groups, policy.min_group_considered, policy.z)
+    } else {
+        None
+    };
+    let mut buf = [0.0; MAX_GROUPS];
+    let distance = baseline_into(policy, campaign, dim, &platform[off..off + len], &mut buf)
+        .and_then(|(b, src)| {
+            measures::share_distance(groups, b, policy.min_campaign_selected, policy.z)
+                .map(|d| (d, src))
+        });
+    (ratio, distance)
+}
+
+/// Judge a campaign's totals (flat per-group counts) against `limits`.
+pub fn assess(
+    policy: &CompiledPolicy,
+    limits: &Limits,
+    campaign: &str,
+    totals: &[Counts],
+    platform: &[Counts],
+) -> Assessment {
+    let mut level = Level::Insufficient;
+    let mut finding: Option<Finding> = None;
+    let mut any_unclear = false;
+    let consider = |lvl: Level, f: Finding, level: &mut Level, finding: &mut Option<Finding>| {
+        if lvl > *level {
+            *level = lvl;
+            *finding = Some(f);
+        }
+    };
+    for dim in 0..policy.dimensions.len() {
+        let (ratio, distance) = dim_measures(policy, campaign, dim, totals, platform);
+        if let Some(r) = ratio {
+            let (lvl, threshold) = if r.upper < limits.block_ratio {
+                (Level::Severe, limits.block_ratio)
+            } else if r.upper < limits.flag_ratio {
+                (Level::Skewed, limits.flag_ratio)
+            } else if r.value >= limits.clear_ratio {
+                (Level::Fair, limits.clear_ratio)
+            } else {
+                any_unclear = true;
+                (Level::Uncertain, limits.flag_ratio)
+            };
+            let f = Finding {
+                dimension: dim,
+                measure: Measure::SelectionRateRatio,
+                value: r.value,
+                bound: r.upper,
+                threshold,
+            };
+            consider(lvl, f, &mut level, &mut finding);
+        }
+        if let Some((d, _)) = distance {
+            let (lvl, threshold) = if d.lower > limits.block_distance {
+                (Level::Severe, limits.block_distance)
+            } else if d.lower > limits.flag_distance {
+                (Level::Skewed, limits.flag_distance)
+            } else if d.value <= limits.clear_distance {
+                (Level::Fair, limits.clear_distance)
+            } else {
+                any_unclear = true;
+                (Level::Uncertain, limits.flag_distance)
+            };
+            let f = Finding {
+                dimension: dim,
+                measure: Measure::ShareDistance,
+                value: d.value,
+                bound: d.lower,
+                threshold,
+            };
+            consider(lvl, f, &mut level, &mut finding);
+        }
+    }
+    if level == Level::Fair && any_unclear {
+        level = Level::Uncertain;
+    }
+    Assessment { level, finding }
+}
+
+/// One group's numbers, as shown to people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupNumbers {
+    pub group: String,
+    pub considered: u64,
+    pub selected: u64,
+    /// selected / considered.
+    pub selection_rate: Option<f64>,
+    /// This group's share of the campaign's selected decisions.
+    pub share: Option<f64>,
+    /// The baseline share the delivery is compared with.
+    pub baseline_share: Option<f64>,
+}
+
+/// One dimension's numbers and measures, as shown to people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DimensionNumbers {
+    pub dimension: String,
+    pub groups: Vec<GroupNumbers>,
+    pub considered: u64,
+    pub selected: u64,
+    /// Lowest group selection rate over the highest (None: too few to say).
+    pub selection_rate_ratio: Option<f64>,
+    /// Upper confidence bound of the ratio.
+    pub selection_rate_ratio_upper: Option<f64>,
+    /// Total variation distance of delivery shares from the baseline.
+    pub share_distance: Option<f64>,
+    /// Lower confidence bound of the distance.
+    pub share_distance_lower: Option<f64>,
+    pub baseline: Option<BaselineSource>,
+}
+
+/// Full per-dimension numbers of a campaign.
+pub fn detail(
+    policy: &CompiledPolicy,
+    campaign: &str,
+    totals: &[Counts],
+    platform: &[Counts],
+) -> Vec<DimensionNumbers> {
+    let mut out = Vec::with_capacity(policy.dimensions.len());
+    for (dim, d) in policy.dimensions.iter().enumerate() {
+        let off = policy.group_offsets[dim];
+        let len = d.groups.len();
+        let groups = &totals[off..off + len];
+        let (ratio, distance) = dim_measures(policy, campaign, dim, totals, platform);
+        let mut buf = [0.0; MAX_GROUPS];
+        let base = baseline_into(policy, campaign, dim, &platform[off..off + len], &mut buf)
+            .map(|(b, s)| (b.to_vec(), s));
+        let selected: u64 = groups.iter().map(|c| c.selected).sum();
+        let considered: u64 = groups.iter().map(|c| c.considered).sum();
+        out.push(DimensionNumbers {
+            dimension: d.name.clone(),
+            groups: d
+                .groups
+                .iter()
+                .zip(groups)
+                .enumerate()
+                .map(|(i, (name, c))| GroupNumbers {
+                    group: name.clone(),
+                    considered: c.considered,
+                    selected: c.selected,
+                    selection_rate: c.rate(),
+                    share: (selected > 0).then(|| c.selected as f64 / selected as f64),
+                    baseline_share: base.as_ref().map(|(b, _)| b[i]),
+                })
+                .collect(),
+            considered,
+            selected,
+            selection_rate_ratio: ratio.map(|r| r.value),
+            selection_rate_ratio_upper: ratio.map(|r| r.upper),
+            share_distance: distance.map(|(d, _)| d.value),
+            share_distance_lower: distance.map(|(d, _)| d.lower),
+            baseline: base.map(|(_, s)| s),
+        });
+    }
+    out
+}

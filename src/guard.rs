@@ -1,0 +1,393 @@
+//! The guard: the pipeline order in one place.
+//!
+//! ```text
+//! bytes ─ parse/validate ─┬─ consent ─ exposure+state ─ strip ─ route ─ serialize
+//!                         └─ (bad input) ─────────────────────────── dead letter
+//! ```
+//!
+//! [`Guard::judge`] turns one input record into exactly one [`Judgement`]:
+//! a route (output, blocked, dead letter), a key, headers and a payload, plus
+//! an alert when the decision moved its campaign's state. It does no I/O and
+//! reads no clock; the Kafka loop, the offline `check` and the benches all
+//! call it the same way.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::alert::AlertEvent;
+use crate::campaign::{OverrideAction, State};
+use crate::consent::{ConsentEvaluator, Outcome, Verdict};
+use crate::decision::{Decision, lookup};
+use crate::fairness::Finding;
+use crate::policy::{BandTransform, Category, CompiledPolicy};
+use crate::strip;
+use crate::tracker::{CampaignReport, MAX_TOTAL_GROUPS, OverrideError, Timing, Tracker};
+
+/// Header names on published records.
+pub mod headers {
+    /// personalised | contextual | withheld
+    pub const CONSENT: &str = "fairgate-consent";
+    /// Reason code of the consent result (e.g. `tcf_vendor`, `usp_opt_out`).
+    pub const CONSENT_REASON: &str = "fairgate-consent-reason";
+    /// Comma-separated JSON pointers removed from this record (never values).
+    pub const REMOVED: &str = "fairgate-removed";
+    /// Comma-separated JSON pointers coarsened in this record.
+    pub const COARSENED: &str = "fairgate-coarsened";
+    /// Number of sensitive segments removed.
+    pub const SEGMENTS_REMOVED: &str = "fairgate-segments-removed";
+    /// Version of the policy that judged the record.
+    pub const POLICY_VERSION: &str = "fairgate-policy-version";
+    /// ok | flagged | blocked
+    pub const CAMPAIGN_STATE: &str = "fairgate-campaign-state";
+    /// On flagged and blocked campaigns: the measure behind the state.
+    pub const FLAG: &str = "fairgate-flag";
+    /// Why a record went to blocked or dead letter.
+    pub const REASON: &str = "fairgate-reason";
+    /// The decision id (not personal: it names the decision, not the user).
+    pub const DECISION_ID: &str = "fairgate-decision-id";
+    /// late | early when the decision's `ts` put it outside the window.
+    pub const TIMING: &str = "fairgate-timing";
+    /// Dead letter: what was wrong, naming the field, never its value.
+    pub const ERROR: &str = "fairgate-error";
+    /// Dead letter: stable error kind.
+    pub const ERROR_KIND: &str = "fairgate-error-kind";
+}
+
+/// Where a record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    Output,
+    Blocked,
+    DeadLetter,
+}
+
+impl Route {
+    pub const ALL: [Route; 3] = [Route::Output, Route::Blocked, Route::DeadLetter];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Output => "output",
+            Route::Blocked => "blocked",
+            Route::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+/// What the guard decided for one record, ready to publish.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub route: Route,
+    /// Campaign id (dead letter: the original key).
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, String)>,
+    /// Stripped decision JSON (dead letter: the original bytes).
+    pub payload: Vec<u8>,
+    pub alert: Option<AlertEvent>,
+    /// Facts for metrics; never values.
+    pub facts: Facts,
+}
+
+/// What happened to one record, for metrics and logs. Holds no input values.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// `consented`, `campaign_blocked`, `consent_withheld`, error kind…
+    pub reason: &'static str,
+    pub consent: Option<Verdict>,
+    pub removed_always: usize,
+    pub removed_personal: usize,
+    pub coarsened: usize,
+    pub uncoarsenable: usize,
+    pub segments: usize,
+    pub timing: Option<Timing>,
+    pub state: Option<State>,
+    pub ts_ms: Option<i64>,
+    pub policy_version: Arc<str>,
+}
+
+/// The current time for one call: the wall clock as read by the caller, or
+/// event time (the latest decision `ts` seen) for replaying recorded traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Now {
+    At(i64),
+    EventTime,
+}
+
+/// The live policy and what is built from it.
+#[derive(Debug)]
+pub struct Live {
+    pub policy: CompiledPolicy,
+    pub consent: ConsentEvaluator,
+    pub version: Arc<str>,
+}
+
+/// What a policy swap did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swapped {
+    /// Counted exposure carried over (same dimensions and window).
+    pub kept_windows: bool,
+}
+
+/// The decision core. Cheap to share (`Arc<Guard>`); every method takes `&self`.
+#[derive(Debug)]
+pub struct Guard {
+    live: ArcSwap<Live>,
+    tracker: Tracker,
+    event_time: std::sync::atomic::AtomicI64,
+}
+
+fn flag_value(policy: &CompiledPolicy, f: Option<&Finding>, acknowledged: bool) -> String {
+    match f {
+        Some(f) => format!(
+            "measure={};dimension={};value={:.3};bound={:.3};threshold={};acknowledged={}",
+            f.measure.as_str(),
+            policy.dimensions[f.dimension].name,
+            f.value,
+            f.bound,
+            f.threshold,
+            acknowledged
+        ),
+        None => format!("override;acknowledged={acknowledged}"),
+    }
+}
+
+impl Guard {
+    pub fn new(policy: CompiledPolicy) -> Guard {
+        let tracker = Tracker::new(&policy);
+        Guard {
+            live: ArcSwap::from_pointee(Live {
+                consent: ConsentEvaluator::new(&policy),
+                version: policy.version.as_str().into(),
+                policy,
+            }),
+            tracker,
+            event_time: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The live policy.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Replace the policy (already validated: a `CompiledPolicy` cannot be
+    /// invalid). Windows are kept when dimensions and window are unchanged.
+    pub fn swap_policy(&self, policy: CompiledPolicy) -> Swapped {
+        let old = self.live.load();
+        let kept = old.policy.same_windows(&policy);
+        if !kept {
+            self.tracker.reset_windows(&policy);
+        }
+        self.live.store(Arc::new(Live {
+            consent: ConsentEvaluator::new(&policy),
+            version: policy.version.as_str().into(),
+            policy,
+        }));
+        Swapped { kept_windows: kept }
+    }
+
+    /// Group index (flat) of each dimension the decision has a counted label for.
+    fn groups(policy: &CompiledPolicy, d: &Decision, out: &mut [usize; MAX_TOTAL_GROUPS]) -> usize {
+        let mut n = 0;
+        for (i, dim) in policy.dimensions.iter().enumerate() {
+            let Some(v) = lookup(&d.value, &dim.pointer.tokens) else {
+                continue;
+            };
+            let gi = if dim.bands.is_empty() {
+                v.as_str().and_then(|s| dim.group_index(s))
+            } else {
+                let x = v
+                    .as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+                x.and_then(|x| {
+                    let x = match dim.transform {
+                        Some(BandTransform::AgeFromYear) => year_of(d.ts) - x,
+                        None => x,
+                    };
+                    dim.bands
+                        .iter()
+                        .find(|(lo, hi, _)| (*lo..=*hi).contains(&x))
+                        .map(|b| b.2)
+                })
+            };
+            if let Some(gi) = gi {
+                out[n] = policy.group_offsets[i] + gi;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn dead_letter(
+        &self,
+        live: &Live,
+        key: Option<&[u8]>,
+        bytes: &[u8],
+        err: crate::decision::Reject,
+    ) -> Judgement {
+        let kind = err.kind();
+        Judgement {
+            route: Route::DeadLetter,
+            key: key.map(<[u8]>::to_vec),
+            headers: vec![
+                (headers::ERROR, err.to_string()),
+                (headers::ERROR_KIND, kind.to_string()),
+                (headers::REASON, kind.to_string()),
+                (headers::POLICY_VERSION, live.version.to_string()),
+            ],
+            payload: bytes.to_vec(),
+            alert: None,
+            facts: Facts {
+                reason: kind,
+                policy_version: live.version.clone(),
+                ..Facts::default()
+            },
+        }
+    }
+
+    /// Judge one input record. Never panics on input; never loses it.
+    pub fn judge(&self, key: Option<&[u8]>, bytes: &[u8], now: Now) -> Judgement {
+        let live = self.live.load();
+        let policy = &live.policy;
+        let mut d = match Decision::parse(bytes) {
+            Ok(d) => d,
+            Err(e) => return self.dead_letter(&live, key, bytes, e),
+        };
+        let now_ms = match now {
+            Now::At(ms) => ms,
+            Now::EventTime => {
+                let prev = self
+                    .event_time
+                    .fetch_max(d.ts, std::sync::atomic::Ordering::Relaxed);
+                prev.max(d.ts)
+            }
+        };
+        let verdict = live.consent.evaluate(&d.consent_inputs());
+
+        let mut groups = [0usize; MAX_TOTAL_GROUPS];
+        let n = Self::groups(policy, &d, &mut groups);
+        let category = Category::of_campaign(d.category.as_deref());
+        let rec = self.tracker.record(
+            policy,
+            &d.campaign_id,
+            category,
+            d.ts,
+            &groups[..n],
+            d.selected,
+            now_ms,
+        );
+
+        let stripped = strip::strip(policy, &mut d.value, &verdict);
+        let (route, reason) = if verdict.outcome == Outcome::Withheld {
+            (Route::Blocked, "consent_withheld")
+        } else if rec.state == State::Blocked {
+            (Route::Blocked, "campaign_blocked")
+        } else {
+            (Route::Output, verdict.reason.as_str())
+        };
+
+        let mut h: Vec<(&'static str, String)> = Vec::with_capacity(10);
+        h.push((headers::DECISION_ID, d.id.clone()));
+        h.push((headers::POLICY_VERSION, live.version.to_string()));
+        h.push((headers::CONSENT, verdict.outcome.as_str().to_string()));
+        h.push((headers::CONSENT_REASON, verdict.reason.as_str().to_string()));
+        h.push((headers::CAMPAIGN_STATE, rec.state.as_str().to_string()));
+        let removed = stripped.removed_header();
+        if !removed.is_empty() {
+            h.push((headers::REMOVED, removed));
+        }
+        if !stripped.coarsened.is_empty() {
+            h.push((headers::COARSENED, stripped.coarsened.join(",")));
+        }
+        if stripped.segments > 0 {
+            h.push((headers::SEGMENTS_REMOVED, stripped.segments.to_string()));
+        }
+        if rec.state != State::Ok {
+            h.push((
+                headers::FLAG,
+                flag_value(policy, rec.finding.as_ref(), rec.acknowledged),
+            ));
+        }
+        if route == Route::Blocked {
+            h.push((headers::REASON, reason.to_string()));
+        }
+        if rec.timing != Timing::Counted {
+            h.push((headers::TIMING, rec.timing.as_str().to_string()));
+        }
+        let payload = serde_json::to_vec(&d.value).expect("a Value always serialises");
+        Judgement {
+            route,
+            key: Some(d.campaign_id.into_bytes()),
+            headers: h,
+            payload,
+            alert: rec.alert,
+            facts: Facts {
+                reason,
+                consent: Some(verdict),
+                removed_always: stripped.always.len(),
+                removed_personal: stripped.personal.len(),
+                coarsened: stripped.coarsened.len(),
+                uncoarsenable: stripped.uncoarsenable.len(),
+                segments: stripped.segments,
+                timing: Some(rec.timing),
+                state: Some(rec.state),
+                ts_ms: Some(d.ts),
+                policy_version: live.version.clone(),
+            },
+        }
+    }
+
+    /// Report of one campaign under the live policy.
+    pub fn campaign(&self, id: &str) -> Option<CampaignReport> {
+        self.tracker.report(&self.live.load().policy, id)
+    }
+
+    /// Reports of all campaigns, optionally in one state.
+    pub fn campaigns(&self, state: Option<State>) -> Vec<CampaignReport> {
+        self.tracker.reports(&self.live.load().policy, state)
+    }
+
+    /// A campaign manager's override; returns the audit alert.
+    pub fn override_campaign(
+        &self,
+        id: &str,
+        action: OverrideAction,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<AlertEvent, OverrideError> {
+        self.tracker
+            .apply_override(&self.live.load().policy, id, action, by, reason, now_ms)
+    }
+}
+
+/// Calendar year of an epoch-ms timestamp (UTC), for age bands.
+fn year_of(ts_ms: i64) -> i64 {
+    // Days since 1970-01-01 to civil year (Howard Hinnant's algorithm).
+    let z = ts_ms.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(m <= 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn years() {
+        assert_eq!(year_of(0), 1970);
+        assert_eq!(year_of(1_763_884_800_123), 2025);
+        assert_eq!(year_of(1_704_067_199_000), 2023);
+        assert_eq!(year_of(1_704_067_200_000), 2024);
+    }
+}

@@ -1,0 +1,475 @@
+//! The campaign store: one rolling [`Window`] and one [`StateMachine`] per
+//! campaign, plus a platform-wide window that provides the default baseline.
+//!
+//! Safe to share between threads: campaigns live in a `DashMap` (sharded
+//! locks), the platform window behind one short mutex. The clock is an
+//! argument (`now_ms`), never read here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::alert::{self, AlertEvent, AlertKind, Context, OverrideInfo, WindowInfo};
+use crate::campaign::{OverrideAction, OverrideRecord, State, StateMachine};
+use crate::exposure::{Placement, Window};
+use crate::fairness::{self, Assessment, DimensionNumbers, Finding, Level};
+use crate::measures::Counts;
+use crate::policy::{Category, CompiledPolicy};
+
+/// Most groups, over all dimensions, a policy may count (keeps the hot path on the stack).
+pub const MAX_TOTAL_GROUPS: usize = 64;
+
+/// Where a decision's time put it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timing {
+    /// Counted in the window.
+    Counted,
+    /// Older than the window: not counted.
+    Late,
+    /// Too far ahead of the clock: not counted.
+    Early,
+}
+
+impl Timing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timing::Counted => "counted",
+            Timing::Late => "late",
+            Timing::Early => "early",
+        }
+    }
+}
+
+/// What recording one decision found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The state that decides routing (overrides included).
+    pub state: State,
+    pub timing: Timing,
+    /// The finding behind a flagged or blocked state.
+    pub finding: Option<Finding>,
+    pub acknowledged: bool,
+    /// An alert, when this decision moved the campaign's state.
+    pub alert: Option<AlertEvent>,
+}
+
+#[derive(Debug)]
+struct Campaign {
+    window: Window,
+    machine: StateMachine,
+    category: Category,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+#[derive(Debug)]
+struct Platform {
+    window: Window,
+    swept_bucket: i64,
+}
+
+/// Counters of what the tracker saw (read by metrics).
+#[derive(Debug, Default)]
+pub struct TrackerCounters {
+    pub late: AtomicU64,
+    pub early: AtomicU64,
+    pub evicted: AtomicU64,
+}
+
+/// All campaigns' windows and states.
+#[derive(Debug)]
+pub struct Tracker {
+    campaigns: DashMap<Box<str>, Campaign>,
+    platform: Mutex<Platform>,
+    pub counters: TrackerCounters,
+}
+
+/// A campaign's state and numbers, as reported (check `--report`, HTTP API).
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignReport {
+    pub campaign: String,
+    pub category: &'static str,
+    pub state: State,
+    pub measured_state: State,
+    pub since_ms: i64,
+    pub level: Option<Level>,
+    pub finding: Option<Finding>,
+    #[serde(rename = "override")]
+    pub override_: Option<OverrideRecord>,
+    pub acknowledged: Option<OverrideRecord>,
+    pub window: WindowInfo,
+    /// The window is not yet fully covered by this instance's own counts (new
+    /// campaign, restart, or partition moved here): fewer numbers than the window length.
+    pub window_complete: bool,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub dimensions: Vec<DimensionNumbers>,
+}
+
+/// Why an override was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OverrideError {
+    #[error("campaign id must be 1 to 256 characters")]
+    BadCampaign,
+    #[error("`by` and `reason` must be non-empty and at most 512 characters")]
+    MissingWhoOrWhy,
+}
+
+fn window_info(policy: &CompiledPolicy, head: Option<i64>) -> WindowInfo {
+    let end = head.map(|h| (h + 1) * policy.bucket_ms).unwrap_or(0);
+    WindowInfo {
+        start_ms: end - policy.window_ms,
+        end_ms: end,
+        secs: policy.window_ms / 1000,
+    }
+}
+
+impl Tracker {
+    pub fn new(policy: &CompiledPolicy) -> Tracker {
+        Tracker {
+            campaigns: DashMap::new(),
+            platform: Mutex::new(Platform {
+                window: Window::new(policy.buckets, policy.total_groups),
+                swept_bucket: i64::MIN,
+            }),
+            counters: TrackerCounters::default(),
+        }
+    }
+
+    /// Number of campaigns held.
+    pub fn len(&self) -> usize {
+        self.campaigns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.campaigns.is_empty()
+    }
+
+    /// Heap bytes held by one campaign under `policy` (window + state), excluding its id.
+    pub fn campaign_bytes(policy: &CompiledPolicy) -> usize {
+        Window::new(policy.buckets, policy.total_groups).heap_bytes()
+            + std::mem::size_of::<Campaign>()
+    }
+
+    /// A new policy with different dimensions or window: every window starts
+    /// afresh (states and overrides are kept).
+    pub fn reset_windows(&self, policy: &CompiledPolicy) {
+        let mut p = self.platform.lock();
+        p.window = Window::new(policy.buckets, policy.total_groups);
+        for mut c in self.campaigns.iter_mut() {
+            c.window = Window::new(policy.buckets, policy.total_groups);
+        }
+    }
+
+    /// Count one decision and re-judge its campaign.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        policy: &CompiledPolicy,
+        campaign: &str,
+        category: Category,
+        ts_ms: i64,
+        groups: &[usize],
+        selected: bool,
+        now_ms: i64,
+    ) -> Recorded {
+        let bucket = ts_ms.div_euclid(policy.bucket_ms);
+        let mut timing = if ts_ms > now_ms.saturating_add(policy.max_future_ms) {
+            Timing::Early
+        } else {
+            Timing::Counted
+        };
+        let mut platform = [Counts::default(); MAX_TOTAL_GROUPS];
+        let head;
+        let mut sweep = None;
+        {
+            let mut p = self.platform.lock();
+            if timing == Timing::Counted
+                && p.window.add(bucket, groups, selected) == Placement::Late
+            {
+                timing = Timing::Late;
+            }
+            head = p.window.head();
+            let totals = p.window.totals();
+            platform[..totals.len()].copy_from_slice(totals);
+            if let Some(h) = head
+                && h > p.swept_bucket
+            {
+                p.swept_bucket = h;
+                sweep = Some(h);
+            }
+        }
+        match timing {
+            Timing::Late => self.counters.late.fetch_add(1, Ordering::Relaxed),
+            Timing::Early => self.counters.early.fetch_add(1, Ordering::Relaxed),
+            Timing::Counted => 0,
+        };
+        let platform = &platform[..policy.total_groups];
+
+        let mut entry = match self.campaigns.get_mut(campaign) {
+            Some(e) => e,
+            None => self
+                .campaigns
+                .entry(campaign.into())
+                .or_insert_with(|| Campaign {
+                    window: Window::new(policy.buckets, policy.total_groups),
+                    machine: StateMachine::new(now_ms),
+                    category,
+                    first_seen_ms: ts_ms,
+                    last_seen_ms: ts_ms,
+                }),
+        };
+        let c = &mut *entry;
+        c.category = category;
+        if timing != Timing::Early {
+            c.last_seen_ms = c.last_seen_ms.max(ts_ms);
+        }
+        if let Some(h) = head {
+            c.window.advance(h);
+        }
+        if timing == Timing::Counted {
+            c.window.add(bucket, groups, selected);
+        }
+        let limits = policy.limits_for(category);
+        let a = fairness::assess(policy, limits, campaign, c.window.totals(), platform);
+        let before = c.machine.effective();
+        let alert = c.machine.step(&a, limits, policy.mode, now_ms).map(|t| {
+            let numbers = fairness::detail(policy, campaign, c.window.totals(), platform);
+            let ctx = Context {
+                campaign,
+                category,
+                finding: a.finding.as_ref(),
+                numbers: &numbers,
+                limits,
+                mode: policy.mode,
+                confidence: policy.confidence,
+                window_secs: policy.window_ms / 1000,
+            };
+            let message = alert::transition_message(&ctx, t.from, t.to, t.cause);
+            let f = a.finding;
+            AlertEvent {
+                kind: AlertKind::Transition,
+                campaign: campaign.to_string(),
+                category: category.as_str(),
+                old_state: before,
+                new_state: c.machine.effective(),
+                measured_state: c.machine.state,
+                cause: Some(t.cause),
+                measure: f.map(|f| f.measure),
+                dimension: f.map(|f| policy.dimensions[f.dimension].name.clone()),
+                value: f.map(|f| f.value),
+                bound: f.map(|f| f.bound),
+                threshold: f.map(|f| f.threshold),
+                confidence: policy.confidence,
+                numbers,
+                window: window_info(policy, c.window.head()),
+                policy_version: policy.version.clone(),
+                mode: policy.mode,
+                at_ms: now_ms,
+                since_ms: t.prev_since_ms,
+                override_: None,
+                message,
+            }
+        });
+        let state = c.machine.effective();
+        let rec = Recorded {
+            state,
+            timing,
+            finding: if state == State::Ok { None } else { a.finding },
+            acknowledged: c.machine.acknowledged.is_some(),
+            alert,
+        };
+        drop(entry);
+        if let Some(h) = sweep {
+            self.sweep(policy, h);
+        }
+        rec
+    }
+
+    /// Forget campaigns in state ok, without override, idle past `idle_evict_secs`.
+    fn sweep(&self, policy: &CompiledPolicy, head_bucket: i64) {
+        let now_event = (head_bucket + 1) * policy.bucket_ms;
+        let before = self.campaigns.len();
+        self.campaigns.retain(|_, c| {
+            c.machine.state != State::Ok
+                || c.machine.override_.is_some()
+                || now_event - c.last_seen_ms < policy.idle_evict_ms
+        });
+        let gone = before.saturating_sub(self.campaigns.len());
+        if gone > 0 {
+            self.counters
+                .evicted
+                .fetch_add(gone as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn platform_totals(&self, policy: &CompiledPolicy) -> (Vec<Counts>, Option<i64>) {
+        let p = self.platform.lock();
+        let mut t = p.window.totals().to_vec();
+        t.resize(policy.total_groups, Counts::default());
+        (t, p.window.head())
+    }
+
+    fn report_of(
+        &self,
+        policy: &CompiledPolicy,
+        id: &str,
+        c: &mut Campaign,
+        platform: &[Counts],
+        head: Option<i64>,
+    ) -> CampaignReport {
+        if let Some(h) = head {
+            c.window.advance(h);
+        }
+        let info = window_info(policy, c.window.head());
+        CampaignReport {
+            campaign: id.to_string(),
+            category: c.category.as_str(),
+            state: c.machine.effective(),
+            measured_state: c.machine.state,
+            since_ms: c.machine.since_ms,
+            level: c.machine.last_assessment.map(|a| a.level),
+            finding: c.machine.last_assessment.and_then(|a| a.finding),
+            override_: c.machine.override_.clone(),
+            acknowledged: c.machine.acknowledged.clone(),
+            window: info,
+            window_complete: c.first_seen_ms <= info.start_ms,
+            first_seen_ms: c.first_seen_ms,
+            last_seen_ms: c.last_seen_ms,
+            dimensions: fairness::detail(policy, id, c.window.totals(), platform),
+        }
+    }
+
+    /// One campaign's report.
+    pub fn report(&self, policy: &CompiledPolicy, id: &str) -> Option<CampaignReport> {
+        let (platform, head) = self.platform_totals(policy);
+        let mut c = self.campaigns.get_mut(id)?;
+        Some(self.report_of(policy, id, &mut c, &platform, head))
+    }
+
+    /// All campaigns' reports, optionally only those in `state`, sorted by id.
+    pub fn reports(&self, policy: &CompiledPolicy, state: Option<State>) -> Vec<CampaignReport> {
+        let (platform, head) = self.platform_totals(policy);
+        let mut out: Vec<CampaignReport> = self
+            .campaigns
+            .iter_mut()
+            .filter(|c| state.is_none_or(|s| c.machine.effective() == s))
+            .map(|mut c| {
+                let id = c.key().to_string();
+                self.report_of(policy, &id, &mut c, &platform, head)
+            })
+            .collect();
+        out.sort_by(|a, b| a.campaign.cmp(&b.campaign));
+        out
+    }
+
+    /// Number of campaigns per effective state.
+    pub fn state_counts(&self) -> [(State, usize); 3] {
+        let mut n = [0usize; 3];
+        for c in self.campaigns.iter() {
+            n[c.machine.effective() as usize] += 1;
+        }
+        [
+            (State::Ok, n[0]),
+            (State::Flagged, n[1]),
+            (State::Blocked, n[2]),
+        ]
+    }
+
+    /// Ids of the campaigns not in state ok, worst first (for capped per-campaign metrics).
+    pub fn non_ok(&self) -> Vec<(String, State)> {
+        let mut v: Vec<_> = self
+            .campaigns
+            .iter()
+            .filter(|c| c.machine.effective() != State::Ok)
+            .map(|c| (c.key().to_string(), c.machine.effective()))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// Apply a campaign manager's override; always yields one audit alert.
+    pub fn apply_override(
+        &self,
+        policy: &CompiledPolicy,
+        id: &str,
+        action: OverrideAction,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<AlertEvent, OverrideError> {
+        if id.is_empty() || id.len() > 256 {
+            return Err(OverrideError::BadCampaign);
+        }
+        let (by, reason) = (by.trim(), reason.trim());
+        if by.is_empty() || reason.is_empty() || by.len() > 512 || reason.len() > 512 {
+            return Err(OverrideError::MissingWhoOrWhy);
+        }
+        let (platform, head) = self.platform_totals(policy);
+        let mut c = self.campaigns.entry(id.into()).or_insert_with(|| Campaign {
+            window: Window::new(policy.buckets, policy.total_groups),
+            machine: StateMachine::new(now_ms),
+            category: Category::Default,
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+        });
+        if let Some(h) = head {
+            c.window.advance(h);
+        }
+        let since = c.machine.since_ms;
+        let (before, after) = c.machine.apply_override(OverrideRecord {
+            action,
+            by: by.to_string(),
+            reason: reason.to_string(),
+            at_ms: now_ms,
+        });
+        let numbers = fairness::detail(policy, id, c.window.totals(), &platform);
+        let finding = c
+            .machine
+            .last_assessment
+            .and_then(|a: Assessment| a.finding);
+        let limits = policy.limits_for(c.category);
+        let info = OverrideInfo {
+            action,
+            by: by.to_string(),
+            reason: reason.to_string(),
+        };
+        let ctx = Context {
+            campaign: id,
+            category: c.category,
+            finding: finding.as_ref(),
+            numbers: &numbers,
+            limits,
+            mode: policy.mode,
+            confidence: policy.confidence,
+            window_secs: policy.window_ms / 1000,
+        };
+        let message = alert::override_message(&ctx, &info, before, after);
+        Ok(AlertEvent {
+            kind: AlertKind::Override,
+            campaign: id.to_string(),
+            category: c.category.as_str(),
+            old_state: before,
+            new_state: after,
+            measured_state: c.machine.state,
+            cause: None,
+            measure: finding.map(|f| f.measure),
+            dimension: finding.map(|f| policy.dimensions[f.dimension].name.clone()),
+            value: finding.map(|f| f.value),
+            bound: finding.map(|f| f.bound),
+            threshold: finding.map(|f| f.threshold),
+            confidence: policy.confidence,
+            numbers,
+            window: window_info(policy, c.window.head()),
+            policy_version: policy.version.clone(),
+            mode: policy.mode,
+            at_ms: now_ms,
+            since_ms: since,
+            override_: Some(info),
+            message,
+        })
+    }
+}

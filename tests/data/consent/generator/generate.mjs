@@ -1,0 +1,667 @@
+// Generates consent-string test vectors for fairgate with the IAB reference
+// libraries (@iabtcf/core for TCF v2.2, @iabgpp/cmpapi for GPP).
+//
+//   cd tests/data/consent/generator && npm ci && node generate.mjs
+//
+// Writes ../tcf_cases.json and ../gpp_cases.json. Fully deterministic: fixed
+// dates, no randomness, no wall clock in the output. Every value written to
+// the JSON files is read back from the encoded string by the reference
+// library's own decoder (never copied from the encoding inputs); the
+// generator additionally checks the decoded values against the intended ones
+// and fails loudly if the library silently dropped something.
+
+import { writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import assert from "node:assert/strict";
+
+import { GVL, TCModel, TCString, PurposeRestriction, RestrictionType, Segment } from "@iabtcf/core";
+
+// @iabgpp/cmpapi's CmpApi is written for browsers: its constructor reads and
+// replaces `window.__gpp` (the page-level GPP stub). Under Node there is no
+// `window`, so provide a minimal stub whose `__gpp()` returns an empty queue.
+globalThis.window = { __gpp: () => [] };
+const { CmpApi, HeaderV1 } = await import("@iabgpp/cmpapi");
+
+const OUT_DIR = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+const CMP_ID = 10;
+const CMP_VERSION = 1;
+const VENDOR_LIST_VERSION = 300;
+const TCF_POLICY_VERSION = 4; // TCF v2.2
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+const without = (arr, ...ids) => arr.filter((x) => !ids.includes(x));
+const sortNum = (arr) => [...arr].sort((a, b) => a - b);
+
+// JSON pretty-printer: objects one key per line, arrays of scalars on one line
+// (vendor lists are up to 1000 long), arrays of objects one element per line.
+function fmt(value, indent = "") {
+  const inner = indent + "  ";
+  if (Array.isArray(value)) {
+    if (value.length === 0) return "[]";
+    if (value.every((v) => v === null || typeof v !== "object")) {
+      return "[" + value.map((v) => JSON.stringify(v)).join(", ") + "]";
+    }
+    return "[\n" + value.map((v) => inner + fmt(v, inner)).join(",\n") + "\n" + indent + "]";
+  }
+  if (value !== null && typeof value === "object") {
+    const keys = Object.keys(value);
+    if (keys.length === 0) return "{}";
+    return (
+      "{\n" +
+      keys.map((k) => inner + JSON.stringify(k) + ": " + fmt(value[k], inner)).join(",\n") +
+      "\n" +
+      indent +
+      "}"
+    );
+  }
+  return JSON.stringify(value);
+}
+
+function writeJson(name, data) {
+  writeFileSync(join(OUT_DIR, name), fmt(data) + "\n");
+}
+
+// base64url (no padding) -> bit string, as used by TCF segments.
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+function toBits(segment) {
+  let bits = "";
+  for (const ch of segment) {
+    const v = B64.indexOf(ch);
+    if (v < 0) throw new Error(`bad base64url char ${ch}`);
+    bits += v.toString(2).padStart(6, "0");
+  }
+  return bits;
+}
+const readInt = (bits, off, len) => parseInt(bits.substr(off, len), 2);
+
+// TCF v2 core segment: offset of MaxVendorId of the vendor-consent section.
+// Version 6, Created 36, LastUpdated 36, CmpId 12, CmpVersion 12,
+// ConsentScreen 6, ConsentLanguage 12, VendorListVersion 12,
+// TcfPolicyVersion 6, IsServiceSpecific 1, UseNonStandardTexts 1,
+// SpecialFeatureOptIns 12, PurposesConsent 24, PurposesLITransparency 24,
+// PurposeOneTreatment 1, PublisherCC 12  => 213 bits.
+const TCF_VENDOR_SECTION_OFFSET = 213;
+
+// Independent, minimal read of the vendor-consent section straight from the
+// bits (used to classify the encoding and to cross-check @iabtcf/core).
+function rawVendorConsents(tcString) {
+  const bits = toBits(tcString.split(".")[0]);
+  let off = TCF_VENDOR_SECTION_OFFSET;
+  const maxVendorId = readInt(bits, off, 16);
+  off += 16;
+  const isRange = bits[off] === "1";
+  off += 1;
+  const ids = [];
+  let numEntries = 0;
+  if (isRange) {
+    numEntries = readInt(bits, off, 12);
+    off += 12;
+    for (let i = 0; i < numEntries; i++) {
+      const isGroup = bits[off] === "1";
+      off += 1;
+      const start = readInt(bits, off, 16);
+      off += 16;
+      let end = start;
+      if (isGroup) {
+        end = readInt(bits, off, 16);
+        off += 16;
+      }
+      for (let v = start; v <= end; v++) ids.push(v);
+    }
+  } else {
+    for (let v = 1; v <= maxVendorId; v++) if (bits[off + v - 1] === "1") ids.push(v);
+  }
+  return { maxVendorId, encoding: isRange ? "range" : "bitfield", numEntries, ids };
+}
+
+// ---------------------------------------------------------------------------
+// TCF v2.2
+// ---------------------------------------------------------------------------
+
+// A synthetic Global Vendor List (the real one cannot be fetched here, and a
+// fixed one keeps the output reproducible). Every vendor 1..1000 declares
+// consent purposes 1,3,4,5,6, legitimate-interest purposes 2,7,8,9,10,11,
+// flexible purposes 2,5,7,9,10, special features 1,2 — so no consent or LI
+// bit is dropped by @iabtcf/core's SemanticPreEncoder, and publisher
+// restrictions of all three types are accepted (type 0 on purpose 3; type 1
+// on LI+flexible purposes such as 2; type 2 on consent+flexible purpose 5).
+function buildGvlJson() {
+  const named = (ids, what) =>
+    Object.fromEntries(ids.map((id) => [String(id), { id, name: `${what} ${id}`, description: `${what} ${id}`, illustrations: [] }]));
+  const vendors = {};
+  for (const id of range(1, 1000)) {
+    vendors[String(id)] = {
+      id,
+      name: `Test Vendor ${id}`,
+      purposes: [1, 3, 4, 5, 6],
+      legIntPurposes: [2, 7, 8, 9, 10, 11],
+      flexiblePurposes: [2, 5, 7, 9, 10],
+      specialPurposes: [1, 2],
+      features: [1, 2, 3],
+      specialFeatures: [1, 2],
+      cookieMaxAgeSeconds: 31536000,
+      usesCookies: true,
+      cookieRefresh: false,
+      usesNonCookieAccess: false,
+      dataRetention: { stdRetention: 365, purposes: {}, specialPurposes: {} },
+      dataDeclaration: [1, 2, 3],
+      urls: [{ langId: "en", privacy: `https://vendor${id}.example/privacy`, legIntClaim: `https://vendor${id}.example/li` }],
+    };
+  }
+  return {
+    gvlSpecificationVersion: 3,
+    vendorListVersion: VENDOR_LIST_VERSION,
+    tcfPolicyVersion: TCF_POLICY_VERSION,
+    lastUpdated: "2024-06-13T16:00:00Z",
+    purposes: named(range(1, 11), "Purpose"),
+    specialPurposes: named([1, 2, 3], "Special Purpose"),
+    features: named([1, 2, 3], "Feature"),
+    specialFeatures: named([1, 2], "Special Feature"),
+    stacks: {},
+    dataCategories: named(range(1, 11), "Data category"),
+    vendors,
+  };
+}
+
+const gvl = new GVL(buildGvlJson());
+
+const D = (y, mo, d, h = 0, mi = 0, s = 0, ms = 0) => new Date(Date.UTC(y, mo - 1, d, h, mi, s, ms));
+// sub-decisecond milliseconds on purpose: TCF stores deciseconds and
+// @iabtcf/core rounds (Math.round(ms / 100)), so 56.789 s is stored as 56.8 s.
+const DEFAULT_CREATED = D(2024, 3, 1, 12, 34, 56, 789);
+const DEFAULT_UPDATED = D(2024, 6, 15, 8, 30, 0, 42);
+
+const ALL_PURPOSES = range(1, 11);
+const LI_PURPOSES = [2, 7, 9, 10];
+const ODD_1_999 = range(1, 999).filter((v) => v % 2 === 1); // includes 755
+const RANGE_SET = [...range(1, 600), ...range(700, 900)]; // includes 755
+
+const tcfSpecs = [
+  {
+    name: "all_purposes_v755_sf1_bitfield",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: ODD_1_999, expect: "bitfield",
+  },
+  {
+    name: "all_purposes_v755_sf1_range",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+  },
+  {
+    name: "purposes_1_3_4_only_v755_sf1_bitfield",
+    purposes: [1, 3, 4], li: [], sf: [1],
+    vendors: ODD_1_999, expect: "bitfield",
+  },
+  {
+    name: "core_segment_only_all_purposes_v755_sf1",
+    description: "same consents as all_purposes_v755_sf1_range but encoded with only the core segment (no publisher TC segment)",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range", coreOnly: true,
+  },
+  {
+    name: "missing_purpose_3_bitfield",
+    purposes: without(ALL_PURPOSES, 3), li: LI_PURPOSES, sf: [1],
+    vendors: ODD_1_999, expect: "bitfield",
+  },
+  {
+    name: "missing_purpose_3_range",
+    purposes: without(ALL_PURPOSES, 3), li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+  },
+  {
+    name: "missing_purpose_4_range",
+    purposes: without(ALL_PURPOSES, 4), li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+  },
+  {
+    name: "missing_vendor_755_bitfield",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: without(ODD_1_999, 755), expect: "bitfield",
+  },
+  {
+    name: "missing_vendor_755_range",
+    description: "ranges 1..754 and 756..1000",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: without(range(1, 1000), 755), expect: "range",
+  },
+  {
+    name: "vendor_755_neighbours_only_range",
+    description: "ranges 700..754 and 756..800: 754 and 756 consented, 755 not (off-by-one check)",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: [...range(700, 754), ...range(756, 800)], expect: "range",
+  },
+  {
+    name: "sf1_not_opted_in",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [2],
+    vendors: RANGE_SET, expect: "range",
+  },
+  {
+    name: "no_consents",
+    purposes: [], li: [], sf: [],
+    vendors: [], expect: "bitfield",
+  },
+  {
+    name: "purpose_1_only",
+    purposes: [1], li: [], sf: [],
+    vendors: range(1, 1000), expect: "range",
+  },
+  {
+    name: "pub_restriction_not_allowed_p3_v755",
+    description: "full consent, but publisher restriction type 0 (not allowed) on purpose 3 for vendors 755..760",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+    restrictions: [{ purpose: 3, type: RestrictionType.NOT_ALLOWED, vendors: range(755, 760) }],
+  },
+  {
+    name: "pub_restriction_not_allowed_p3_other_vendor",
+    description: "restriction type 0 on purpose 3 applies only to vendor 10, not 755",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+    restrictions: [{ purpose: 3, type: RestrictionType.NOT_ALLOWED, vendors: [10] }],
+  },
+  {
+    name: "pub_restrictions_types_1_and_2_v755",
+    description: "type 1 (require consent) on purpose 2 and type 2 (require LI) on purpose 5 for vendor 755; neither is a 'not allowed'",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+    restrictions: [
+      { purpose: 2, type: RestrictionType.REQUIRE_CONSENT, vendors: [755] },
+      { purpose: 5, type: RestrictionType.REQUIRE_LI, vendors: [755] },
+    ],
+  },
+  {
+    name: "old_string_2020_01_15",
+    description: "otherwise fully consented, created and last updated 2020-01-15 (expiry tests); policy version and vendor list version are the same as the other cases",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: RANGE_SET, expect: "range",
+    created: D(2020, 1, 15, 9, 0, 0, 0), updated: D(2020, 1, 15, 9, 0, 0, 0),
+  },
+  {
+    name: "vendor_755_single_range_entry",
+    description: "only vendor 755 consented: range encoding with one single-id entry 755",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: [755], expect: "range",
+  },
+  {
+    name: "vendor_range_ending_at_755",
+    description: "one range 1..755 (MaxVendorId = 755)",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: range(1, 755), expect: "range",
+  },
+  {
+    name: "vendor_range_starting_at_755",
+    description: "one range 755..1000",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: range(755, 1000), expect: "range",
+  },
+  {
+    name: "vendor_range_ending_at_754",
+    description: "one range 1..754: MaxVendorId 754, vendor 755 just past the end",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1],
+    vendors: range(1, 754), expect: "range",
+  },
+  {
+    name: "large_vendor_set_bitfield_max_1000",
+    description: "all ids 1..1000 not divisible by 3 (MaxVendorId 1000), bitfield",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1, 2],
+    vendors: range(1, 1000).filter((v) => v % 3 !== 0), expect: "bitfield",
+  },
+  {
+    name: "large_vendor_set_range_all_1000",
+    description: "all vendors 1..1000: one range entry",
+    purposes: ALL_PURPOSES, li: LI_PURPOSES, sf: [1, 2],
+    vendors: range(1, 1000), expect: "range",
+  },
+];
+
+function vectorIds(vector) {
+  return sortNum([...vector.values()]);
+}
+
+function decodedRestrictions(prv) {
+  const out = [];
+  for (const [hash, bst] of prv.map) {
+    const pr = PurposeRestriction.unHash(hash);
+    out.push({ purpose: pr.purposeId, restriction_type: pr.restrictionType, vendors: sortNum(bst.get()) });
+  }
+  out.sort((a, b) => a.purpose - b.purpose || a.restriction_type - b.restriction_type);
+  return out;
+}
+
+function buildTcfCase(spec) {
+  const model = new TCModel(gvl);
+  model.cmpId = CMP_ID;
+  model.cmpVersion = CMP_VERSION;
+  model.consentScreen = 1;
+  model.publisherCountryCode = "DE";
+  model.isServiceSpecific = true; // TCF v2.2: global scope is gone
+  model.purposeConsents.set(spec.purposes);
+  model.purposeLegitimateInterests.set(spec.li);
+  model.specialFeatureOptins.set(spec.sf);
+  model.vendorConsents.set(spec.vendors);
+  model.vendorLegitimateInterests.set(spec.vendors.filter((v) => v <= 10));
+  for (const r of spec.restrictions ?? []) {
+    for (const v of r.vendors) model.publisherRestrictions.add(v, new PurposeRestriction(r.purpose, r.type));
+  }
+  // TCModel's constructor stamps created/lastUpdated with today's date;
+  // overwrite with fixed values for reproducibility.
+  model.created = spec.created ?? DEFAULT_CREATED;
+  model.lastUpdated = spec.updated ?? DEFAULT_UPDATED;
+
+  const options = spec.coreOnly ? { segments: [Segment.CORE] } : undefined;
+  const tcString = TCString.encode(model, options);
+
+  // ---- everything below is read back from the string ----
+  const dec = TCString.decode(tcString);
+  const raw = rawVendorConsents(tcString);
+  const vendorConsents = vectorIds(dec.vendorConsents);
+
+  // sanity checks: the library kept what we asked for, and our independent
+  // bit reader agrees with @iabtcf/core.
+  assert.deepEqual(vendorConsents, sortNum(spec.vendors), `${spec.name}: vendor consents changed by encoder`);
+  assert.deepEqual(raw.ids, vendorConsents, `${spec.name}: raw bit read disagrees with @iabtcf/core`);
+  assert.equal(raw.encoding, spec.expect, `${spec.name}: expected ${spec.expect} encoding, got ${raw.encoding}`);
+  assert.deepEqual(vectorIds(dec.purposeConsents), sortNum(spec.purposes), `${spec.name}: purposes`);
+  assert.deepEqual(vectorIds(dec.specialFeatureOptins), sortNum(spec.sf), `${spec.name}: special features`);
+  assert.equal(dec.version, 2);
+  assert.equal(dec.policyVersion, TCF_POLICY_VERSION);
+  const wantRestr = (spec.restrictions ?? []).map((r) => ({ purpose: r.purpose, restriction_type: r.type, vendors: sortNum(r.vendors) }));
+  assert.deepEqual(decodedRestrictions(dec.publisherRestrictions), wantRestr, `${spec.name}: publisher restrictions`);
+
+  const out = {
+    name: spec.name,
+  };
+  if (spec.description) out.description = spec.description;
+  Object.assign(out, {
+    tc_string: tcString,
+    created_ms: dec.created.getTime(),
+    last_updated_ms: dec.lastUpdated.getTime(),
+    purpose_consents: vectorIds(dec.purposeConsents),
+    purpose_legitimate_interests: vectorIds(dec.purposeLegitimateInterests),
+    special_feature_optins: vectorIds(dec.specialFeatureOptins),
+    vendor_consents: vendorConsents,
+    vendor_consent_encoding: raw.encoding,
+    max_vendor_id: raw.maxVendorId,
+    vendor_legitimate_interests: vectorIds(dec.vendorLegitimateInterests),
+    publisher_restrictions: decodedRestrictions(dec.publisherRestrictions),
+    vendor_755_consent: dec.vendorConsents.has(755),
+    version: dec.version,
+    policy_version: dec.policyVersion,
+    vendor_list_version: dec.vendorListVersion,
+    cmp_id: dec.cmpId,
+    cmp_version: dec.cmpVersion,
+    consent_language: dec.consentLanguage,
+    publisher_country_code: dec.publisherCountryCode,
+    is_service_specific: dec.isServiceSpecific,
+    segment_count: tcString.split(".").length,
+  });
+  return out;
+}
+
+const tcfCases = tcfSpecs.map(buildTcfCase);
+const names = new Set(tcfCases.map((c) => c.name));
+assert.equal(names.size, tcfCases.length, "duplicate TCF case names");
+
+// ---------------------------------------------------------------------------
+// GPP
+// ---------------------------------------------------------------------------
+
+// Fields recorded per section (only those the section actually has are kept).
+const US_FIELDS = [
+  "Version",
+  "SharingNotice",
+  "SaleOptOutNotice",
+  "SharingOptOutNotice",
+  "TargetedAdvertisingOptOutNotice",
+  "SensitiveDataProcessingOptOutNotice",
+  "SensitiveDataLimitUseNotice",
+  "SaleOptOut",
+  "SharingOptOut",
+  "TargetedAdvertisingOptOut",
+  "SensitiveDataProcessing",
+  "KnownChildSensitiveDataConsents",
+  "PersonalDataConsents",
+  "MspaCoveredTransaction",
+  "MspaOptOutOptionMode",
+  "MspaServiceProviderMode",
+  "GpcSegmentIncluded",
+  "Gpc",
+];
+const USP_FIELDS = ["Version", "Notice", "OptOutSale", "LspaCovered"];
+const TCF_SCALAR_FIELDS = [
+  "Version",
+  "CmpId",
+  "CmpVersion",
+  "ConsentScreen",
+  "ConsentLanguage",
+  "VendorListVersion",
+  "PolicyVersion",
+  "IsServiceSpecific",
+  "UseNonStandardStacks",
+  "PurposeOneTreatment",
+  "PublisherCountryCode",
+];
+
+const boolsToIds = (bools) => bools.flatMap((b, i) => (b ? [i + 1] : []));
+const idsToBools = (ids, len) => Array.from({ length: len }, (_, i) => ids.includes(i + 1));
+
+function decodeSection(api, sid) {
+  const obj = api.getSectionById(sid); // section.toObj(): field values as decoded
+  assert.ok(obj, `section ${sid} missing after decode`);
+  const out = {};
+  if (sid === 6) {
+    for (const f of USP_FIELDS) out[f] = obj[f];
+  } else if (sid === 2) {
+    for (const f of TCF_SCALAR_FIELDS) out[f] = obj[f];
+    out.Created = obj.Created.getTime();
+    out.LastUpdated = obj.LastUpdated.getTime();
+    out.PurposeConsents = boolsToIds(obj.PurposeConsents);
+    out.PurposeLegitimateInterests = boolsToIds(obj.PurposeLegitimateInterests);
+    out.SpecialFeatureOptins = boolsToIds(obj.SpecialFeatureOptins);
+    out.VendorConsents = sortNum(obj.VendorConsents);
+    out.VendorLegitimateInterests = sortNum(obj.VendorLegitimateInterests);
+    out.PublisherRestrictions = obj.PublisherRestrictions.map((r) => ({ purpose: r.key, restriction_type: r.type, vendors: sortNum(r.ids) }));
+  } else {
+    for (const f of US_FIELDS) {
+      // GpcSegmentIncluded is not part of toObj(); ask the field directly
+      const v = f in obj ? obj[f] : f === "GpcSegmentIncluded" && "Gpc" in obj ? api.getFieldValueBySectionId(sid, f) : undefined;
+      if (v !== undefined && v !== null) out[f] = v;
+    }
+  }
+  return out;
+}
+
+// usnat/usca/... presets
+const NOTICES_GIVEN = {
+  SharingNotice: 1,
+  SaleOptOutNotice: 1,
+  SharingOptOutNotice: 1,
+  TargetedAdvertisingOptOutNotice: 1,
+  SensitiveDataProcessingOptOutNotice: 1,
+  SensitiveDataLimitUseNotice: 1,
+};
+const NO_OPT_OUT = { SaleOptOut: 2, SharingOptOut: 2, TargetedAdvertisingOptOut: 2 };
+
+const TCF_GPP_DATE = D(2024, 6, 15, 8, 30, 0, 0);
+
+const gppSpecs = [
+  {
+    name: "usnat_sale_opt_out",
+    sections: [["usnat", { ...NOTICES_GIVEN, SaleOptOut: 1, SharingOptOut: 2, TargetedAdvertisingOptOut: 2, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_no_opt_out",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_no_opt_out_library_default_gpc_segment",
+    description: "as usnat_no_opt_out but GpcSegmentIncluded left at the library default (true): the string carries a GPC segment with Gpc=false",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, MspaCoveredTransaction: 2 }]],
+  },
+  {
+    name: "usnat_targeted_ads_opt_out",
+    sections: [["usnat", { ...NOTICES_GIVEN, SaleOptOut: 2, SharingOptOut: 2, TargetedAdvertisingOptOut: 1, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_sharing_opt_out",
+    sections: [["usnat", { ...NOTICES_GIVEN, SaleOptOut: 2, SharingOptOut: 1, TargetedAdvertisingOptOut: 2, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_known_child_consents_v2",
+    description: "usnat version 2: KnownChildSensitiveDataConsents has 3 entries",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, KnownChildSensitiveDataConsents: [1, 1, 1], MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_known_child_consents_v2_consented",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, KnownChildSensitiveDataConsents: [2, 2, 2], MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_v1_known_child_consents",
+    description: "legacy usnat version 1 layout: 12 SensitiveDataProcessing entries, 2 KnownChildSensitiveDataConsents entries",
+    sections: [["usnat", { Version: 1, ...NOTICES_GIVEN, ...NO_OPT_OUT, SensitiveDataProcessing: [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0], KnownChildSensitiveDataConsents: [2, 2, 0], MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_sensitive_data_processing",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, SensitiveDataProcessing: [1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1], MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usnat_gpc_true",
+    description: "no opt-outs in the core segment but the GPC segment says Gpc=true",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, MspaCoveredTransaction: 2, GpcSegmentIncluded: true, Gpc: true }]],
+  },
+  {
+    name: "usnat_mspa_not_covered_all_zero",
+    description: "all notices / opt-outs 0 (not applicable), MspaCoveredTransaction=2 (no)",
+    sections: [["usnat", { MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  { name: "uspv1_1YYN", sections: [["uspv1", { Notice: "Y", OptOutSale: "Y", LspaCovered: "N" }]] },
+  { name: "uspv1_1YNN", sections: [["uspv1", { Notice: "Y", OptOutSale: "N", LspaCovered: "N" }]] },
+  { name: "uspv1_1---", sections: [["uspv1", { Notice: "-", OptOutSale: "-", LspaCovered: "-" }]] },
+  {
+    name: "tcfeuv2_purposes_1_3_4_v755",
+    sections: [["tcfeuv2", {
+      CmpId: CMP_ID, CmpVersion: CMP_VERSION, ConsentScreen: 1, VendorListVersion: VENDOR_LIST_VERSION,
+      PolicyVersion: TCF_POLICY_VERSION, PublisherCountryCode: "DE",
+      PurposeConsents: idsToBools([1, 3, 4], 24),
+      SpecialFeatureOptins: idsToBools([1], 12),
+      VendorConsents: [2, 10, 52, 755],
+      Created: TCF_GPP_DATE,
+    }]],
+  },
+  {
+    name: "tcfeuv2_v755_missing",
+    sections: [["tcfeuv2", {
+      CmpId: CMP_ID, CmpVersion: CMP_VERSION, ConsentScreen: 1, VendorListVersion: VENDOR_LIST_VERSION,
+      PolicyVersion: TCF_POLICY_VERSION, PublisherCountryCode: "DE",
+      PurposeConsents: idsToBools([1, 3, 4], 24),
+      SpecialFeatureOptins: idsToBools([1], 12),
+      VendorConsents: [2, 10, 52, 754, 756],
+      Created: TCF_GPP_DATE,
+    }]],
+  },
+  {
+    name: "tcfeuv2_from_iabtcf_core_string",
+    description: "tcfeuv2 section set with CmpApi.setSectionString() from the @iabtcf/core string of TCF case pub_restriction_not_allowed_p3_v755; the core segment is carried over byte for byte, CmpApi re-encodes and appends its own (empty) vendors-disclosed and publisher-purposes segments",
+    sectionStrings: [["tcfeuv2", tcfCases.find((c) => c.name === "pub_restriction_not_allowed_p3_v755").tc_string]],
+  },
+  {
+    name: "usca_sale_opt_out",
+    sections: [["usca", { SaleOptOutNotice: 1, SharingOptOutNotice: 1, SensitiveDataLimitUseNotice: 1, SaleOptOut: 1, SharingOptOut: 2, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usca_no_opt_out",
+    sections: [["usca", { SaleOptOutNotice: 1, SharingOptOutNotice: 1, SensitiveDataLimitUseNotice: 1, SaleOptOut: 2, SharingOptOut: 2, SensitiveDataProcessing: [2, 2, 2, 2, 2, 2, 2, 2, 2], KnownChildSensitiveDataConsents: [2, 2], PersonalDataConsents: 2, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usva_targeted_ads_opt_out",
+    sections: [["usva", { SharingNotice: 1, SaleOptOutNotice: 1, TargetedAdvertisingOptOutNotice: 1, SaleOptOut: 2, TargetedAdvertisingOptOut: 1, MspaCoveredTransaction: 2 }]],
+  },
+  {
+    name: "usco_no_opt_out",
+    sections: [["usco", { SharingNotice: 1, SaleOptOutNotice: 1, TargetedAdvertisingOptOutNotice: 1, SaleOptOut: 2, TargetedAdvertisingOptOut: 2, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
+    name: "usco_targeted_ads_opt_out_gpc",
+    sections: [["usco", { SharingNotice: 1, SaleOptOutNotice: 1, TargetedAdvertisingOptOutNotice: 1, SaleOptOut: 2, TargetedAdvertisingOptOut: 1, MspaCoveredTransaction: 2, GpcSegmentIncluded: true, Gpc: true }]],
+  },
+  {
+    name: "multi_tcfeuv2_uspv1_usnat",
+    description: "sections 2, 6 and 7 together: TCF purposes 1,3,4 + vendor 755, uspv1 1YNN, usnat no opt-out",
+    sections: [
+      ["tcfeuv2", {
+        CmpId: CMP_ID, CmpVersion: CMP_VERSION, ConsentScreen: 1, VendorListVersion: VENDOR_LIST_VERSION,
+        PolicyVersion: TCF_POLICY_VERSION, PublisherCountryCode: "DE",
+        PurposeConsents: idsToBools([1, 3, 4], 24),
+        SpecialFeatureOptins: idsToBools([1], 12),
+        VendorConsents: [755],
+        Created: TCF_GPP_DATE,
+      }],
+      ["uspv1", { Notice: "Y", OptOutSale: "N", LspaCovered: "N" }],
+      ["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, MspaCoveredTransaction: 2, GpcSegmentIncluded: false }],
+    ],
+  },
+  {
+    name: "multi_uspv1_opt_out_usnat_sale_opt_out",
+    sections: [
+      ["uspv1", { Notice: "Y", OptOutSale: "Y", LspaCovered: "N" }],
+      ["usnat", { ...NOTICES_GIVEN, SaleOptOut: 1, SharingOptOut: 1, TargetedAdvertisingOptOut: 1, MspaCoveredTransaction: 2, GpcSegmentIncluded: true, Gpc: true }],
+    ],
+  },
+];
+
+function buildGppCase(spec) {
+  const api = new CmpApi(CMP_ID, CMP_VERSION);
+  for (const [section, str] of spec.sectionStrings ?? []) api.setSectionString(section, str);
+  for (const [section, fields] of spec.sections ?? []) {
+    // tcfeuv2: any setFieldValue other than Created/LastUpdated re-stamps both
+    // dates with today's date, so the date is set last (keys are ordered so).
+    for (const [field, value] of Object.entries(fields)) api.setFieldValue(section, field, value);
+  }
+  const gppString = api.getGppString();
+
+  // ---- read back with a fresh CmpApi ----
+  const dec = new CmpApi(CMP_ID, CMP_VERSION);
+  dec.setGppString(gppString);
+  const header = new HeaderV1(gppString.split("~")[0]);
+  const sectionIds = header.getFieldValue("SectionIds");
+  const sections = {};
+  for (const sid of sectionIds) sections[String(sid)] = decodeSection(dec, sid);
+
+  // sanity: intended values survived
+  for (const [section, str] of spec.sectionStrings ?? []) {
+    assert.equal(dec.getSectionString(section).split(".")[0], str.split(".")[0], `${spec.name}: ${section} core segment changed`);
+  }
+  for (const [section, fields] of spec.sections ?? []) {
+    for (const [field, value] of Object.entries(fields)) {
+      if (field === "Created") {
+        assert.equal(dec.getFieldValue(section, field).getTime(), value.getTime(), `${spec.name}: ${section}.${field}`);
+        continue;
+      }
+      let got = dec.getFieldValue(section, field);
+      let want = value;
+      if (section === "usnat" && fields.Version === 1 && Array.isArray(want)) {
+        want = want.slice(0, field === "SensitiveDataProcessing" ? 12 : 2);
+      }
+      if (field === "Gpc" && fields.GpcSegmentIncluded === false) continue;
+      assert.deepEqual(got, want, `${spec.name}: ${section}.${field}`);
+    }
+  }
+
+  const out = { name: spec.name };
+  if (spec.description) out.description = spec.description;
+  Object.assign(out, { gpp_string: gppString, section_ids: sectionIds, sections });
+  return out;
+}
+
+const gppCases = gppSpecs.map(buildGppCase);
+assert.equal(new Set(gppCases.map((c) => c.name)).size, gppCases.length, "duplicate GPP case names");
+
+writeJson("tcf_cases.json", tcfCases);
+writeJson("gpp_cases.json", gppCases);
+console.log(`wrote ${tcfCases.length} TCF cases and ${gppCases.length} GPP cases to ${OUT_DIR}`);
