@@ -168,7 +168,7 @@ fn next_steps(ctx: &Context<'_>, state: State) -> String {
                 " The policy is in monitor mode: it will not be blocked.".into()
             };
             format!(
-                "Its decisions still flow, with a fairgate-flag header.{block} It returns to ok once the ratio is at least {:.2} and the distance at most {:.2}. Acknowledge or override: POST /v1/campaigns/{c}/override.",
+                "Its decisions still flow, with a fairgate-flag header.{block} It returns to ok once the numbers no longer show a ratio below {:.2} or a distance above {:.2} with confidence. Acknowledge or override: POST /v1/campaigns/{c}/override.",
                 ctx.limits.clear_ratio, ctx.limits.clear_distance
             )
         }

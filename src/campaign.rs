@@ -6,11 +6,13 @@
 //!   its block limit, or the campaign has stayed skewed for `block_after_secs`.
 //! * `blocked → flagged` when the skew is no longer confident (or the policy
 //!   went back to monitor mode), after `min_dwell_secs`.
-//! * `flagged → ok` when every measure is back within its *clear* limit, after
+//! * `flagged → ok` when no measure is confidently past its *clear* limit
+//!   (the clear limit sits on the safe side of the flag limit), after
 //!   `min_dwell_secs`.
 //!
-//! Entering needs confidence and leaving needs the clear limit plus a dwell
-//! time: a campaign hovering at a limit does not flap.
+//! Both directions compare the same conservative bound, against two limits a
+//! margin apart, and leaving also needs a dwell time: a campaign hovering at a
+//! limit does not flap, and a small campaign is never held flagged by noise.
 
 use serde::{Deserialize, Serialize};
 

@@ -32,7 +32,7 @@ impl Measure {
 pub enum Level {
     /// Not enough data for any verdict.
     Insufficient,
-    /// Every measure is back within its clear limit.
+    /// Every measure's confidence bound is back within its clear limit.
     Fair,
     /// Between the clear and the flag limit, or past it without confidence.
     Uncertain,
@@ -107,15 +107,24 @@ fn dim_measures(
     let groups = &totals[off..off + len];
     let considered: u64 = groups.iter().map(|c| c.considered).sum();
     let ratio = if considered >= policy.min_campaign_considered {
-        measures::selection_rate_ratio(groups, policy.min_group_considered, policy.z)
+        measures::selection_rate_ratio(
+            groups,
+            policy.min_group_considered,
+            policy.dimensions[dim].z,
+        )
     } else {
         None
     };
     let mut buf = [0.0; MAX_GROUPS];
     let distance = baseline_into(policy, campaign, dim, &platform[off..off + len], &mut buf)
         .and_then(|(b, src)| {
-            measures::share_distance(groups, b, policy.min_campaign_selected, policy.z)
-                .map(|d| (d, src))
+            measures::share_distance(
+                groups,
+                b,
+                policy.min_campaign_selected,
+                policy.dimensions[dim].z,
+            )
+            .map(|d| (d, src))
         });
     (ratio, distance)
 }
@@ -144,7 +153,7 @@ pub fn assess(
                 (Level::Severe, limits.block_ratio)
             } else if r.upper < limits.flag_ratio {
                 (Level::Skewed, limits.flag_ratio)
-            } else if r.value >= limits.clear_ratio {
+            } else if r.upper >= limits.clear_ratio {
                 (Level::Fair, limits.clear_ratio)
             } else {
                 any_unclear = true;
@@ -164,7 +173,7 @@ pub fn assess(
                 (Level::Severe, limits.block_distance)
             } else if d.lower > limits.flag_distance {
                 (Level::Skewed, limits.flag_distance)
-            } else if d.value <= limits.clear_distance {
+            } else if d.lower <= limits.clear_distance {
                 (Level::Fair, limits.clear_distance)
             } else {
                 any_unclear = true;

@@ -24,6 +24,13 @@
 //!
 //! Around it:
 //!
+//! * [`config`] — the service configuration, strict, every error listed.
+//! * [`kafka`] — the consume → guard → produce pipeline (at least once), the load generator.
+//! * [`metrics`] — every Prometheus metric, defined in one place.
+//! * [`http`] — metrics, health, campaign API, overrides, policy reload, status page.
+//! * [`service`] — the running service wired together: pipeline, HTTP, policy watcher, signals.
+//! * [`webhook`] — optional alert webhook with retries.
+//! * [`clock`] — injected time.
 //! * [`check`] — the offline `fairgate check` over JSON lines.
 //! * [`synth`] — realistic synthetic decisions (load generator, demo, benches).
 
@@ -32,16 +39,24 @@
 pub mod alert;
 pub mod campaign;
 pub mod check;
+pub mod clock;
+pub mod config;
 pub mod consent;
 pub mod decision;
+pub mod demo;
 pub mod exposure;
 pub mod fairness;
 pub mod guard;
+pub mod http;
+pub mod kafka;
 pub mod measures;
+pub mod metrics;
 pub mod policy;
+pub mod service;
 pub mod strip;
 pub mod synth;
 pub mod tracker;
+pub mod webhook;
 
 pub use guard::{Guard, Judgement, Now, Route};
 pub use policy::CompiledPolicy;

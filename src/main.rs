@@ -5,9 +5,17 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fairgate::clock::SystemClock;
+use fairgate::config::{Config, LogFormat};
+use fairgate::kafka::loadgen::{self, LoadgenOptions, LoadgenStats};
 use fairgate::{CompiledPolicy, Guard, check};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +30,66 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the guard on Kafka: consume, judge, publish.
+    Run {
+        /// The service configuration.
+        #[arg(long, default_value = "config/fairgate.toml")]
+        config: PathBuf,
+        /// Only validate the configuration and the policy, then exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// The whole product with nothing installed: in-process broker, load, pipeline, HTTP.
+    Demo {
+        /// The policy file.
+        #[arg(long, default_value = "config/policy.toml")]
+        policy: PathBuf,
+        /// HTTP address (status page, metrics, API).
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        http: String,
+        /// Decisions per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Campaigns.
+        #[arg(long, default_value_t = 12)]
+        campaigns: usize,
+        /// Skewed campaigns among them.
+        #[arg(long, default_value_t = 1)]
+        skewed: usize,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration_secs: Option<u64>,
+        /// Seconds between summary lines.
+        #[arg(long, default_value_t = 5)]
+        summary_secs: u64,
+    },
+    /// Produce realistic decisions to a topic at a set rate.
+    Loadgen {
+        /// bootstrap.servers
+        #[arg(long)]
+        brokers: String,
+        /// Topic to produce to.
+        #[arg(long, default_value = "decisions")]
+        topic: String,
+        /// Decisions per second (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// How many decisions (0: until Ctrl-C).
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        /// Campaigns.
+        #[arg(long, default_value_t = 20)]
+        campaigns: usize,
+        /// Skewed campaigns among them.
+        #[arg(long, default_value_t = 1)]
+        skewed: usize,
+        /// One in this many is malformed (0: none).
+        #[arg(long, default_value_t = 0)]
+        malformed_every: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Run the guard over a file of JSON-lines decisions, offline.
     Check {
         /// The policy file.
@@ -80,6 +148,28 @@ enum PolicyCommand {
     },
 }
 
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -93,6 +183,107 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { config, check } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("fairgate: {}: {e}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let policy = match CompiledPolicy::load(&cfg.policy) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("fairgate: {}: {e}", cfg.policy.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if check {
+                println!(
+                    "{}: ok — input {} → output {}, policy {} ({})",
+                    config.display(),
+                    cfg.kafka.topics.input,
+                    cfg.kafka.topics.output,
+                    policy.version,
+                    cfg.policy.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            init_logging(cfg.log.format, &cfg.log.level);
+            let cancel = CancellationToken::new();
+            runtime()?.block_on(fairgate::service::run(cfg, Arc::new(SystemClock), cancel))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            policy,
+            http,
+            rate,
+            campaigns,
+            skewed,
+            duration_secs,
+            summary_secs,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            runtime()?.block_on(fairgate::demo::run(fairgate::demo::DemoOptions {
+                policy,
+                http,
+                rate,
+                campaigns,
+                skewed,
+                duration: duration_secs.map(Duration::from_secs),
+                summary_every: Duration::from_secs(summary_secs.max(1)),
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadgen {
+            brokers,
+            topic,
+            rate,
+            count,
+            campaigns,
+            skewed,
+            malformed_every,
+            seed,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            let stats = Arc::new(LoadgenStats::default());
+            let cancel = CancellationToken::new();
+            let rt = runtime()?;
+            let start = std::time::Instant::now();
+            rt.block_on(async {
+                let c = cancel.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    c.cancel();
+                });
+                loadgen::run(
+                    LoadgenOptions {
+                        brokers,
+                        topic,
+                        rate,
+                        count,
+                        campaigns,
+                        skewed,
+                        malformed_every,
+                        seed,
+                        extra: Default::default(),
+                    },
+                    Arc::new(SystemClock),
+                    stats.clone(),
+                    cancel,
+                )
+                .await
+            })?;
+            let acked = stats.acked.load(Ordering::Relaxed);
+            eprintln!(
+                "fairgate loadgen: {} sent, {} acknowledged, {} failed in {:.1}s",
+                stats.sent.load(Ordering::Relaxed),
+                acked,
+                stats.failed.load(Ordering::Relaxed),
+                start.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => match CompiledPolicy::load(&file) {

@@ -301,13 +301,13 @@ pub enum BandTransform {
 pub struct LimitsSpec {
     /// Flag when the selection-rate ratio is confidently below this (four-fifths rule: 0.8).
     pub flag_ratio: f64,
-    /// Leave flagged once the ratio is back at or above this (hysteresis).
+    /// Leave flagged once the ratio's upper bound is back at or above this (hysteresis).
     pub clear_ratio: f64,
     /// Block (enforce mode) when the ratio is confidently below this.
     pub block_ratio: f64,
     /// Flag when the delivery-share distance is confidently above this (VRS: 0.10).
     pub flag_distance: f64,
-    /// Leave flagged once the distance is back at or below this.
+    /// Leave flagged once the distance's lower bound is back at or below this.
     pub clear_distance: f64,
     /// Block (enforce mode) when the distance is confidently above this.
     pub block_distance: f64,
@@ -397,6 +397,11 @@ pub enum CoarsenOp {
 #[derive(Debug, Clone)]
 pub struct Dimension {
     pub name: String,
+    /// Normal quantile for this dimension's per-group intervals: the policy's
+    /// confidence with a Bonferroni correction over its groups, so that all of
+    /// them hold at once (the lowest and highest rate are picked from many
+    /// groups, and chance alone makes small groups look apart).
+    pub z: f64,
     pub pointer: Pointer,
     pub groups: Vec<String>,
     pub bands: Vec<(i64, i64, usize)>,
@@ -937,7 +942,14 @@ fn compile(text: &str) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
                 );
             }
             if let Some(pointer) = pointer {
+                let k = d.groups.len().max(1) as f64;
+                let conf = if (0.5..0.9995).contains(&f.confidence) {
+                    f.confidence
+                } else {
+                    0.95
+                };
                 dimensions.push(Dimension {
+                    z: z_for_confidence(1.0 - (1.0 - conf) / k),
                     name: d.name,
                     pointer,
                     groups: d.groups,

@@ -1,0 +1,385 @@
+//! The service configuration (`config/fairgate.toml`): Kafka, topics, delivery,
+//! HTTP, logging. Strict (`deny_unknown_fields`), units in names, and every
+//! problem reported at once before the process connects to anything.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Path of the policy file (relative paths are relative to this config file).
+    pub policy: PathBuf,
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Consumer group id; instances with the same id share the input partitions.
+    pub group_id: String,
+    pub topics: Topics,
+    /// librdkafka settings for both clients (TLS, SASL, client.id, ...), passed through as is.
+    #[serde(default)]
+    pub common: BTreeMap<String, String>,
+    /// librdkafka settings for the consumer only.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka settings for the producer only.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// `[kafka.topics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topics {
+    pub input: String,
+    pub output: String,
+    pub blocked: String,
+    pub dead_letter: String,
+    pub alerts: String,
+}
+
+/// Delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Offsets committed only after every produced record is acknowledged.
+    #[default]
+    AtLeastOnce,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Delivery guarantee (`at_least_once`).
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Input records consumed but not yet committed, at most. Bounds memory and
+    /// the duplicates a crash can cause.
+    #[serde(default = "d_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How often acknowledged offsets are committed, in milliseconds.
+    #[serde(default = "d_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// On SIGTERM/SIGINT: time allowed to flush and commit before exiting, in seconds.
+    #[serde(default = "d_grace_period_secs")]
+    pub grace_period_secs: u64,
+    /// Per-campaign metric series are exported for at most this many flagged or blocked campaigns.
+    #[serde(default = "d_campaign_series_cap")]
+    pub campaign_series_cap: usize,
+    /// Watch the policy file and reload it on change (debounced).
+    #[serde(default = "d_true")]
+    pub watch_policy: bool,
+}
+
+fn d_max_in_flight() -> usize {
+    5_000
+}
+fn d_commit_interval_ms() -> u64 {
+    100
+}
+fn d_grace_period_secs() -> u64 {
+    20
+}
+fn d_campaign_series_cap() -> usize {
+    50
+}
+fn d_true() -> bool {
+    true
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            delivery: Delivery::AtLeastOnce,
+            max_in_flight: d_max_in_flight(),
+            commit_interval_ms: d_commit_interval_ms(),
+            grace_period_secs: d_grace_period_secs(),
+            campaign_series_cap: d_campaign_series_cap(),
+            watch_policy: true,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP port (metrics, health, API, status page).
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    /// Bearer token for mutating calls. Prefer `admin_token_env`.
+    pub admin_token: Option<String>,
+    /// Environment variable holding the bearer token.
+    #[serde(default = "d_token_env")]
+    pub admin_token_env: String,
+}
+
+fn d_listen() -> String {
+    "0.0.0.0:9464".into()
+}
+fn d_token_env() -> String {
+    "FAIRGATE_ADMIN_TOKEN".into()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: d_listen(),
+            admin_token: None,
+            admin_token_env: d_token_env(),
+        }
+    }
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (one object per line) or `text`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Filter, e.g. `info` or `fairgate=debug,rdkafka=warn` (overridden by RUST_LOG).
+    #[serde(default = "d_level")]
+    pub level: String,
+}
+
+fn d_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            level: d_level(),
+        }
+    }
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Optional webhook: every alert event is POSTed here as JSON.
+    pub webhook_url: Option<String>,
+    /// Attempts per alert before it is counted as failed.
+    #[serde(default = "d_attempts")]
+    pub webhook_max_attempts: u32,
+    /// Timeout of one webhook attempt, in milliseconds.
+    #[serde(default = "d_webhook_timeout_ms")]
+    pub webhook_timeout_ms: u64,
+    /// Alerts waiting for the webhook, at most (beyond: dropped and counted).
+    #[serde(default = "d_webhook_queue")]
+    pub webhook_queue: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url: None,
+            webhook_max_attempts: d_attempts(),
+            webhook_timeout_ms: d_webhook_timeout_ms(),
+            webhook_queue: d_webhook_queue(),
+        }
+    }
+}
+
+fn d_attempts() -> u32 {
+    5
+}
+fn d_webhook_timeout_ms() -> u64 {
+    2_000
+}
+fn d_webhook_queue() -> usize {
+    1_000
+}
+
+/// A config that cannot be used, with every problem.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration is invalid ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+const MANAGED: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "transactional.id",
+];
+
+impl Config {
+    /// Read and validate; relative policy path resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let mut c = Self::from_toml(&text)?;
+        if c.policy.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            c.policy = dir.join(&c.policy);
+        }
+        Ok(c)
+    }
+
+    /// Parse and validate config text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(text).map_err(|e| {
+            let place = e
+                .span()
+                .map(|s| {
+                    format!(
+                        "line {}: ",
+                        text[..s.start.min(text.len())].matches('\n').count() + 1
+                    )
+                })
+                .unwrap_or_default();
+            ConfigError(vec![format!("{place}{}", e.message().trim())])
+        })?;
+        let mut problems = Vec::new();
+        let t = &c.kafka.topics;
+        let names = [
+            ("kafka.topics.input", &t.input),
+            ("kafka.topics.output", &t.output),
+            ("kafka.topics.blocked", &t.blocked),
+            ("kafka.topics.dead_letter", &t.dead_letter),
+            ("kafka.topics.alerts", &t.alerts),
+        ];
+        for (i, (field, name)) in names.iter().enumerate() {
+            if name.is_empty()
+                || name.len() > 249
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            {
+                problems.push(format!(
+                    "{field}: {name:?} is not a valid topic name (letters, digits, '.', '_', '-'; 1..249)"
+                ));
+            }
+            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                problems.push(format!("{field}: same topic as {other} ({name:?})"));
+            }
+        }
+        if c.kafka.brokers.trim().is_empty() {
+            problems.push("kafka.brokers: must list at least one host:port".into());
+        }
+        if c.kafka.group_id.trim().is_empty() {
+            problems.push("kafka.group_id: must not be empty".into());
+        }
+        for (section, map) in [
+            ("kafka.common", &c.kafka.common),
+            ("kafka.consumer", &c.kafka.consumer),
+            ("kafka.producer", &c.kafka.producer),
+        ] {
+            for k in map.keys() {
+                if MANAGED.contains(&k.as_str()) {
+                    problems.push(format!(
+                        "{section}.\"{k}\": set by fairgate itself (delivery guarantees depend on it); use kafka.brokers / kafka.group_id"
+                    ));
+                }
+            }
+        }
+        if c.pipeline.max_in_flight == 0 || c.pipeline.max_in_flight > 1_000_000 {
+            problems.push("pipeline.max_in_flight: must be 1..=1000000".into());
+        }
+        if c.pipeline.commit_interval_ms == 0 || c.pipeline.commit_interval_ms > 60_000 {
+            problems.push("pipeline.commit_interval_ms: must be 1..=60000".into());
+        }
+        if c.pipeline.grace_period_secs == 0 {
+            problems.push("pipeline.grace_period_secs: must be at least 1".into());
+        }
+        if c.http.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "http.listen: {:?} is not an address such as 0.0.0.0:9464",
+                c.http.listen
+            ));
+        }
+        if let Some(url) = &c.alerts.webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push("alerts.webhook_url: must start with http:// or https://".into());
+        }
+        if c.alerts.webhook_max_attempts == 0 {
+            problems.push("alerts.webhook_max_attempts: must be at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
+            problems.push(format!("log.level: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// The admin token: the config value, else the environment variable.
+    pub fn admin_token(&self) -> Option<String> {
+        self.http
+            .admin_token
+            .clone()
+            .or_else(|| std::env::var(&self.http.admin_token_env).ok())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../config/fairgate.toml");
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = Config::from_toml(EXAMPLE).unwrap();
+        assert_eq!(c.kafka.topics.input, "decisions");
+    }
+
+    #[test]
+    fn all_problems_are_listed() {
+        let bad = EXAMPLE
+            .replace("output = \"decisions.guarded\"", "output = \"decisions\"")
+            .replace("max_in_flight = 5000", "max_in_flight = 0")
+            .replace("listen = \"0.0.0.0:9464\"", "listen = \"nowhere\"");
+        let e = Config::from_toml(&bad).unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+        assert!(e.to_string().contains("kafka.topics.output"));
+    }
+
+    #[test]
+    fn managed_settings_are_refused() {
+        let bad = EXAMPLE.replace(
+            "\n[kafka.consumer]\n",
+            "\n[kafka.consumer]\n\"enable.auto.commit\" = \"true\"\n",
+        );
+        let e = Config::from_toml(&bad).unwrap_err();
+        assert!(e.to_string().contains("enable.auto.commit"), "{e}");
+    }
+}

@@ -1,0 +1,185 @@
+//! `fairgate demo`: the whole product on one machine with nothing installed.
+//!
+//! An in-process Kafka-protocol broker (librdkafka's mock cluster), the load
+//! generator with one skewed campaign among fair ones, and the service itself
+//! (pipeline, HTTP port, status page), with a short live summary every few
+//! seconds.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::kafka::loadgen::{self, LoadgenOptions, LoadgenStats};
+use crate::service;
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub policy: PathBuf,
+    pub http: String,
+    pub rate: u64,
+    pub campaigns: usize,
+    pub skewed: usize,
+    /// Stop after this long (None: until Ctrl-C).
+    pub duration: Option<Duration>,
+    pub summary_every: Duration,
+}
+
+const TOPICS: [&str; 5] = [
+    "decisions",
+    "decisions.guarded",
+    "decisions.blocked",
+    "decisions.dlq",
+    "fairgate.alerts",
+];
+
+/// Run the demo until Ctrl-C or the duration ends.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let mock = MockCluster::new(1)?;
+    let brokers = mock.bootstrap_servers();
+    // One partition each: librdkafka's mock cluster serves a consumer group
+    // only the first partition of a multi-partition topic (seen with 3).
+    for t in TOPICS {
+        mock.create_topic(t, 1, 1)?;
+    }
+    let token = std::env::var("FAIRGATE_ADMIN_TOKEN").unwrap_or_else(|_| "demo-token".into());
+    let toml = format!(
+        r#"
+policy = "{policy}"
+[kafka]
+brokers = "{brokers}"
+group_id = "fairgate-demo"
+[kafka.topics]
+input = "decisions"
+output = "decisions.guarded"
+blocked = "decisions.blocked"
+dead_letter = "decisions.dlq"
+alerts = "fairgate.alerts"
+[kafka.consumer]
+"auto.offset.reset" = "earliest"
+[pipeline]
+max_in_flight = 5000
+grace_period_secs = 5
+[http]
+listen = "{http}"
+admin_token = "{token}"
+[log]
+format = "text"
+level = "warn"
+"#,
+        policy = opts.policy.display().to_string().replace('\\', "/"),
+        http = opts.http,
+    );
+    let config = Config::from_toml(&toml)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (app, alerts_rx) = service::build(&config, clock.clone())?;
+    let cancel = CancellationToken::new();
+
+    println!("fairgate demo");
+    println!("  broker      in-process mock cluster at {brokers}");
+    println!(
+        "  load        {} decisions/s over {} campaigns, {} skewed",
+        opts.rate, opts.campaigns, opts.skewed
+    );
+    println!("  status page http://{}/", opts.http);
+    println!("  metrics     http://{}/metrics", opts.http);
+    println!(
+        "  campaigns   http://{}/v1/campaigns?state=flagged",
+        opts.http
+    );
+    println!(
+        "  override    curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"action\":\"acknowledge\",\"by\":\"you\",\"reason\":\"looking into it\"}}' http://{}/v1/campaigns/cmp-skewed-01/override",
+        opts.http
+    );
+    println!("  stop        Ctrl-C");
+    println!();
+
+    let stats = Arc::new(LoadgenStats::default());
+    let lg = tokio::spawn(loadgen::run(
+        LoadgenOptions {
+            brokers: brokers.clone(),
+            topic: "decisions".into(),
+            rate: opts.rate,
+            count: 0,
+            campaigns: opts.campaigns,
+            skewed: opts.skewed,
+            malformed_every: 400,
+            seed: 7,
+            extra: Default::default(),
+        },
+        clock.clone(),
+        stats.clone(),
+        cancel.clone(),
+    ));
+
+    let summary = {
+        let app = app.clone();
+        let cancel = cancel.clone();
+        let every = opts.summary_every;
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut last = (0u64, Instant::now());
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let m = &app.metrics;
+                let (out, blocked, dead) = (
+                    m.route_total("output"),
+                    m.route_total("blocked"),
+                    m.route_total("dead_letter"),
+                );
+                let total = out + blocked + dead;
+                let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64();
+                last = (total, Instant::now());
+                let states = app.guard.tracker().state_counts();
+                let flagged: Vec<String> = app
+                    .guard
+                    .tracker()
+                    .non_ok()
+                    .into_iter()
+                    .map(|(id, s)| format!("{id} ({})", s.as_str()))
+                    .collect();
+                println!(
+                    "[{:>4}s] {:>6.0} decisions/s | output {} · blocked {} · dead letter {} | campaigns: {} ok, {} flagged, {} blocked | {}",
+                    start.elapsed().as_secs(),
+                    rate,
+                    out,
+                    blocked,
+                    dead,
+                    states[0].1,
+                    states[1].1,
+                    states[2].1,
+                    if flagged.is_empty() {
+                        "nothing flagged yet".to_string()
+                    } else {
+                        format!("flagged: {}", flagged.join(", "))
+                    }
+                );
+                let _ = std::io::stdout().flush();
+                let _ = stats.sent.load(Ordering::Relaxed);
+            }
+        })
+    };
+    if let Some(d) = opts.duration {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            c.cancel();
+        });
+    }
+    let result = service::serve(config, app, alerts_rx, cancel.clone()).await;
+    cancel.cancel();
+    let _ = lg.await;
+    let _ = summary.await;
+    drop(mock);
+    result
+}

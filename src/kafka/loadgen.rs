@@ -1,0 +1,109 @@
+//! The load generator: realistic decisions ([`crate::synth`]) produced at a
+//! set rate, keyed by campaign id, stamped with the wall clock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::synth::Synth;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct LoadgenOptions {
+    pub brokers: String,
+    pub topic: String,
+    /// Decisions per second (0: as fast as the producer takes them).
+    pub rate: u64,
+    /// How many decisions (0: until cancelled).
+    pub count: u64,
+    pub campaigns: usize,
+    pub skewed: usize,
+    /// One in this many is malformed (0: none).
+    pub malformed_every: u64,
+    pub seed: u64,
+    /// Extra librdkafka settings.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Counts of a run.
+#[derive(Debug, Default)]
+pub struct LoadgenStats {
+    pub sent: AtomicU64,
+    pub acked: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+struct Ctx(Arc<LoadgenStats>);
+
+impl ClientContext for Ctx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "fairgate::loadgen", error = %error, reason, "kafka client error");
+    }
+}
+
+impl ProducerContext for Ctx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        match r {
+            Ok(_) => self.0.acked.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// Produce decisions until `count` are acknowledged or `cancel` fires.
+pub async fn run(
+    opts: LoadgenOptions,
+    clock: Arc<dyn Clock>,
+    stats: Arc<LoadgenStats>,
+    cancel: CancellationToken,
+) -> Result<(), KafkaError> {
+    let common = BTreeMap::new();
+    let mut cfg = super::producer_config(&opts.brokers, &common, &opts.extra);
+    cfg.set("message.timeout.ms", "300000");
+    let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(stats.clone()))?;
+    let mut synth = Synth::new(opts.seed, opts.campaigns, opts.skewed, clock.now_ms());
+    synth.malformed_every = opts.malformed_every;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while (opts.count == 0 || n < opts.count) && !cancel.is_cancelled() {
+        if opts.rate > 0 {
+            let due = Duration::from_secs_f64(n as f64 / opts.rate as f64);
+            let elapsed = start.elapsed();
+            // Sleep only when more than 5 ms ahead: timers are coarser than one record.
+            if due > elapsed + Duration::from_millis(5) {
+                tokio::select! {
+                    _ = tokio::time::sleep(due - elapsed) => {}
+                    _ = cancel.cancelled() => break,
+                }
+            }
+        }
+        let (key, payload) = synth.next(clock.now_ms());
+        let mut rec = BaseRecord::to(&opts.topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        n += 1;
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+    }
+    let p = producer.clone();
+    tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60)))
+        .await
+        .expect("flush task")?;
+    Ok(())
+}

@@ -1,0 +1,678 @@
+//! The at-least-once pipeline: consume → guard → produce, never losing a record.
+//!
+//! * Each input record takes a permit from a semaphore of `max_in_flight`
+//!   permits, given back only when its offset is **committed**. In-flight work
+//!   is therefore bounded, and so are the duplicates a crash can cause.
+//! * Every record the guard produces for an input (its routed record, and an
+//!   alert when its campaign changed state) is sent with a delivery token; the
+//!   producer's delivery callback marks the token acknowledged in
+//!   [`Offsets`]. An input offset becomes committable only when all its
+//!   records, and all earlier offsets of its partition, are acknowledged.
+//! * `QueueFull` is back-pressure: the loop waits and sends again. Delivery
+//!   errors are classified: transient ones are sent again, fatal ones stop the
+//!   pipeline without committing the record (it is reprocessed on restart).
+//! * Acknowledgements, retries and commits are served before new input (a
+//!   `biased` select).
+//! * On revocation, the producer is flushed and the revoked partitions'
+//!   offsets committed before they move.
+//! * On cancellation (SIGTERM, SIGINT, a test): stop reading, drain retries,
+//!   flush, commit, and give up after the grace period.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::offsets::Offsets;
+use super::{ErrorClass, classify};
+use crate::alert::AlertEvent;
+use crate::clock::Clock;
+use crate::config::{Config, Topics};
+use crate::guard::{Guard, Now, Route};
+use crate::metrics::Metrics;
+
+/// Why the pipeline stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot subscribe to {topic}: {source}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(
+        "fatal delivery error to the {role} topic: {error} (record not committed; it is reprocessed on restart)"
+    )]
+    FatalDelivery { role: &'static str, error: String },
+}
+
+/// Health of the pipeline, read by `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The consumer holds a non-empty assignment.
+    pub assigned: AtomicBool,
+    /// The producer can reach the brokers (cleared on "all brokers down",
+    /// set again on the next acknowledged delivery).
+    pub producer_ok: AtomicBool,
+    /// The pipeline loop is running.
+    pub running: AtomicBool,
+    /// Set when the pipeline stopped on a fatal error.
+    pub fatal: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+            && self.assigned.load(Ordering::Relaxed)
+            && self.producer_ok.load(Ordering::Relaxed)
+            && self.fatal.lock().is_none()
+    }
+}
+
+/// What the pipeline does to each record.
+#[derive(Clone)]
+pub enum Stage {
+    /// The guard.
+    Guard(Arc<Guard>),
+    /// Copy input to output unchanged (the benchmark's baseline).
+    PassThrough,
+}
+
+/// Which topic a produced record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Output,
+    Blocked,
+    DeadLetter,
+    Alerts,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Output => "output",
+            Role::Blocked => "blocked",
+            Role::DeadLetter => "dead_letter",
+            Role::Alerts => "alerts",
+        }
+    }
+
+    fn topic(self, t: &Topics) -> &str {
+        match self {
+            Role::Output => &t.output,
+            Role::Blocked => &t.blocked,
+            Role::DeadLetter => &t.dead_letter,
+            Role::Alerts => &t.alerts,
+        }
+    }
+}
+
+/// One record to produce.
+#[derive(Debug)]
+pub struct Out {
+    pub role: Role,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, String)>,
+    pub payload: Vec<u8>,
+}
+
+/// The delivery opaque: which input it belongs to, and the record, kept for re-sending.
+#[derive(Debug)]
+pub struct Token {
+    /// `(partition, generation, offset)` of the input record, if any.
+    input: Option<(i32, u64, i64)>,
+    /// The decision's own ts, for the publish-lag histogram.
+    ts_ms: Option<i64>,
+    out: Arc<Out>,
+    attempts: u32,
+}
+
+struct Shared {
+    offsets: Mutex<Offsets>,
+    permits: Arc<Semaphore>,
+    metrics: Metrics,
+    health: Arc<Health>,
+    clock: Arc<dyn Clock>,
+    retry_tx: mpsc::UnboundedSender<Box<Token>>,
+    fatal_tx: mpsc::UnboundedSender<PipelineError>,
+    input_topic: String,
+    grace: Duration,
+    delivered: AtomicU64,
+}
+
+impl Shared {
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.permits.add_permits(n);
+            self.metrics.in_flight.sub(n as i64);
+        }
+    }
+}
+
+/// Producer callbacks: delivery acknowledgements and client errors.
+struct ProducerCtx(Arc<Shared>);
+
+impl ClientContext for ProducerCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.0.health.producer_ok.store(false, Ordering::Relaxed);
+        }
+        warn!(target: "fairgate::kafka", client = "producer", error = %error, reason, "kafka client error");
+    }
+
+    fn stats(&self, s: Statistics) {
+        self.0.metrics.producer_queue.set(s.msg_cnt as i64);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = Box<Token>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, token: Box<Token>) {
+        let s = &self.0;
+        match result {
+            Ok(_) => {
+                s.health.producer_ok.store(true, Ordering::Relaxed);
+                s.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(ts) = token.ts_ms {
+                    let lag = (s.clock.now_ms() - ts).max(0) as f64 / 1000.0;
+                    s.metrics.publish_lag.observe(lag);
+                }
+                if token.out.role == Role::Alerts {
+                    s.metrics.alerts.with_label_values(&["topic", "sent"]).inc();
+                }
+                if let Some((p, g, o)) = token.input {
+                    s.offsets.lock().ack(p, g, o);
+                }
+            }
+            Err((e, _)) => {
+                let role = token.out.role.as_str();
+                match classify(e) {
+                    ErrorClass::Retriable => {
+                        s.metrics
+                            .delivery_errors
+                            .with_label_values(&[role, "retried"])
+                            .inc();
+                        debug!(target: "fairgate::kafka", topic = role, error = %e, "delivery failed; sending again");
+                        let _ = s.retry_tx.send(token);
+                    }
+                    ErrorClass::Fatal => {
+                        s.metrics
+                            .delivery_errors
+                            .with_label_values(&[role, "fatal"])
+                            .inc();
+                        let _ = s.fatal_tx.send(PipelineError::FatalDelivery {
+                            role,
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Consumer callbacks: rebalances and statistics.
+struct ConsumerCtx {
+    shared: Arc<Shared>,
+    producer: ThreadedProducer<ProducerCtx>,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(target: "fairgate::kafka", client = "consumer", error = %error, reason, "kafka client error");
+    }
+
+    fn stats(&self, s: Statistics) {
+        let Some(topic) = s.topics.get(&self.shared.input_topic) else {
+            return;
+        };
+        for (id, p) in &topic.partitions {
+            if *id < 0 || p.consumer_lag < 0 {
+                continue;
+            }
+            self.shared
+                .metrics
+                .consumer_lag
+                .with_label_values(&[&self.shared.input_topic, &id.to_string()])
+                .set(p.consumer_lag);
+        }
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+        let s = &self.shared;
+        match r {
+            Rebalance::Revoke(tpl) => {
+                s.metrics.rebalances.with_label_values(&["revoke"]).inc();
+                // Everything produced so far is acknowledged before the partitions move.
+                if let Err(e) = self.producer.flush(s.grace) {
+                    warn!(target: "fairgate::kafka", error = %e, "flush before revocation timed out; uncommitted records will be reprocessed by the new owner");
+                }
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let mut commit = TopicPartitionList::new();
+                {
+                    let offsets = s.offsets.lock();
+                    for &p in &parts {
+                        if let Some(next) = offsets.committable(p) {
+                            let _ = commit.add_partition_offset(
+                                &s.input_topic,
+                                p,
+                                Offset::Offset(next),
+                            );
+                        }
+                    }
+                }
+                if commit.count() > 0 {
+                    match consumer.commit(&commit, CommitMode::Sync) {
+                        Ok(()) => s.metrics.commits.with_label_values(&["ok"]).inc(),
+                        Err(e) => {
+                            s.metrics.commits.with_label_values(&["error"]).inc();
+                            warn!(target: "fairgate::kafka", error = %e, "commit on revocation failed");
+                        }
+                    }
+                }
+                let mut released = 0;
+                {
+                    let mut offsets = s.offsets.lock();
+                    for &p in &parts {
+                        released += offsets.revoke(p);
+                    }
+                    s.health
+                        .assigned
+                        .store(!offsets.partitions().is_empty(), Ordering::Relaxed);
+                }
+                s.release(released);
+                info!(target: "fairgate::kafka", partitions = ?parts, "partitions revoked; offsets committed");
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                s.metrics.rebalances.with_label_values(&["error"]).inc();
+                warn!(target: "fairgate::kafka", error = %e, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            let s = &self.shared;
+            s.metrics.rebalances.with_label_values(&["assign"]).inc();
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            let mut offsets = s.offsets.lock();
+            for &p in &parts {
+                if offsets.generation(p).is_none() {
+                    offsets.assign(p);
+                }
+            }
+            s.health
+                .assigned
+                .store(!offsets.partitions().is_empty(), Ordering::Relaxed);
+            info!(target: "fairgate::kafka", partitions = ?parts, "partitions assigned");
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunSummary {
+    pub consumed: u64,
+    pub delivered: u64,
+    /// The drain finished within the grace period (everything committed).
+    pub drained: bool,
+}
+
+/// Everything the pipeline needs.
+pub struct PipelineParts {
+    pub config: Config,
+    pub stage: Stage,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    pub clock: Arc<dyn Clock>,
+    /// Alerts from elsewhere (overrides) to publish on the alerts topic.
+    pub alerts: mpsc::Receiver<AlertEvent>,
+    /// Alerts to hand to other sinks (webhook), after they are produced.
+    pub alert_fanout: Option<mpsc::Sender<AlertEvent>>,
+}
+
+fn headers_of(out: &Out) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(out.headers.len());
+    for (k, v) in &out.headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    h
+}
+
+fn alert_out(a: &AlertEvent, version: &str) -> Out {
+    Out {
+        role: Role::Alerts,
+        key: Some(a.campaign.as_bytes().to_vec()),
+        headers: vec![
+            (
+                "fairgate-alert-kind",
+                format!("{:?}", a.kind).to_lowercase(),
+            ),
+            ("fairgate-campaign-state", a.new_state.as_str().to_string()),
+            ("fairgate-policy-version", version.to_string()),
+        ],
+        payload: serde_json::to_vec(a).expect("alerts serialise"),
+    }
+}
+
+struct Runner {
+    shared: Arc<Shared>,
+    producer: ThreadedProducer<ProducerCtx>,
+    topics: Topics,
+    fatal: Option<PipelineError>,
+}
+
+impl Runner {
+    /// Hand a token to the producer, waiting while its queue is full.
+    async fn send(&mut self, mut token: Box<Token>) {
+        loop {
+            let out = token.out.clone();
+            let mut rec = BaseRecord::with_opaque_to(out.role.topic(&self.topics), token)
+                .payload(&out.payload)
+                .headers(headers_of(&out));
+            if let Some(k) = &out.key {
+                rec = rec.key(k);
+            }
+            match self.producer.send(rec) {
+                Ok(()) => return,
+                Err((e, rec)) => {
+                    token = rec.delivery_opaque;
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+                        // Back-pressure: wait for the queue to drain.
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    match classify(&e) {
+                        ErrorClass::Retriable => {
+                            token.attempts += 1;
+                            let pause = (token.attempts.min(10) as u64) * 20;
+                            tokio::time::sleep(Duration::from_millis(pause)).await;
+                        }
+                        ErrorClass::Fatal => {
+                            self.shared
+                                .metrics
+                                .delivery_errors
+                                .with_label_values(&[out.role.as_str(), "fatal"])
+                                .inc();
+                            self.fatal = Some(PipelineError::FatalDelivery {
+                                role: out.role.as_str(),
+                                error: e.to_string(),
+                            });
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn resend(&mut self, mut token: Box<Token>) {
+        token.attempts += 1;
+        let pause = (token.attempts.min(10) as u64) * 50;
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        self.send(token).await;
+    }
+
+    async fn commit(&self, consumer: &Arc<StreamConsumer<ConsumerCtx>>) {
+        let pending = self.shared.offsets.lock().all_committable();
+        if pending.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in &pending {
+            let _ = tpl.add_partition_offset(&self.shared.input_topic, *p, Offset::Offset(*next));
+        }
+        let c = consumer.clone();
+        let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
+        match result {
+            Ok(Ok(())) => {
+                self.shared.metrics.commits.with_label_values(&["ok"]).inc();
+                let mut released = 0;
+                {
+                    let mut offsets = self.shared.offsets.lock();
+                    for (p, next) in pending {
+                        released += offsets.committed(p, next);
+                    }
+                }
+                self.shared.release(released);
+            }
+            Ok(Err(e)) => {
+                self.shared
+                    .metrics
+                    .commits
+                    .with_label_values(&["error"])
+                    .inc();
+                warn!(target: "fairgate::kafka", error = %e, "offset commit failed; will retry");
+            }
+            Err(e) => error!(target: "fairgate::kafka", error = %e, "commit task failed"),
+        }
+    }
+}
+
+/// Run the pipeline until `cancel` fires or a fatal error occurs.
+pub async fn run(
+    parts: PipelineParts,
+    cancel: CancellationToken,
+) -> Result<RunSummary, PipelineError> {
+    let PipelineParts {
+        config,
+        stage,
+        metrics,
+        health,
+        clock,
+        mut alerts,
+        alert_fanout,
+    } = parts;
+    let k = &config.kafka;
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
+    let max_in_flight = config.pipeline.max_in_flight;
+    let shared = Arc::new(Shared {
+        offsets: Mutex::new(Offsets::new()),
+        permits: Arc::new(Semaphore::new(max_in_flight)),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        clock: clock.clone(),
+        retry_tx,
+        fatal_tx,
+        input_topic: k.topics.input.clone(),
+        grace: Duration::from_secs(config.pipeline.grace_period_secs),
+        delivered: AtomicU64::new(0),
+    });
+    let producer: ThreadedProducer<ProducerCtx> =
+        super::producer_config(&k.brokers, &k.common, &k.producer)
+            .create_with_context(ProducerCtx(shared.clone()))
+            .map_err(PipelineError::Client)?;
+    let consumer: Arc<StreamConsumer<ConsumerCtx>> = Arc::new(
+        super::consumer_config(&k.brokers, &k.group_id, &k.common, &k.consumer)
+            .create_with_context(ConsumerCtx {
+                shared: shared.clone(),
+                producer: producer.clone(),
+            })
+            .map_err(PipelineError::Client)?,
+    );
+    consumer
+        .subscribe(&[&k.topics.input])
+        .map_err(|source| PipelineError::Subscribe {
+            topic: k.topics.input.clone(),
+            source,
+        })?;
+    health.producer_ok.store(true, Ordering::Relaxed);
+    health.running.store(true, Ordering::Relaxed);
+    info!(target: "fairgate::kafka", input = %k.topics.input, group = %k.group_id, max_in_flight, "pipeline started");
+
+    let mut runner = Runner {
+        shared: shared.clone(),
+        producer: producer.clone(),
+        topics: k.topics.clone(),
+        fatal: None,
+    };
+    let mut commit_tick =
+        tokio::time::interval(Duration::from_millis(config.pipeline.commit_interval_ms));
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut consumed = 0u64;
+    let mut alerts_open = true;
+
+    loop {
+        if runner.fatal.is_some() {
+            break;
+        }
+        let permits_free = shared.permits.available_permits() > 0;
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(e) = fatal_rx.recv() => { runner.fatal = Some(e); break; }
+            Some(token) = retry_rx.recv() => runner.resend(token).await,
+            _ = commit_tick.tick() => runner.commit(&consumer).await,
+            a = alerts.recv(), if alerts_open => match a {
+                Some(a) => {
+                    let version = match &stage { Stage::Guard(g) => g.live().version.to_string(), Stage::PassThrough => String::new() };
+                    let out = Arc::new(alert_out(&a, &version));
+                    if let Some(f) = &alert_fanout { let _ = f.try_send(a); }
+                    runner.send(Box::new(Token { input: None, ts_ms: None, out, attempts: 0 })).await;
+                }
+                None => alerts_open = false,
+            },
+            m = consumer.recv(), if permits_free => {
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(target: "fairgate::kafka", error = %e, "consume error");
+                        continue;
+                    }
+                };
+                let (partition, offset) = (m.partition(), m.offset());
+                let Some(generation) = shared.offsets.lock().generation(partition) else {
+                    // A record of a partition no longer ours: its new owner reads it.
+                    continue;
+                };
+                // One permit per input record, given back at commit.
+                shared.permits.try_acquire().expect("checked above").forget();
+                metrics.in_flight.inc();
+                consumed += 1;
+                let start = Instant::now();
+                let mut outs: Vec<(Arc<Out>, Option<i64>)> = Vec::with_capacity(2);
+                match &stage {
+                    Stage::Guard(g) => {
+                        let j = g.judge(m.key(), m.payload().unwrap_or(&[]), Now::At(clock.now_ms()));
+                        metrics.observe(&j);
+                        let role = match j.route {
+                            Route::Output => Role::Output,
+                            Route::Blocked => Role::Blocked,
+                            Route::DeadLetter => Role::DeadLetter,
+                        };
+                        if let Some(a) = &j.alert {
+                            info!(target: "fairgate::alerts", campaign = %a.campaign, from = a.old_state.as_str(), to = a.new_state.as_str(), measure = ?a.measure.map(|m| m.as_str()), value = ?a.value, "campaign state changed");
+                            outs.push((Arc::new(alert_out(a, &j.facts.policy_version)), None));
+                            if let Some(f) = &alert_fanout
+                                && f.try_send(a.clone()).is_err()
+                            {
+                                metrics.alerts.with_label_values(&["webhook", "dropped"]).inc();
+                            }
+                        }
+                        let ts = j.facts.ts_ms;
+                        outs.insert(0, (Arc::new(Out { role, key: j.key, headers: j.headers, payload: j.payload }), ts));
+                    }
+                    Stage::PassThrough => {
+                        let mut headers = Vec::new();
+                        if let Some(h) = m.headers() {
+                            for hd in h.iter() {
+                                if hd.key == "fairgate-decision-id" {
+                                    headers.push(("fairgate-decision-id", String::from_utf8_lossy(hd.value.unwrap_or(&[])).into_owned()));
+                                }
+                            }
+                        }
+                        outs.push((Arc::new(Out {
+                            role: Role::Output,
+                            key: m.key().map(<[u8]>::to_vec),
+                            headers,
+                            payload: m.payload().unwrap_or(&[]).to_vec(),
+                        }), None));
+                    }
+                }
+                metrics.processing.observe(start.elapsed().as_secs_f64());
+                drop(m);
+                if !shared.offsets.lock().begin(partition, offset, outs.len() as u32) {
+                    shared.release(1);
+                }
+                for (out, ts_ms) in outs {
+                    runner.send(Box::new(Token { input: Some((partition, generation, offset)), ts_ms, out, attempts: 0 })).await;
+                }
+            }
+        }
+    }
+
+    // Drain: stop reading; finish retries; flush; commit.
+    health.running.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(config.pipeline.grace_period_secs);
+    info!(target: "fairgate::kafka", consumed, "draining");
+    let mut drained = false;
+    while Instant::now() < deadline && runner.fatal.is_none() {
+        while let Ok(token) = retry_rx.try_recv() {
+            runner.resend(token).await;
+        }
+        if let Ok(e) = fatal_rx.try_recv() {
+            runner.fatal = Some(e);
+            break;
+        }
+        let in_queue = producer.in_flight_count();
+        let held_pending = {
+            let o = shared.offsets.lock();
+            o.all_committable().len() + o.held()
+        };
+        if in_queue == 0 && retry_rx.is_empty() {
+            runner.commit(&consumer).await;
+            let still = shared.offsets.lock().all_committable().len();
+            if still == 0 {
+                drained = true;
+                break;
+            }
+        }
+        debug!(target: "fairgate::kafka", in_queue, held_pending, "draining");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if !drained {
+        warn!(target: "fairgate::kafka", "grace period over before everything was acknowledged; unacknowledged records will be reprocessed");
+        runner.commit(&consumer).await;
+    }
+    let delivered = shared.delivered.load(Ordering::Relaxed);
+    // Leaving the group triggers the revoke callback (flush + commit again, harmlessly).
+    let c = consumer.clone();
+    drop(consumer);
+    let _ = tokio::task::spawn_blocking(move || {
+        c.unsubscribe();
+        drop(c);
+    })
+    .await;
+    health.assigned.store(false, Ordering::Relaxed);
+    info!(target: "fairgate::kafka", consumed, delivered, drained, "pipeline stopped");
+    if let Some(e) = runner.fatal {
+        *health.fatal.lock() = Some(e.to_string());
+        return Err(e);
+    }
+    Ok(RunSummary {
+        consumed,
+        delivered,
+        drained,
+    })
+}

@@ -1,0 +1,416 @@
+//! Every metric fairgate exports, defined in one place.
+//!
+//! Naming: `fairgate_<what>_<unit>` with `_total` on counters, base units
+//! (seconds, bytes), HELP text on every family. Registered on a registry that
+//! is passed in, so a test can render it and assert exact lines.
+//!
+//! Label cardinality is bounded: labels take values from fixed sets (routes,
+//! reasons, signals, states, error kinds), partitions, and — only for
+//! campaigns that are flagged or blocked, capped by config — campaign ids.
+//! Never a user id, decision id or consent string.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::campaign::State;
+use crate::guard::{Judgement, Route};
+use crate::tracker::{CampaignReport, Tracker};
+
+/// All of fairgate's metric families.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Decisions by route and reason.
+    pub decisions: IntCounterVec,
+    /// Consent signal results by signal and result.
+    pub consent_signals: IntCounterVec,
+    /// Consent outcomes by outcome and reason.
+    pub consent_outcomes: IntCounterVec,
+    /// Pointers removed or coarsened, by category.
+    pub pointers_removed: IntCounterVec,
+    /// Decisions by window timing (counted, late, early).
+    pub window_decisions: IntCounterVec,
+    /// Campaigns held, by effective state.
+    pub campaigns: IntGaugeVec,
+    /// Campaign state transitions and overrides.
+    pub transitions: IntCounterVec,
+    /// Per-campaign skew for flagged/blocked campaigns only (capped).
+    pub campaign_skew: GaugeVec,
+    /// Time to judge one decision.
+    pub processing: Histogram,
+    /// From the decision's `ts` to the acknowledgement of its published record.
+    pub publish_lag: Histogram,
+    /// Consumer lag per partition.
+    pub consumer_lag: IntGaugeVec,
+    /// Messages waiting in the producer queue.
+    pub producer_queue: IntGauge,
+    /// Failed deliveries, by topic role and whether they were retried.
+    pub delivery_errors: IntCounterVec,
+    /// Input records in flight (consumed, not yet committed).
+    pub in_flight: IntGauge,
+    /// Dead letters by error kind.
+    pub dead_letters: IntCounterVec,
+    /// Policy reloads by result.
+    pub policy_reloads: IntCounterVec,
+    /// The live policy version (value 1).
+    pub policy_info: IntGaugeVec,
+    /// Alerts published, by sink and result.
+    pub alerts: IntCounterVec,
+    /// Offsets committed.
+    pub commits: IntCounterVec,
+    /// 1 when ready to serve.
+    pub ready: IntGauge,
+    /// Rebalances by kind.
+    pub rebalances: IntCounterVec,
+    /// Decoded consent strings in the cache.
+    pub consent_cache_entries: IntGauge,
+    /// Campaigns evicted for idleness.
+    pub campaigns_evicted: IntCounter,
+    /// Per-stage time of processing, for the e2e benchmark and profiling.
+    pub stage: HistogramVec,
+    /// Process start, for uptime.
+    pub start_time: Gauge,
+    /// Cap on per-campaign series.
+    pub campaign_series_cap: usize,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Metrics {
+    /// Create and register every family on `registry`.
+    pub fn new(registry: Registry, campaign_series_cap: usize) -> Metrics {
+        let r = &registry;
+        let decisions = counter(
+            r,
+            "fairgate_decisions_total",
+            "Decisions handled, by route (output, blocked, dead_letter) and reason.",
+            &["route", "reason"],
+        );
+        let consent_signals = counter(
+            r,
+            "fairgate_consent_signals_total",
+            "Consent signals evaluated, by signal (tcf, usp, gpp, gpc, coppa) and result (allowed, denied, invalid).",
+            &["signal", "result"],
+        );
+        let consent_outcomes = counter(
+            r,
+            "fairgate_consent_outcomes_total",
+            "Consent results, by outcome (personalised, contextual, withheld) and reason code.",
+            &["outcome", "reason"],
+        );
+        let pointers_removed = counter(
+            r,
+            "fairgate_pointers_removed_total",
+            "Fields removed or coarsened, by category (always, personal, coarsened, uncoarsenable, segment).",
+            &["category"],
+        );
+        let window_decisions = counter(
+            r,
+            "fairgate_window_decisions_total",
+            "Decisions by where their ts fell: counted in the window, late (older than the window) or early (ahead of the clock).",
+            &["timing"],
+        );
+        let campaigns = gauge(
+            r,
+            "fairgate_campaigns",
+            "Campaigns tracked, by effective state (ok, flagged, blocked).",
+            &["state"],
+        );
+        let transitions = counter(
+            r,
+            "fairgate_campaign_transitions_total",
+            "Campaign state changes (kind=transition) and manual overrides (kind=override), by old and new state.",
+            &["kind", "from", "to"],
+        );
+        let campaign_skew = GaugeVec::new(
+            Opts::new(
+                "fairgate_campaign_skew_ratio",
+                "Skew measure behind a flagged or blocked campaign (selection-rate ratio or share distance); only non-ok campaigns, capped by config.",
+            ),
+            &["campaign", "state", "dimension", "measure"],
+        )
+        .expect("valid");
+        r.register(Box::new(campaign_skew.clone())).expect("once");
+        let processing = histogram(
+            r,
+            "fairgate_processing_duration_seconds",
+            "Time to judge one decision (parse, consent, exposure, strip, serialise).",
+            vec![
+                0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
+                0.001, 0.005, 0.01,
+            ],
+        );
+        let publish_lag = histogram(
+            r,
+            "fairgate_decision_publish_lag_seconds",
+            "From the decision's own ts to the broker's acknowledgement of its published record.",
+            vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                300.0,
+            ],
+        );
+        let consumer_lag = gauge(
+            r,
+            "fairgate_consumer_lag_messages",
+            "Messages between the consumer's position and the end of each input partition.",
+            &["topic", "partition"],
+        );
+        let producer_queue = IntGauge::new(
+            "fairgate_producer_queue_messages",
+            "Messages waiting in the producer queue (not yet acknowledged by the broker).",
+        )
+        .expect("valid");
+        r.register(Box::new(producer_queue.clone())).expect("once");
+        let delivery_errors = counter(
+            r,
+            "fairgate_delivery_errors_total",
+            "Failed deliveries to a topic, by topic role (output, blocked, dead_letter, alerts) and action (retried, fatal).",
+            &["topic", "action"],
+        );
+        let in_flight = IntGauge::new(
+            "fairgate_in_flight_messages",
+            "Input records consumed whose offsets are not yet committed (bounded by pipeline.max_in_flight).",
+        )
+        .expect("valid");
+        r.register(Box::new(in_flight.clone())).expect("once");
+        let dead_letters = counter(
+            r,
+            "fairgate_dead_letters_total",
+            "Records sent to the dead-letter topic, by error kind.",
+            &["kind"],
+        );
+        let policy_reloads = counter(
+            r,
+            "fairgate_policy_reloads_total",
+            "Policy reload attempts, by result (applied, rejected, unchanged).",
+            &["result"],
+        );
+        let policy_info = gauge(
+            r,
+            "fairgate_policy_info",
+            "The live policy (value 1), labelled with its version and mode.",
+            &["version", "mode"],
+        );
+        let alerts = counter(
+            r,
+            "fairgate_alerts_total",
+            "Alert events, by sink (topic, webhook) and result (sent, failed, dropped).",
+            &["sink", "result"],
+        );
+        let commits = counter(
+            r,
+            "fairgate_offset_commits_total",
+            "Offset commits, by result (ok, error).",
+            &["result"],
+        );
+        let ready = IntGauge::new(
+            "fairgate_ready",
+            "1 when the consumer holds its assignment and the producer is healthy.",
+        )
+        .expect("valid");
+        r.register(Box::new(ready.clone())).expect("once");
+        let rebalances = counter(
+            r,
+            "fairgate_rebalances_total",
+            "Consumer group rebalances, by kind (assign, revoke, error).",
+            &["kind"],
+        );
+        let consent_cache_entries = IntGauge::new(
+            "fairgate_consent_cache_entries",
+            "Decoded consent strings held in the bounded cache.",
+        )
+        .expect("valid");
+        r.register(Box::new(consent_cache_entries.clone()))
+            .expect("once");
+        let campaigns_evicted = IntCounter::new(
+            "fairgate_campaigns_evicted_total",
+            "Idle campaigns forgotten (state ok, no decision for idle_evict_secs).",
+        )
+        .expect("valid");
+        r.register(Box::new(campaigns_evicted.clone()))
+            .expect("once");
+        let stage = HistogramVec::new(
+            HistogramOpts::new(
+                "fairgate_stage_duration_seconds",
+                "Time spent per pipeline stage (judge, produce).",
+            )
+            .buckets(vec![
+                0.000_005, 0.000_02, 0.000_1, 0.000_5, 0.002, 0.01, 0.05,
+            ]),
+            &["stage"],
+        )
+        .expect("valid");
+        r.register(Box::new(stage.clone())).expect("once");
+        let start_time = Gauge::new(
+            "fairgate_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+        )
+        .expect("valid");
+        r.register(Box::new(start_time.clone())).expect("once");
+        for s in State::ALL {
+            campaigns.with_label_values(&[s.as_str()]).set(0);
+        }
+        Metrics {
+            registry,
+            decisions,
+            consent_signals,
+            consent_outcomes,
+            pointers_removed,
+            window_decisions,
+            campaigns,
+            transitions,
+            campaign_skew,
+            processing,
+            publish_lag,
+            consumer_lag,
+            producer_queue,
+            delivery_errors,
+            in_flight,
+            dead_letters,
+            policy_reloads,
+            policy_info,
+            alerts,
+            commits,
+            ready,
+            rebalances,
+            consent_cache_entries,
+            campaigns_evicted,
+            stage,
+            start_time,
+            campaign_series_cap,
+        }
+    }
+
+    /// Record what the guard decided for one record.
+    pub fn observe(&self, j: &Judgement) {
+        let f = &j.facts;
+        self.decisions
+            .with_label_values(&[j.route.as_str(), f.reason])
+            .inc();
+        if j.route == Route::DeadLetter {
+            self.dead_letters.with_label_values(&[f.reason]).inc();
+            return;
+        }
+        if let Some(v) = &f.consent {
+            self.consent_outcomes
+                .with_label_values(&[v.outcome.as_str(), v.reason.as_str()])
+                .inc();
+            for (signal, result) in v.signals.iter() {
+                if result != crate::consent::SignalResult::NotApplicable {
+                    self.consent_signals
+                        .with_label_values(&[signal, result.as_str()])
+                        .inc();
+                }
+            }
+        }
+        for (cat, n) in [
+            ("always", f.removed_always),
+            ("personal", f.removed_personal),
+            ("coarsened", f.coarsened),
+            ("uncoarsenable", f.uncoarsenable),
+            ("segment", f.segments),
+        ] {
+            if n > 0 {
+                self.pointers_removed
+                    .with_label_values(&[cat])
+                    .inc_by(n as u64);
+            }
+        }
+        if let Some(t) = f.timing {
+            self.window_decisions.with_label_values(&[t.as_str()]).inc();
+        }
+        if let Some(a) = &j.alert {
+            self.transitions
+                .with_label_values(&["transition", a.old_state.as_str(), a.new_state.as_str()])
+                .inc();
+        }
+    }
+
+    /// Refresh the gauges that mirror the tracker (campaign states, capped per-campaign series).
+    pub fn refresh_campaigns(
+        &self,
+        tracker: &Tracker,
+        reports: impl FnOnce(Vec<String>) -> Vec<CampaignReport>,
+    ) {
+        for (state, n) in tracker.state_counts() {
+            self.campaigns
+                .with_label_values(&[state.as_str()])
+                .set(n as i64);
+        }
+        let non_ok: Vec<String> = tracker
+            .non_ok()
+            .into_iter()
+            .take(self.campaign_series_cap)
+            .map(|(id, _)| id)
+            .collect();
+        self.campaign_skew.reset();
+        for r in reports(non_ok) {
+            if let Some(f) = r.finding {
+                let dim = r
+                    .dimensions
+                    .get(f.dimension)
+                    .map(|d| d.dimension.as_str())
+                    .unwrap_or("");
+                self.campaign_skew
+                    .with_label_values(&[&r.campaign, r.state.as_str(), dim, f.measure.as_str()])
+                    .set(f.value);
+            }
+        }
+        self.campaigns_evicted.reset();
+        self.campaigns_evicted.inc_by(
+            tracker
+                .counters
+                .evicted
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+
+    /// Decisions sent to `route`, over all reasons.
+    pub fn route_total(&self, route: &str) -> u64 {
+        use prometheus::core::Collector;
+        self.decisions
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "route" && l.value() == route)
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// Mark `version` as the live policy.
+    pub fn set_policy(&self, version: &str, mode: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[version, mode]).set(1);
+    }
+
+    /// Render in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("utf-8")
+    }
+}

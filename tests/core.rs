@@ -1,0 +1,593 @@
+//! The guard core end to end, without a broker: routes, stripping, windows,
+//! states and the offline `check` command.
+
+use std::io::Cursor;
+
+use fairgate::campaign::State;
+use fairgate::consent::Outcome;
+use fairgate::guard::headers;
+use fairgate::synth::Synth;
+use fairgate::{CompiledPolicy, Guard, Now, Route};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const POLICY: &str = include_str!("../config/policy.toml");
+const T0: i64 = 1_795_000_000_000;
+
+fn guard() -> Guard {
+    Guard::new(CompiledPolicy::from_toml(POLICY).unwrap())
+}
+
+fn guard_with(edit: impl Fn(String) -> String) -> Guard {
+    Guard::new(CompiledPolicy::from_toml(&edit(POLICY.to_string())).unwrap())
+}
+
+fn header<'a>(j: &'a fairgate::Judgement, name: &str) -> Option<&'a str> {
+    j.headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+// ---------------------------------------------------------------------------
+// Nothing stripped leaks
+// ---------------------------------------------------------------------------
+
+const SECRET: &str = "S3CRET-VALUE";
+
+fn arb_consent() -> impl Strategy<Value = Value> {
+    let tcf: Vec<String> =
+        serde_json::from_str::<Vec<Value>>(include_str!("data/consent/tcf_cases.json"))
+            .unwrap()
+            .iter()
+            .map(|c| c["tc_string"].as_str().unwrap().to_string())
+            .collect();
+    (
+        prop::option::of(0i64..=1),
+        prop::option::of(prop::sample::select(tcf)),
+        prop::option::of(prop::sample::select(vec!["1YNN", "1YYN", "1---", "bad"])),
+        prop::option::of(0i64..=1),
+        prop::option::of(0i64..=1),
+    )
+        .prop_map(|(gdpr, tcf, usp, gpc, coppa)| {
+            let mut regs = serde_json::Map::new();
+            if let Some(g) = gdpr {
+                regs.insert("gdpr".into(), json!(g));
+            }
+            if let Some(u) = usp {
+                regs.insert("us_privacy".into(), json!(u));
+            }
+            if let Some(g) = gpc {
+                regs.insert("gpc".into(), json!(g));
+            }
+            if let Some(c) = coppa {
+                regs.insert("coppa".into(), json!(c));
+            }
+            json!({"regs": regs, "consent": tcf})
+        })
+}
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!(SECRET)),
+        Just(json!({"nested": SECRET})),
+        Just(json!([SECRET, 1])),
+        Just(json!(123456789)),
+        Just(json!(52.123456)),
+        Just(json!(null)),
+    ]
+}
+
+fn arb_decision() -> impl Strategy<Value = Value> {
+    (
+        arb_consent(),
+        arb_value(),
+        arb_value(),
+        arb_value(),
+        arb_value(),
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "health-diabetes",
+                "auto-intender",
+                "religion-x",
+                "sports",
+                "union-member",
+                "politics-left",
+            ]),
+            0..6,
+        ),
+        any::<bool>(),
+        prop::sample::select(vec!["203.0.113.17", "2001:db8::1", "garbage", ""]),
+    )
+        .prop_map(|(consent, uid, eids, ifa, aud, segs, selected, ip)| {
+            let mut user = json!({
+                "id": uid, "buyeruid": SECRET, "yob": 1988, "gender": SECRET,
+                "eids": eids,
+                "data": [{"id": "dmp", "segment": segs.iter().map(|s| json!({"id": s})).collect::<Vec<_>>()}],
+                "geo": {"lat": 52.3731, "lon": 4.8922, "zip": "1012AB"},
+                "unknown_field": {"kept": true}
+            });
+            if let Some(c) = consent["consent"].as_str() {
+                user["consent"] = json!(c);
+            }
+            json!({
+                "id": "dec-1", "ts": T0, "campaign": {"id": "cmp-1"}, "selected": selected,
+                "user": user,
+                "device": {"ip": ip, "ifa": ifa, "geo": {"lat": 1.23456, "lon": 2.34567}},
+                "regs": consent["regs"],
+                "audience": {"sex": "female", "age_band": "25-34", "secret": aud},
+                "ext": {"platform": "kept"}
+            })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn no_stripped_pointer_ever_reaches_output_or_blocked(d in arb_decision()) {
+        let g = guard();
+        let policy = CompiledPolicy::from_toml(POLICY).unwrap();
+        let bytes = serde_json::to_vec(&d).unwrap();
+        let j = g.judge(Some(b"k"), &bytes, Now::At(T0));
+        prop_assert_ne!(j.route, Route::DeadLetter);
+        let out: Value = serde_json::from_slice(&j.payload).unwrap();
+        for p in &policy.always {
+            prop_assert!(out.pointer(&p.text).is_none(), "{} leaked", p.text);
+        }
+        let consent = header(&j, headers::CONSENT).unwrap();
+        if consent != "personalised" {
+            for p in &policy.unless_personalised {
+                prop_assert!(out.pointer(&p.text).is_none(), "{} leaked ({consent})", p.text);
+            }
+            prop_assert!(!String::from_utf8_lossy(&j.payload).contains(SECRET));
+        }
+        // Sensitive segments never survive, whatever the consent.
+        let text = String::from_utf8_lossy(&j.payload).to_string();
+        for s in ["health-diabetes", "religion-x", "union-member", "politics-left"] {
+            prop_assert!(!text.contains(s), "segment {s} leaked");
+        }
+        // Headers name pointers, never values.
+        for (_, v) in &j.headers {
+            prop_assert!(!v.contains(SECRET));
+        }
+        // Unknown fields pass through untouched.
+        prop_assert_eq!(&out["ext"], &json!({"platform": "kept"}));
+        prop_assert_eq!(&out["user"]["unknown_field"], &json!({"kept": true}));
+        // Precise geo only when personalised (device geo is coarsened otherwise).
+        if consent != "personalised" {
+            prop_assert_eq!(&out["device"]["geo"]["lat"], &json!(1.23));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_and_always_route(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let g = guard();
+        let j = g.judge(Some(b"orig"), &bytes, Now::At(T0));
+        if j.route == Route::DeadLetter {
+            prop_assert!(header(&j, headers::ERROR).is_some());
+            prop_assert_eq!(j.key.as_deref(), Some(&b"orig"[..]));
+            prop_assert_eq!(j.payload, bytes);
+        }
+    }
+}
+
+#[test]
+fn numbers_and_unknown_fields_pass_through_digit_for_digit() {
+    let g = guard();
+    let input = br#"{"id":"d","ts":1795000000000,"campaign":{"id":"c"},"regs":{"gdpr":0},"ad":{"bid_cpm":1.250,"big":123456789012345678901234567890,"e":1e3},"x":[1,"two",{"three":3.0}]}"#;
+    let j = g.judge(None, input, Now::At(T0));
+    let s = String::from_utf8(j.payload).unwrap();
+    assert!(s.contains(r#""bid_cpm":1.250"#), "{s}");
+    assert!(s.contains("123456789012345678901234567890"), "{s}");
+    let out: Value = serde_json::from_str(&s).unwrap();
+    assert_eq!(out["ad"]["e"].as_f64(), Some(1000.0));
+    assert!(s.contains(r#""x":[1,"two",{"three":3.0}]"#), "{s}");
+}
+
+#[test]
+fn withheld_consent_goes_to_blocked_stripped_with_reason() {
+    let g = guard_with(|p| p.replace("no_consent = \"contextual\"", "no_consent = \"withheld\""));
+    let input = br#"{"id":"d","ts":1795000000000,"campaign":{"id":"c"},"regs":{"gdpr":1},"user":{"id":"u-1","eids":[1]},"audience":{"sex":"male"}}"#;
+    let j = g.judge(None, input, Now::At(T0));
+    assert_eq!(j.route, Route::Blocked);
+    assert_eq!(header(&j, headers::REASON), Some("consent_withheld"));
+    assert_eq!(header(&j, headers::CONSENT_REASON), Some("tcf_missing"));
+    let out: Value = serde_json::from_slice(&j.payload).unwrap();
+    assert!(out.pointer("/user/id").is_none());
+    assert!(out.pointer("/audience").is_none());
+    assert_eq!(
+        header(&j, headers::REMOVED),
+        Some("/audience,/user/id,/user/eids")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The offline check
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_input_line_yields_exactly_one_output_line() {
+    let mut s = Synth::new(3, 10, 2, T0);
+    s.malformed_every = 17;
+    let mut input = Vec::new();
+    for i in 0..6000 {
+        input.extend_from_slice(&s.next(T0 + i * 100).1);
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"\n   \nnot json at all\n{\"id\":1}\n");
+    let lines = input.split(|&b| b == b'\n').count() - 1;
+    let g = guard();
+    let mut out = Vec::new();
+    let mut alerts = Vec::new();
+    let totals =
+        fairgate::check::run(&g, Cursor::new(&input), &mut out, Some(&mut alerts), None).unwrap();
+    let out_lines: Vec<&[u8]> = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(out_lines.len(), lines);
+    assert_eq!(totals.lines as usize, lines);
+    assert_eq!(
+        (totals.output + totals.blocked + totals.dead_letter) as usize,
+        lines
+    );
+    let mut dead = 0;
+    for (i, l) in out_lines.iter().enumerate() {
+        let v: Value = serde_json::from_slice(l).unwrap_or_else(|e| panic!("line {i}: {e}"));
+        match v["route"].as_str().unwrap() {
+            "output" | "blocked" => assert!(v["value"].is_object()),
+            "dead_letter" => {
+                dead += 1;
+                assert!(v["value"].is_string());
+                assert!(v["headers"][headers::ERROR].is_string());
+            }
+            r => panic!("route {r}"),
+        }
+    }
+    assert!(dead >= 6000 / 17 + 4);
+    // The skewed campaigns were flagged, with one alert each.
+    let alerts: Vec<Value> = alerts
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let flagged: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a["new_state"] == "flagged")
+        .map(|a| a["campaign"].as_str().unwrap())
+        .collect();
+    assert!(flagged.contains(&"cmp-skewed-01"), "{alerts:?}");
+    assert!(
+        flagged.iter().all(|c| c.starts_with("cmp-skewed")),
+        "{flagged:?}"
+    );
+    let a = alerts
+        .iter()
+        .find(|a| a["campaign"] == "cmp-skewed-01")
+        .unwrap();
+    assert!(a["message"].as_str().unwrap().contains("cmp-skewed-01"));
+    assert!(a["numbers"][0]["groups"].as_array().unwrap().len() == 2);
+    assert!(a["threshold"].is_number() && a["value"].is_number());
+}
+
+// ---------------------------------------------------------------------------
+// Windows and states
+// ---------------------------------------------------------------------------
+
+/// Feed `n` decisions for one campaign: group `sex`, selected with the given pattern.
+fn feed(g: &Guard, campaign: &str, ts: i64, sex: &str, selected: bool) -> fairgate::Judgement {
+    let d = json!({"id": "d", "ts": ts, "campaign": {"id": campaign}, "selected": selected,
+                   "regs": {"gdpr": 0}, "audience": {"sex": sex}});
+    g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(ts))
+}
+
+#[test]
+fn no_verdict_below_minimum_counts() {
+    let g = guard();
+    // Wildly skewed, but only 100 decisions per group: below min_campaign_considered (300).
+    let mut alerts = 0;
+    for i in 0..140 {
+        alerts += feed(&g, "small", T0 + i, "female", false).alert.is_some() as usize;
+        alerts += feed(&g, "small", T0 + i, "male", true).alert.is_some() as usize;
+    }
+    assert_eq!(alerts, 0);
+    let r = g.campaign("small").unwrap();
+    assert_eq!(r.state, State::Ok);
+    assert_eq!(r.dimensions[0].selection_rate_ratio, None);
+    // Past the minimum the same skew is flagged.
+    for i in 140..400 {
+        feed(&g, "small", T0 + i, "female", false);
+        feed(&g, "small", T0 + i, "male", true);
+    }
+    assert_eq!(g.campaign("small").unwrap().state, State::Flagged);
+}
+
+#[test]
+fn a_campaign_hovering_at_the_threshold_does_not_flap() {
+    let g = guard();
+    // Male selected at 50%, female oscillating between 38% and 42% (ratio 0.76..0.84).
+    let mut transitions = 0;
+    let mut ts = T0;
+    for round in 0..40 {
+        let female_rate = if round % 2 == 0 { 38 } else { 42 };
+        for i in 0..500 {
+            ts += 100;
+            transitions += feed(&g, "hover", ts, "male", i % 2 == 0).alert.is_some() as usize;
+            transitions += feed(&g, "hover", ts, "female", i % 100 < female_rate)
+                .alert
+                .is_some() as usize;
+        }
+    }
+    assert!(transitions <= 1, "{transitions} transitions");
+}
+
+#[test]
+fn late_and_early_decisions_do_not_corrupt_the_window() {
+    let g = guard();
+    for i in 0..200 {
+        feed(&g, "c", T0 + i * 1000, "male", true);
+    }
+    let before = g.campaign("c").unwrap().dimensions[0].clone();
+    // Two hours old: late. A day ahead of the clock: early.
+    let late = json!({"id": "l", "ts": T0 - 7_200_000, "campaign": {"id": "c"}, "regs": {"gdpr": 0}, "audience": {"sex": "female"}});
+    let j = g.judge(
+        None,
+        &serde_json::to_vec(&late).unwrap(),
+        Now::At(T0 + 200_000),
+    );
+    assert_eq!(header(&j, headers::TIMING), Some("late"));
+    let early = json!({"id": "e", "ts": T0 + 86_400_000, "campaign": {"id": "c"}, "regs": {"gdpr": 0}, "audience": {"sex": "female"}});
+    let j = g.judge(
+        None,
+        &serde_json::to_vec(&early).unwrap(),
+        Now::At(T0 + 200_000),
+    );
+    assert_eq!(header(&j, headers::TIMING), Some("early"));
+    assert_eq!(j.route, Route::Output);
+    assert_eq!(g.campaign("c").unwrap().dimensions[0], before);
+    let c = &g.tracker().counters;
+    assert_eq!(c.late.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(c.early.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn counts_leave_the_window_and_idle_campaigns_are_evicted() {
+    let g = guard();
+    for i in 0..100 {
+        feed(&g, "old", T0 + i, "male", true);
+    }
+    assert_eq!(g.campaign("old").unwrap().dimensions[0].considered, 100);
+    // 61 minutes later (window 60 min): counts gone.
+    feed(&g, "other", T0 + 61 * 60_000, "male", true);
+    assert_eq!(g.campaign("old").unwrap().dimensions[0].considered, 0);
+    // Past idle_evict_secs (2 h): forgotten.
+    feed(&g, "other", T0 + 130 * 60_000, "male", true);
+    assert!(g.campaign("old").is_none());
+    assert!(g.campaign("other").is_some());
+}
+
+#[test]
+fn enforce_mode_blocks_severe_skew_and_special_categories_are_stricter() {
+    let g = guard_with(|p| p.replace("mode = \"monitor\"", "mode = \"enforce\""));
+    let mut last = None;
+    for i in 0..600 {
+        feed(&g, "sev", T0 + i, "female", i % 10 == 0);
+        last = Some(feed(&g, "sev", T0 + i, "male", i % 2 == 0));
+    }
+    let j = last.unwrap();
+    assert_eq!(j.route, Route::Blocked);
+    assert_eq!(header(&j, headers::REASON), Some("campaign_blocked"));
+    assert!(
+        header(&j, headers::FLAG)
+            .unwrap()
+            .contains("selection_rate_ratio")
+    );
+
+    // Ratio 0.78, upper bound ~0.84: ok by default (0.8) but flagged for housing (0.85).
+    let g = guard();
+    for cat in ["default", "housing"] {
+        for i in 0..4000 {
+            let sel_f = i % 100 < 39;
+            let sel_m = i % 2 == 0;
+            for (sex, sel) in [("female", sel_f), ("male", sel_m)] {
+                let d = json!({"id": "d", "ts": T0 + i, "campaign": {"id": cat, "category": cat}, "selected": sel,
+                               "regs": {"gdpr": 0}, "audience": {"sex": sex}});
+                g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0 + i));
+            }
+        }
+    }
+    assert_eq!(g.campaign("default").unwrap().state, State::Ok);
+    assert_eq!(g.campaign("housing").unwrap().state, State::Flagged);
+}
+
+#[test]
+fn share_distance_uses_the_policy_baseline_where_given() {
+    let g = guard();
+    // cmp-housing-1 has a 50/50 baseline; deliver 70/30.
+    for i in 0..1000 {
+        let sex = if i % 10 < 7 { "male" } else { "female" };
+        let d = json!({"id": "d", "ts": T0 + i, "campaign": {"id": "cmp-housing-1", "category": "housing"},
+                       "regs": {"gdpr": 0}, "audience": {"sex": sex}});
+        g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0 + i));
+    }
+    let r = g.campaign("cmp-housing-1").unwrap();
+    let sex = &r.dimensions[0];
+    assert!((sex.share_distance.unwrap() - 0.2).abs() < 1e-9);
+    assert_eq!(r.state, State::Flagged);
+    assert_eq!(serde_json::to_value(sex.baseline).unwrap(), json!("policy"));
+}
+
+#[test]
+fn overrides_decide_routing_and_are_audited() {
+    let g = guard();
+    feed(&g, "c", T0, "male", true);
+    let a = g
+        .override_campaign(
+            "c",
+            fairgate::campaign::OverrideAction::ForceBlock,
+            "ana@example.com",
+            "legal hold",
+            T0,
+        )
+        .unwrap();
+    assert_eq!(a.new_state, State::Blocked);
+    assert!(a.message.contains("ana@example.com"));
+    let j = feed(&g, "c", T0 + 1, "male", true);
+    assert_eq!(j.route, Route::Blocked);
+    g.override_campaign(
+        "c",
+        fairgate::campaign::OverrideAction::Clear,
+        "ana@example.com",
+        "released",
+        T0,
+    )
+    .unwrap();
+    assert_eq!(feed(&g, "c", T0 + 2, "male", true).route, Route::Output);
+    assert!(
+        g.override_campaign(
+            "c",
+            fairgate::campaign::OverrideAction::Acknowledge,
+            "",
+            "x",
+            T0
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn windows_survive_a_reload_with_the_same_dimensions() {
+    let g = guard();
+    for i in 0..50 {
+        feed(&g, "c", T0 + i, "male", true);
+    }
+    let s = g.swap_policy(
+        CompiledPolicy::from_toml(
+            &POLICY.replace("version = \"2026-11-23.1\"", "version = \"v2\""),
+        )
+        .unwrap(),
+    );
+    assert!(s.kept_windows);
+    assert_eq!(g.campaign("c").unwrap().dimensions[0].considered, 50);
+    let j = feed(&g, "c", T0 + 100, "male", true);
+    assert_eq!(header(&j, headers::POLICY_VERSION), Some("v2"));
+    let s = g.swap_policy(
+        CompiledPolicy::from_toml(&POLICY.replace(
+            "groups = [\"female\", \"male\"]",
+            "groups = [\"female\", \"male\", \"other\"]",
+        ))
+        .unwrap(),
+    );
+    assert!(!s.kept_windows);
+    assert_eq!(g.campaign("c").unwrap().dimensions[0].considered, 0);
+}
+
+#[test]
+fn consent_outcome_is_in_the_headers() {
+    let g = guard();
+    let d = json!({"id": "d", "ts": T0, "campaign": {"id": "c"}, "regs": {"gdpr": 0, "us_privacy": "1YYN"},
+                   "user": {"id": "u"}, "device": {"ip": "203.0.113.17"}});
+    let j = g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0));
+    assert_eq!(
+        header(&j, headers::CONSENT),
+        Some(Outcome::Contextual.as_str())
+    );
+    assert_eq!(header(&j, headers::CONSENT_REASON), Some("usp_opt_out"));
+    assert_eq!(header(&j, headers::COARSENED), Some("/device/ip"));
+    let out: Value = serde_json::from_slice(&j.payload).unwrap();
+    assert_eq!(out["device"]["ip"], "203.0.113.0");
+}
+
+// ---------------------------------------------------------------------------
+// The command line
+// ---------------------------------------------------------------------------
+
+#[test]
+fn policy_check_lists_every_problem_and_fails() {
+    let dir = std::env::temp_dir().join(format!("fairgate-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        POLICY
+            .replace("vendor_id = 755", "vendor_id = 0")
+            .replace("window_secs = 3600", "window_secs = 3601")
+            .replace(
+                "shares = { female = 0.5, male = 0.5 }",
+                "shares = { female = 0.5, male = 0.6 }",
+            ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fairgate"))
+        .args(["policy", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 problems"), "{err}");
+    assert!(err.contains("consent.vendor_id"), "{err}");
+    assert!(err.contains("fairness.window_secs"), "{err}");
+    assert!(err.contains("fairness.baselines[0].shares"), "{err}");
+
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_fairgate"))
+        .args(["policy", "check", "config/policy.toml"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+}
+
+#[test]
+fn check_command_writes_lines_alerts_and_report() {
+    let dir = std::env::temp_dir().join(format!("fairgate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (alerts, report) = (dir.join("alerts.jsonl"), dir.join("report.json"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fairgate"))
+        .args([
+            "check",
+            "--policy",
+            "config/policy.toml",
+            "--input",
+            "examples/decisions.jsonl",
+        ])
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let input_lines = std::fs::read("examples/decisions.jsonl")
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        input_lines
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let skewed = report["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["campaign"] == "cmp-skewed-01")
+        .unwrap();
+    assert_eq!(skewed["state"], "flagged");
+    let g = &skewed["dimensions"][0]["groups"][0];
+    for k in ["considered", "selected", "selection_rate", "share"] {
+        assert!(g[k].is_number(), "{k}: {g}");
+    }
+    assert!(skewed["dimensions"][0]["selection_rate_ratio"].is_number());
+    assert!(skewed["dimensions"][0]["share_distance"].is_number());
+    assert!(
+        std::fs::read_to_string(&alerts)
+            .unwrap()
+            .contains("cmp-skewed-01")
+    );
+}
