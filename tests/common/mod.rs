@@ -1,0 +1,330 @@
+//! Shared helpers for the tests that talk to a real Kafka-protocol broker
+//! (nisshi, started by `scripts/test`; its address in FAIRGATE_TEST_BROKERS).
+//! Every test gets its own topics and consumer groups.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+pub const POLICY: &str = include_str!("../../config/policy.toml");
+
+/// The test broker's address. The README's test command starts one.
+pub fn brokers() -> String {
+    std::env::var("FAIRGATE_TEST_BROKERS").unwrap_or_else(|_| {
+        panic!(
+            "FAIRGATE_TEST_BROKERS is not set: run the tests with scripts/test, which installs and starts the test broker"
+        )
+    })
+}
+
+/// A unique suffix for topic and group names.
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), n % 10_000_000_000)
+}
+
+/// The five topics of one test.
+#[derive(Debug, Clone)]
+pub struct TestTopics {
+    pub input: String,
+    pub output: String,
+    pub blocked: String,
+    pub dead_letter: String,
+    pub alerts: String,
+    pub group: String,
+}
+
+impl TestTopics {
+    pub fn new(name: &str) -> TestTopics {
+        let base = unique(name);
+        TestTopics {
+            input: format!("{base}.in"),
+            output: format!("{base}.out"),
+            blocked: format!("{base}.blocked"),
+            dead_letter: format!("{base}.dlq"),
+            alerts: format!("{base}.alerts"),
+            group: format!("{base}.group"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.input,
+            &self.output,
+            &self.blocked,
+            &self.dead_letter,
+            &self.alerts,
+        ]
+    }
+
+    /// Create the topics on the broker.
+    pub async fn create(&self, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("admin client");
+        let topics: Vec<NewTopic> = self
+            .all()
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let res = admin
+            .create_topics(
+                &topics,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .expect("create topics");
+        for r in res {
+            if let Err((t, e)) = r {
+                panic!("creating {t}: {e}");
+            }
+        }
+    }
+
+    /// A service configuration for these topics.
+    pub fn config_toml(&self, policy: &PathBuf, max_in_flight: usize, grace_secs: u64) -> String {
+        format!(
+            r#"policy = "{policy}"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+[kafka.topics]
+input = "{input}"
+output = "{output}"
+blocked = "{blocked}"
+dead_letter = "{dlq}"
+alerts = "{alerts}"
+[kafka.consumer]
+"auto.offset.reset" = "earliest"
+[pipeline]
+max_in_flight = {max_in_flight}
+commit_interval_ms = 50
+grace_period_secs = {grace_secs}
+watch_policy = true
+[http]
+listen = "127.0.0.1:0"
+admin_token = "test-token"
+[log]
+format = "json"
+level = "info"
+"#,
+            policy = policy.display(),
+            brokers = brokers(),
+            group = self.group,
+            input = self.input,
+            output = self.output,
+            blocked = self.blocked,
+            dlq = self.dead_letter,
+            alerts = self.alerts,
+        )
+    }
+}
+
+/// A scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(&format!("fairgate-{name}")));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Decisions for a test: `(id, key, payload)`; every `malformed_every`-th is
+/// malformed but still carries its id in its bytes.
+pub fn decisions(n: usize, malformed_every: usize, seed: u64) -> Vec<(String, String, Vec<u8>)> {
+    let now = fairgate::clock::Clock::now_ms(&fairgate::clock::SystemClock);
+    let mut s = fairgate::synth::Synth::new(seed, 12, 1, now);
+    (0..n)
+        .map(|i| {
+            let (key, bytes) = s.next(now + i as i64);
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let id = v["id"].as_str().unwrap().to_string();
+            if malformed_every > 0 && i % malformed_every == malformed_every - 1 {
+                let bad = match i % 4 {
+                    0 => format!("{{\"id\":\"{id}\",\"ts\":\"not a time\",\"campaign\":{{\"id\":\"{key}\"}}}}").into_bytes(),
+                    1 => format!("{{\"id\":\"{id}\",\"campaign\":").into_bytes(),
+                    2 => format!("{{\"id\":\"{id}\",\"ts\":1}}").into_bytes(),
+                    _ => {
+                        let mut b = vec![0xff, 0xfe];
+                        b.extend_from_slice(id.as_bytes());
+                        b
+                    }
+                };
+                (id, key, bad)
+            } else {
+                (id, key, bytes)
+            }
+        })
+        .collect()
+}
+
+/// Produce records and wait for every acknowledgement.
+pub fn produce(topic: &str, records: &[(String, String, Vec<u8>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (_, key, payload) in records {
+        let mut rec = BaseRecord::to(topic).key(key).payload(payload);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// One record read back from an output topic.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub headers: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// The decision id in a payload (also found inside malformed bytes).
+pub fn id_of(payload: &[u8]) -> Option<String> {
+    let s = String::from_utf8_lossy(payload);
+    let i = s.find("dec-")?;
+    let tail: String = s[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Some(tail)
+}
+
+/// Read `topics` from the beginning with a fresh group until `want` distinct
+/// ids have been seen and nothing new arrived for `quiet`, or `timeout` ends.
+pub fn collect(topics: &[&str], want: usize, quiet: Duration, timeout: Duration) -> Vec<Seen> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("verify"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(topics).expect("subscribe");
+    let start = Instant::now();
+    let mut last_new = Instant::now();
+    let mut out = Vec::new();
+    let mut ids = HashSet::new();
+    while start.elapsed() < timeout {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for hd in h.iter() {
+                        headers.insert(
+                            hd.key.to_string(),
+                            String::from_utf8_lossy(hd.value.unwrap_or(&[])).into_owned(),
+                        );
+                    }
+                }
+                let payload = m.payload().unwrap_or(&[]).to_vec();
+                if !m.topic().ends_with(".alerts")
+                    && let Some(id) = id_of(&payload)
+                {
+                    ids.insert(id);
+                }
+                out.push(Seen {
+                    topic: m.topic().to_string(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    headers,
+                    payload,
+                });
+                last_new = Instant::now();
+            }
+            Some(Err(e)) => eprintln!("verify consumer: {e}"),
+            None => {
+                if ids.len() >= want && last_new.elapsed() >= quiet {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Per id, how many times it appeared across the decision topics.
+pub fn tally(seen: &[Seen], alerts_topic: &str) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for s in seen.iter().filter(|s| s.topic != alerts_topic) {
+        if let Some(id) = id_of(&s.payload) {
+            *m.entry(id).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// A `fairgate run` child process.
+pub struct Child {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Child {
+    pub fn start(config: &PathBuf, log: PathBuf) -> Child {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_fairgate"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start fairgate");
+        Child { child, log }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn term(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Wait for exit up to `limit`; returns the elapsed time if it exited.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,349 @@
+//! The pipeline against a real Kafka-protocol broker (nisshi). Each test has
+//! its own topics and consumer group.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const STRIPPED_ALWAYS: &[&str] = &["/audience"];
+const STRIPPED_PERSONAL: &[&str] = &[
+    "/user/id",
+    "/user/buyeruid",
+    "/user/yob",
+    "/user/gender",
+    "/user/eids",
+    "/user/data",
+    "/device/ifa",
+];
+
+fn write_policy(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, edit(POLICY.to_string())).unwrap();
+    p
+}
+
+fn write_config(
+    dir: &std::path::Path,
+    t: &TestTopics,
+    policy: &std::path::Path,
+    max_in_flight: usize,
+    grace: u64,
+) -> std::path::PathBuf {
+    let p = dir.join("fairgate.toml");
+    std::fs::write(
+        &p,
+        t.config_toml(&policy.to_path_buf(), max_in_flight, grace),
+    )
+    .unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_decisions_each_end_up_in_exactly_one_topic() {
+    let t = TestTopics::new("exactly-one");
+    t.create(3).await;
+    let dir = scratch("exactly-one");
+    // Missing TCF consent is withheld here, so the blocked topic is exercised too.
+    let policy = write_policy(&dir, |p| {
+        p.replace("no_consent = \"contextual\"", "no_consent = \"withheld\"")
+    });
+    let cfg_path = write_config(&dir, &t, &policy, 2000, 10);
+    let records = decisions(10_000, 97, 11);
+    let malformed: HashSet<String> = records
+        .iter()
+        .filter(|(_, _, b)| {
+            serde_json::from_slice::<Value>(b)
+                .map(|v| v["ts"].as_i64().is_none() || v.get("campaign").is_none())
+                .unwrap_or(true)
+        })
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    assert!(malformed.len() >= 100);
+    let topic = t.input.clone();
+    let recs = records.clone();
+    tokio::task::spawn_blocking(move || produce(&topic, &recs))
+        .await
+        .unwrap();
+
+    let config = fairgate::config::Config::load(&cfg_path).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let svc = tokio::spawn(fairgate::service::run(
+        config,
+        std::sync::Arc::new(fairgate::clock::SystemClock),
+        cancel.clone(),
+    ));
+    let topics = [
+        t.output.clone(),
+        t.blocked.clone(),
+        t.dead_letter.clone(),
+        t.alerts.clone(),
+    ];
+    let seen = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        collect(
+            &refs,
+            10_000,
+            Duration::from_secs(3),
+            Duration::from_secs(120),
+        )
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    svc.await.unwrap().unwrap();
+
+    let counts = tally(&seen, &t.alerts);
+    let lost: Vec<&String> = records
+        .iter()
+        .map(|r| &r.0)
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    let dup: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        lost.is_empty(),
+        "{} lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        dup.is_empty(),
+        "{} duplicated, e.g. {:?}",
+        dup.len(),
+        &dup[..dup.len().min(5)]
+    );
+
+    let mut by_topic = std::collections::HashMap::new();
+    for s in &seen {
+        *by_topic.entry(s.topic.clone()).or_insert(0usize) += 1;
+        if s.topic == t.alerts {
+            let a: Value = serde_json::from_slice(&s.payload).unwrap();
+            assert!(
+                a["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(a["campaign"].as_str().unwrap())
+            );
+            continue;
+        }
+        let id = id_of(&s.payload).unwrap();
+        if s.topic == t.dead_letter {
+            assert!(
+                malformed.contains(&id),
+                "{id} dead-lettered but valid: {:?}",
+                s.headers
+            );
+            let original = &records.iter().find(|r| r.0 == id).unwrap().2;
+            assert_eq!(&s.payload, original, "dead letter keeps the original bytes");
+            assert!(s.headers.contains_key("fairgate-error"));
+            assert!(s.headers.contains_key("fairgate-error-kind"));
+            continue;
+        }
+        assert!(!malformed.contains(&id), "{id} malformed but published");
+        let v: Value = serde_json::from_slice(&s.payload).unwrap();
+        for p in STRIPPED_ALWAYS {
+            assert!(v.pointer(p).is_none(), "{p} in {}", s.topic);
+        }
+        let consent = s.headers.get("fairgate-consent").expect("consent header");
+        if consent != "personalised" {
+            for p in STRIPPED_PERSONAL {
+                assert!(v.pointer(p).is_none(), "{p} in a {consent} record");
+            }
+        }
+        for h in [
+            "fairgate-decision-id",
+            "fairgate-policy-version",
+            "fairgate-consent-reason",
+            "fairgate-campaign-state",
+            "fairgate-removed",
+        ] {
+            assert!(s.headers.contains_key(h), "{h} missing: {:?}", s.headers);
+        }
+        assert_eq!(s.headers["fairgate-decision-id"], id);
+        assert_eq!(
+            s.key.as_deref(),
+            v["campaign"]["id"].as_str().map(str::as_bytes)
+        );
+        if s.topic == t.blocked {
+            assert!(s.headers.contains_key("fairgate-reason"));
+        }
+    }
+    assert!(
+        by_topic.get(&t.blocked).copied().unwrap_or(0) > 100,
+        "{by_topic:?}"
+    );
+    assert!(
+        by_topic.get(&t.output).copied().unwrap_or(0) > 5000,
+        "{by_topic:?}"
+    );
+    assert!(
+        by_topic.get(&t.alerts).copied().unwrap_or(0) >= 1,
+        "the skewed campaign is alerted: {by_topic:?}"
+    );
+}
+
+#[test]
+fn sigkill_three_times_loses_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("sigkill");
+    rt.block_on(t.create(3));
+    let dir = scratch("sigkill");
+    let policy = write_policy(&dir, |p| p);
+    let max_in_flight = 1000;
+    let cfg = write_config(&dir, &t, &policy, max_in_flight, 10);
+    let records = decisions(50_000, 501, 21);
+    let producer = {
+        let topic = t.input.clone();
+        let recs = records.clone();
+        std::thread::spawn(move || {
+            // In three waves, so that kills land while input keeps arriving.
+            for chunk in recs.chunks(recs.len() / 3 + 1) {
+                produce(&topic, chunk);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let mut child = Child::start(&cfg, dir.join("run-0.log"));
+    for k in 1..=3 {
+        std::thread::sleep(Duration::from_millis(4000));
+        child.kill9();
+        child = Child::start(&cfg, dir.join(format!("run-{k}.log")));
+    }
+    producer.join().unwrap();
+    let seen = collect(
+        &[&t.output, &t.blocked, &t.dead_letter],
+        records.len(),
+        Duration::from_secs(5),
+        Duration::from_secs(240),
+    );
+    child.term();
+    child.wait_exit(Duration::from_secs(30));
+    let counts = tally(&seen, &t.alerts);
+    let lost: Vec<&String> = records
+        .iter()
+        .map(|r| &r.0)
+        .filter(|id| !counts.contains_key(*id))
+        .collect();
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "sigkill x3 over {} decisions: {} lost, {} duplicates (bound: 3 kills x max_in_flight {} = {})",
+        records.len(),
+        lost.len(),
+        duplicates,
+        max_in_flight,
+        3 * max_in_flight
+    );
+    assert!(
+        lost.is_empty(),
+        "{} lost, e.g. {:?}; log: {}",
+        lost.len(),
+        &lost[..lost.len().min(5)],
+        child.log_text()
+    );
+    assert!(
+        duplicates <= 3 * max_in_flight,
+        "{duplicates} duplicates exceed 3 x max_in_flight"
+    );
+}
+
+#[test]
+fn sigterm_drains_within_grace_and_restart_duplicates_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("sigterm");
+    rt.block_on(t.create(3));
+    let dir = scratch("sigterm");
+    let policy = write_policy(&dir, |p| p);
+    let grace = 10;
+    let cfg = write_config(&dir, &t, &policy, 1000, grace);
+    let records = decisions(20_000, 0, 31);
+    let producer = {
+        let topic = t.input.clone();
+        let recs = records.clone();
+        std::thread::spawn(move || {
+            for chunk in recs.chunks(2_000) {
+                produce(&topic, chunk);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let mut child = Child::start(&cfg, dir.join("run-0.log"));
+    std::thread::sleep(Duration::from_secs(5));
+    child.term();
+    let took = child.wait_exit(Duration::from_secs(grace + 5));
+    assert!(
+        took.is_some(),
+        "did not exit within the grace period; log: {}",
+        child.log_text()
+    );
+    assert!(child.log_text().contains("drained"), "{}", child.log_text());
+    producer.join().unwrap();
+    let mut child = Child::start(&cfg, dir.join("run-1.log"));
+    let seen = collect(
+        &[&t.output, &t.blocked, &t.dead_letter],
+        records.len(),
+        Duration::from_secs(4),
+        Duration::from_secs(180),
+    );
+    child.term();
+    child.wait_exit(Duration::from_secs(30));
+    let counts = tally(&seen, &t.alerts);
+    let lost = records
+        .iter()
+        .filter(|r| !counts.contains_key(&r.0))
+        .count();
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!("sigterm: exited in {took:?}; {lost} lost, {duplicates} duplicates");
+    assert_eq!(lost, 0);
+    assert_eq!(duplicates, 0);
+}
+
+#[test]
+fn two_instances_in_one_group_share_the_work() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("two");
+    rt.block_on(t.create(4));
+    let dir = scratch("two");
+    let policy = write_policy(&dir, |p| p);
+    let cfg = write_config(&dir, &t, &policy, 1000, 10);
+    let records = decisions(20_000, 0, 41);
+    let mut a = Child::start(&cfg, dir.join("a.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut b = Child::start(&cfg, dir.join("b.log"));
+    let start = Instant::now();
+    produce(&t.input, &records);
+    let seen = collect(
+        &[&t.output, &t.blocked, &t.dead_letter],
+        records.len(),
+        Duration::from_secs(4),
+        Duration::from_secs(180),
+    );
+    a.term();
+    b.term();
+    a.wait_exit(Duration::from_secs(30));
+    b.wait_exit(Duration::from_secs(30));
+    let counts = tally(&seen, &t.alerts);
+    let lost = records
+        .iter()
+        .filter(|r| !counts.contains_key(&r.0))
+        .count();
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    eprintln!(
+        "two instances: {lost} lost, {duplicates} duplicates in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(lost, 0);
+    // Both took part: each was assigned partitions at some point.
+    for (name, c) in [("a", &a), ("b", &b)] {
+        let log = c.log_text();
+        let assigned = log
+            .lines()
+            .filter(|l| l.contains("partitions assigned"))
+            .any(|l| !l.contains("\"partitions\":\"[]\""));
+        assert!(assigned, "{name} never held a partition: {log}");
+    }
+    // Duplicates only around a rebalance: bounded by what one instance can hold.
+    assert!(duplicates <= 2 * 1000, "{duplicates}");
+}
