@@ -34,11 +34,7 @@ fn write_config(
     grace: u64,
 ) -> std::path::PathBuf {
     let p = dir.join("fairgate.toml");
-    std::fs::write(
-        &p,
-        t.config_toml(&policy.to_path_buf(), max_in_flight, grace),
-    )
-    .unwrap();
+    std::fs::write(&p, t.config_toml(policy, max_in_flight, grace)).unwrap();
     p
 }
 

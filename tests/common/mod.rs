@@ -95,7 +95,12 @@ impl TestTopics {
     }
 
     /// A service configuration for these topics.
-    pub fn config_toml(&self, policy: &PathBuf, max_in_flight: usize, grace_secs: u64) -> String {
+    pub fn config_toml(
+        &self,
+        policy: &std::path::Path,
+        max_in_flight: usize,
+        grace_secs: u64,
+    ) -> String {
         format!(
             r#"policy = "{policy}"
 [kafka]
@@ -282,7 +287,7 @@ pub struct Child {
 }
 
 impl Child {
-    pub fn start(config: &PathBuf, log: PathBuf) -> Child {
+    pub fn start(config: &std::path::Path, log: PathBuf) -> Child {
         let file = std::fs::File::create(&log).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_fairgate"))
             .args(["run", "--config"])
