@@ -112,6 +112,7 @@ level = "warn"
             skewed: opts.skewed,
             malformed_every: 400,
             seed: 7,
+            id_prefix: "dec-".into(),
             extra: Default::default(),
         },
         clock.clone(),

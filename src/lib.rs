@@ -33,10 +33,13 @@
 //! * [`clock`] — injected time.
 //! * [`check`] — the offline `fairgate check` over JSON lines.
 //! * [`synth`] — realistic synthetic decisions (load generator, demo, benches).
+//! * [`demo`] — the whole product on an in-process broker.
+//! * [`bench_e2e`] — pass-through vs fairgate through one broker.
 
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod bench_e2e;
 pub mod campaign;
 pub mod check;
 pub mod clock;

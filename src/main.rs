@@ -108,6 +108,30 @@ enum Command {
         #[arg(long)]
         now_ms: Option<i64>,
     },
+    /// End-to-end benchmark: pass-through vs fairgate through one broker.
+    BenchE2e {
+        /// bootstrap.servers
+        #[arg(long)]
+        brokers: String,
+        /// Decisions for the throughput passes.
+        #[arg(long, default_value_t = 200_000)]
+        count: u64,
+        /// Partitions of the benchmark topics.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Paced rate of the latency phase (decisions/s).
+        #[arg(long, default_value_t = 2_000)]
+        latency_rate: u64,
+        /// Decisions in the latency phase.
+        #[arg(long, default_value_t = 20_000)]
+        latency_count: u64,
+        /// The policy file.
+        #[arg(long, default_value = "config/policy.toml")]
+        policy: PathBuf,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Policy tools.
     Policy {
         #[command(subcommand)]
@@ -235,6 +259,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::BenchE2e {
+            brokers,
+            count,
+            partitions,
+            latency_rate,
+            latency_count,
+            policy,
+            json,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            let r = runtime()?.block_on(fairgate::bench_e2e::run(
+                fairgate::bench_e2e::BenchOptions {
+                    brokers,
+                    count,
+                    partitions,
+                    latency_rate,
+                    latency_count,
+                    policy,
+                },
+            ))?;
+            println!(
+                "pass-through {:.0}/s, fairgate {:.0}/s, ratio {:.3}",
+                r.pass_through_per_second, r.fairgate_per_second, r.throughput_ratio
+            );
+            println!(
+                "latency at {}/s: pass-through p50 {:.1} ms p99 {:.1} ms; fairgate p50 {:.1} ms p99 {:.1} ms; added p50 {:+.1} ms, p99 {:+.1} ms",
+                r.latency_rate,
+                r.pass_through_latency_ms.p50,
+                r.pass_through_latency_ms.p99,
+                r.fairgate_latency_ms.p50,
+                r.fairgate_latency_ms.p99,
+                r.added_latency_ms_p50,
+                r.added_latency_ms_p99
+            );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&r)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Loadgen {
             brokers,
             topic,
@@ -266,6 +329,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         skewed,
                         malformed_every,
                         seed,
+                        id_prefix: "dec-".into(),
                         extra: Default::default(),
                     },
                     Arc::new(SystemClock),

@@ -377,6 +377,71 @@ impl Pointer {
     }
 }
 
+/// Sensitive segment ids, compiled. Patterns of the form `literal*` (most of
+/// them) are matched as prefixes; the rest by `wildmatch`.
+#[derive(Debug, Clone)]
+pub struct SegmentMatcher {
+    pub pointer: Pointer,
+    pub prefixes: Vec<String>,
+    pub patterns: Vec<WildMatch>,
+    pub source: Vec<String>,
+}
+
+impl SegmentMatcher {
+    pub fn new(pointer: Pointer, patterns: &[String]) -> SegmentMatcher {
+        let mut prefixes = Vec::new();
+        let mut wild = Vec::new();
+        for p in patterns {
+            match p.strip_suffix('*') {
+                Some(lit) if !lit.contains(['*', '?']) => prefixes.push(lit.to_string()),
+                _ => wild.push(WildMatch::new(p)),
+            }
+        }
+        SegmentMatcher {
+            pointer,
+            prefixes,
+            patterns: wild,
+            source: patterns.to_vec(),
+        }
+    }
+
+    /// Whether a segment id is sensitive.
+    pub fn matches(&self, id: &str) -> bool {
+        self.prefixes.iter().any(|p| id.starts_with(p.as_str()))
+            || self.patterns.iter().any(|w| w.matches(id))
+    }
+}
+
+/// Pointers that share a parent: the parent is looked up once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovalGroup {
+    /// Tokens of the parent.
+    pub parent: Vec<String>,
+    /// `(last token, full pointer text)` of each child.
+    pub children: Vec<(String, String)>,
+}
+
+impl RemovalGroup {
+    /// Group pointers by parent, keeping first-seen order.
+    pub fn plan(pointers: &[Pointer]) -> Vec<RemovalGroup> {
+        let mut out: Vec<RemovalGroup> = Vec::new();
+        for p in pointers {
+            let Some((last, parent)) = p.tokens.split_last() else {
+                continue;
+            };
+            let child = (last.clone(), p.text.clone());
+            match out.iter_mut().find(|g| g.parent == parent) {
+                Some(g) => g.children.push(child),
+                None => out.push(RemovalGroup {
+                    parent: parent.to_vec(),
+                    children: vec![child],
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// A compiled coarsening.
 #[derive(Debug, Clone)]
 pub struct Coarsen {
@@ -487,8 +552,12 @@ pub struct CompiledPolicy {
     pub cache_entries: usize,
     pub always: Vec<Pointer>,
     pub unless_personalised: Vec<Pointer>,
+    /// `always`, grouped by parent object (one lookup per parent on the hot path).
+    pub always_plan: Vec<RemovalGroup>,
+    /// `unless_personalised`, grouped by parent object.
+    pub personal_plan: Vec<RemovalGroup>,
     pub coarsen: Vec<Coarsen>,
-    pub segments: Option<(Pointer, Vec<WildMatch>, Vec<String>)>,
+    pub segments: Option<SegmentMatcher>,
     pub window_ms: i64,
     pub bucket_ms: i64,
     pub buckets: usize,
@@ -828,11 +897,7 @@ fn compile(text: &str) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
                 }
             }
             if let Some(p) = p {
-                segments = Some((
-                    p,
-                    seg.sensitive.iter().map(|s| WildMatch::new(s)).collect(),
-                    seg.sensitive.clone(),
-                ));
+                segments = Some(SegmentMatcher::new(p, &seg.sensitive));
             }
         }
         // The same pointer listed twice is harmless but suggests a mistake.
@@ -1100,6 +1165,8 @@ fn compile(text: &str) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
         opt_out: consent.opt_out,
         child: consent.child,
         cache_entries: consent.cache_entries,
+        always_plan: RemovalGroup::plan(&always),
+        personal_plan: RemovalGroup::plan(&unless),
         always,
         unless_personalised: unless,
         coarsen,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::consent::{Outcome, Verdict};
 use crate::decision::lookup_mut;
-use crate::policy::{CoarsenOp, CoarsenWhen, CompiledPolicy, Pointer};
+use crate::policy::{CoarsenOp, CoarsenWhen, CompiledPolicy, Pointer, RemovalGroup};
 
 /// What stripping did to one record: pointers only, never values.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -126,10 +126,10 @@ fn coarsen_value(v: &mut Value, op: CoarsenOp) -> bool {
 
 /// Remove sensitive segments under the policy's data pointer.
 fn strip_segments(policy: &CompiledPolicy, v: &mut Value) -> usize {
-    let Some((pointer, patterns, _)) = &policy.segments else {
+    let Some(m) = &policy.segments else {
         return 0;
     };
-    let Some(Value::Array(providers)) = lookup_mut(v, &pointer.tokens) else {
+    let Some(Value::Array(providers)) = lookup_mut(v, &m.pointer.tokens) else {
         return 0;
     };
     let mut removed = 0;
@@ -139,7 +139,7 @@ fn strip_segments(policy: &CompiledPolicy, v: &mut Value) -> usize {
         };
         segments.retain(|seg| {
             let sensitive = match seg.get("id") {
-                Some(Value::String(id)) => patterns.iter().any(|p| p.matches(id)),
+                Some(Value::String(id)) => m.matches(id),
                 // A segment without a readable id cannot be shown to be harmless.
                 _ => true,
             };
@@ -150,23 +150,48 @@ fn strip_segments(policy: &CompiledPolicy, v: &mut Value) -> usize {
     removed
 }
 
+/// Remove every pointer of a plan; pushes the removed ones onto `out`.
+fn remove_planned<'p>(v: &mut Value, plan: &'p [RemovalGroup], out: &mut Vec<&'p str>) {
+    for g in plan {
+        match lookup_mut(v, &g.parent) {
+            Some(Value::Object(m)) => {
+                for (key, text) in &g.children {
+                    if m.shift_remove(key.as_str()).is_some() {
+                        out.push(text);
+                    }
+                }
+            }
+            Some(Value::Array(_)) => {
+                // Array children: remove one by one, highest index first.
+                let mut idx: Vec<(usize, &'p str)> = g
+                    .children
+                    .iter()
+                    .filter_map(|(k, t)| Some((k.parse::<usize>().ok()?, t.as_str())))
+                    .collect();
+                idx.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                if let Some(Value::Array(a)) = lookup_mut(v, &g.parent) {
+                    for (i, t) in idx {
+                        if i < a.len() {
+                            a.remove(i);
+                            out.push(t);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Strip one decision in place according to the policy and its consent verdict.
 pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Value, verdict: &Verdict) -> Stripped<'p> {
     let mut out = Stripped {
         segments: strip_segments(policy, v),
         ..Stripped::default()
     };
-    for p in &policy.always {
-        if remove(v, p) {
-            out.always.push(&p.text);
-        }
-    }
+    remove_planned(v, &policy.always_plan, &mut out.always);
     if verdict.outcome != Outcome::Personalised {
-        for p in &policy.unless_personalised {
-            if remove(v, p) {
-                out.personal.push(&p.text);
-            }
-        }
+        remove_planned(v, &policy.personal_plan, &mut out.personal);
     }
     for c in &policy.coarsen {
         if c.when == CoarsenWhen::UnlessPreciseGeo && verdict.precise_geo {
@@ -187,6 +212,23 @@ pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Value, verdict: &Verdict) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_patterns() {
+        let p = crate::policy::Pointer::parse("/user/data").unwrap();
+        let pats: Vec<String> = ["health-*", "*-health-*", "lgbt*", "r?ce"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = crate::policy::SegmentMatcher::new(p, &pats);
+        assert_eq!(m.prefixes.len(), 2);
+        for id in ["health-x", "women-health-y", "lgbtq", "race"] {
+            assert!(m.matches(id), "{id}");
+        }
+        for id in ["auto", "healthy", "xlgbt"] {
+            assert!(!m.matches(id), "{id}");
+        }
+    }
 
     #[test]
     fn ip_masks() {

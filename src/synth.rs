@@ -77,6 +77,8 @@ pub struct Synth {
     seq: u64,
     /// One record in `malformed_every` is malformed (0: never).
     pub malformed_every: u64,
+    /// Prefix of decision ids.
+    pub id_prefix: String,
 }
 
 impl Synth {
@@ -131,6 +133,7 @@ impl Synth {
             gpp,
             seq: 0,
             malformed_every: 0,
+            id_prefix: "dec-".into(),
         }
     }
 
@@ -185,12 +188,15 @@ impl Synth {
         let (cid, category, skewed) = self.campaigns[ci].clone();
         if self.malformed_every > 0 && self.seq.is_multiple_of(self.malformed_every) {
             let bad = match self.seq / self.malformed_every % 4 {
-                0 => format!("{{\"id\":\"dec-{:08}\",\"ts\":", self.seq).into_bytes(),
-                1 => format!("{{\"id\":\"dec-{:08}\",\"campaign\":{{\"id\":\"{cid}\"}}}}", self.seq)
-                    .into_bytes(),
+                0 => format!("{{\"id\":\"{}{:08}\",\"ts\":", self.id_prefix, self.seq).into_bytes(),
+                1 => format!(
+                    "{{\"id\":\"{}{:08}\",\"campaign\":{{\"id\":\"{cid}\"}}}}",
+                    self.id_prefix, self.seq
+                )
+                .into_bytes(),
                 2 => format!(
-                    "{{\"id\":\"dec-{:08}\",\"ts\":\"yesterday\",\"campaign\":{{\"id\":\"{cid}\"}}}}",
-                    self.seq
+                    "{{\"id\":\"{}{:08}\",\"ts\":\"yesterday\",\"campaign\":{{\"id\":\"{cid}\"}}}}",
+                    self.id_prefix, self.seq
                 )
                 .into_bytes(),
                 _ => b"\xff\xfe not even text".to_vec(),
@@ -231,7 +237,7 @@ impl Synth {
             user["consent"] = Value::String(s);
         }
         let mut v = json!({
-            "id": format!("dec-{:08}", self.seq),
+            "id": format!("{}{:08}", self.id_prefix, self.seq),
             "ts": ts_ms,
             "campaign": {"id": cid, "advertiser_id": format!("adv-{}", ci % 17)},
             "selected": selected,

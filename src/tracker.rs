@@ -63,7 +63,14 @@ struct Campaign {
     category: Category,
     first_seen_ms: i64,
     last_seen_ms: i64,
+    /// Decisions counted since the last assessment.
+    unassessed: u32,
 }
+
+/// A campaign is re-judged every this many decisions (and at its first):
+/// one decision moves the numbers by little, and judging is most of the
+/// tracker's cost. A transition is at most this many decisions late.
+const ASSESS_EVERY: u32 = 8;
 
 #[derive(Debug)]
 struct Platform {
@@ -220,6 +227,7 @@ impl Tracker {
                     category,
                     first_seen_ms: ts_ms,
                     last_seen_ms: ts_ms,
+                    unassessed: ASSESS_EVERY,
                 }),
         };
         let c = &mut *entry;
@@ -234,6 +242,24 @@ impl Tracker {
             c.window.add(bucket, groups, selected);
         }
         let limits = policy.limits_for(category);
+        c.unassessed += 1;
+        if c.unassessed < ASSESS_EVERY {
+            let state = c.machine.effective();
+            let finding = c.machine.last_assessment.and_then(|a| a.finding);
+            let rec = Recorded {
+                state,
+                timing,
+                finding: if state == State::Ok { None } else { finding },
+                acknowledged: c.machine.acknowledged.is_some(),
+                alert: None,
+            };
+            drop(entry);
+            if let Some(h) = sweep {
+                self.sweep(policy, h);
+            }
+            return rec;
+        }
+        c.unassessed = 0;
         let a = fairness::assess(policy, limits, campaign, c.window.totals(), platform);
         let before = c.machine.effective();
         let alert = c.machine.step(&a, limits, policy.mode, now_ms).map(|t| {
@@ -415,6 +441,7 @@ impl Tracker {
             category: Category::Default,
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
+            unassessed: ASSESS_EVERY,
         });
         if let Some(h) = head {
             c.window.advance(h);

@@ -29,6 +29,8 @@ pub struct LoadgenOptions {
     /// One in this many is malformed (0: none).
     pub malformed_every: u64,
     pub seed: u64,
+    /// Prefix of decision ids (`dec-`).
+    pub id_prefix: String,
     /// Extra librdkafka settings.
     pub extra: BTreeMap<String, String>,
 }
@@ -72,6 +74,7 @@ pub async fn run(
     let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(stats.clone()))?;
     let mut synth = Synth::new(opts.seed, opts.campaigns, opts.skewed, clock.now_ms());
     synth.malformed_every = opts.malformed_every;
+    synth.id_prefix = opts.id_prefix.clone();
     let start = Instant::now();
     let mut n = 0u64;
     while (opts.count == 0 || n < opts.count) && !cancel.is_cancelled() {

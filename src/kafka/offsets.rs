@@ -81,21 +81,24 @@ impl Offsets {
         true
     }
 
-    /// One delivery for `offset` was acknowledged.
-    pub fn ack(&mut self, partition: i32, generation: u64, offset: i64) {
+    /// One delivery for `offset` was acknowledged. Returns true when that was
+    /// the record's last outstanding delivery.
+    pub fn ack(&mut self, partition: i32, generation: u64, offset: i64) -> bool {
         let Some(p) = self.parts.get_mut(&partition) else {
-            return;
+            return false;
         };
         if p.generation != generation {
-            return;
+            return false;
         }
         if let Some(n) = p.pending.get_mut(&offset) {
             *n -= 1;
             if *n == 0 {
                 p.pending.remove(&offset);
                 p.done.insert(offset);
+                return true;
             }
         }
+        false
     }
 
     /// The next offset to commit for a partition, when it moved past the last commit.

@@ -71,6 +71,10 @@ pub struct Health {
     pub running: AtomicBool,
     /// Set when the pipeline stopped on a fatal error.
     pub fatal: Mutex<Option<String>>,
+    /// Input records consumed.
+    pub consumed: AtomicU64,
+    /// Input records whose every produced record is acknowledged.
+    pub completed: AtomicU64,
 }
 
 impl Health {
@@ -194,8 +198,10 @@ impl ProducerContext for ProducerCtx {
                 if token.out.role == Role::Alerts {
                     s.metrics.alerts.with_label_values(&["topic", "sent"]).inc();
                 }
-                if let Some((p, g, o)) = token.input {
-                    s.offsets.lock().ack(p, g, o);
+                if let Some((p, g, o)) = token.input
+                    && s.offsets.lock().ack(p, g, o)
+                {
+                    s.health.completed.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Err((e, _)) => {
@@ -570,6 +576,7 @@ pub async fn run(
                 shared.permits.try_acquire().expect("checked above").forget();
                 metrics.in_flight.inc();
                 consumed += 1;
+                health.consumed.fetch_add(1, Ordering::Relaxed);
                 let start = Instant::now();
                 let mut outs: Vec<(Arc<Out>, Option<i64>)> = Vec::with_capacity(2);
                 match &stage {

@@ -1,0 +1,406 @@
+//! The end-to-end benchmark: the same decisions through the same broker,
+//! once through a plain consume-and-produce pass-through and once through
+//! fairgate, with the same rdkafka settings and the same pipeline code (the
+//! pass-through is the pipeline with the guard taken out).
+//!
+//! 1. **Throughput**: `count` decisions are produced to an input topic first;
+//!    each pass drains them with its own consumer group. Passes run in the
+//!    order pass-through, fairgate, fairgate, pass-through (ABBA), so that
+//!    broker warm-up favours neither; each side's figure is its mean.
+//! 2. **Latency**: with each pipeline caught up, `latency_count` more
+//!    decisions are produced at `latency_rate`/s; a record's latency is its
+//!    output timestamp minus its input timestamp (both CreateTime, set by the
+//!    producers on this machine). fairgate's added latency is the difference
+//!    of the two distributions at p50 and p99.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::guard::Guard;
+use crate::kafka::loadgen::{self, LoadgenOptions, LoadgenStats};
+use crate::kafka::pipeline::{self, Health, PipelineParts, Stage};
+use crate::metrics::Metrics;
+use crate::policy::CompiledPolicy;
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub brokers: String,
+    pub count: u64,
+    pub partitions: i32,
+    pub latency_rate: u64,
+    pub latency_count: u64,
+    pub policy: std::path::PathBuf,
+}
+
+/// One pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pass {
+    pub kind: &'static str,
+    pub records: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub decisions: u64,
+    pub passes: Vec<Pass>,
+    pub pass_through_per_second: f64,
+    pub fairgate_per_second: f64,
+    pub throughput_ratio: f64,
+    pub latency_rate: u64,
+    pub latency_records: u64,
+    pub pass_through_latency_ms: Percentiles,
+    pub fairgate_latency_ms: Percentiles,
+    pub added_latency_ms_p50: f64,
+    pub added_latency_ms_p99: f64,
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Percentiles {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        max: *v.last().unwrap(),
+        n: v.len(),
+    }
+}
+
+fn config(brokers: &str, input: &str, out: &str, group: &str, policy: &std::path::Path) -> Config {
+    let toml = format!(
+        r#"policy = "{policy}"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+[kafka.topics]
+input = "{input}"
+output = "{out}"
+blocked = "{out}.blocked"
+dead_letter = "{out}.dlq"
+alerts = "{out}.alerts"
+[kafka.consumer]
+"auto.offset.reset" = "earliest"
+[kafka.producer]
+"linger.ms" = "5"
+"batch.num.messages" = "10000"
+[pipeline]
+max_in_flight = 20000
+commit_interval_ms = 100
+grace_period_secs = 10
+[http]
+listen = "127.0.0.1:0"
+[log]
+format = "text"
+level = "warn"
+"#,
+        policy = policy.display()
+    );
+    Config::from_toml(&toml).expect("bench config is valid")
+}
+
+struct Running {
+    health: Arc<Health>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<pipeline::RunSummary, pipeline::PipelineError>>,
+}
+
+fn start(cfg: Config, stage: Stage) -> Running {
+    let health = Arc::new(Health::default());
+    let cancel = CancellationToken::new();
+    let (_tx, rx) = tokio::sync::mpsc::channel(1);
+    let metrics = Metrics::new(prometheus::Registry::new(), 10);
+    let task = tokio::spawn(pipeline::run(
+        PipelineParts {
+            config: cfg,
+            stage,
+            metrics,
+            health: health.clone(),
+            clock: Arc::new(SystemClock),
+            alerts: rx,
+            alert_fanout: None,
+        },
+        cancel.clone(),
+    ));
+    // No overrides here: the loop treats the closed channel as "no alerts".
+    drop(_tx);
+    Running {
+        health,
+        cancel,
+        task,
+    }
+}
+
+async fn wait_completed(h: &Health, n: u64, limit: Duration) -> bool {
+    let start = Instant::now();
+    while h.completed.load(Ordering::Relaxed) < n {
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+async fn create_topics(brokers: &str, names: &[String], partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        if let Err((t, e)) = r {
+            anyhow::bail!("creating {t}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Read `topic` from the start: decision id → CreateTime (ms).
+fn timestamps(brokers: &str, topic: &str, want: usize, limit: Duration) -> HashMap<String, i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-read-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut out = HashMap::new();
+    let start = Instant::now();
+    let mut idle = Instant::now();
+    while start.elapsed() < limit {
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                let id = m
+                    .headers()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|x| x.key == "fairgate-decision-id")
+                            .and_then(|x| x.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                    })
+                    .or_else(|| {
+                        let p = m.payload()?;
+                        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+                        v["id"].as_str().map(str::to_string)
+                    });
+                if let (Some(id), Some(ts)) = (id, m.timestamp().to_millis()) {
+                    out.insert(id, ts);
+                }
+            }
+            _ => {
+                if out.len() >= want && idle.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Run the benchmark.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
+    let _ = CompiledPolicy::load(&opts.policy)?;
+    let run_id = SystemClock.now_ms() % 100_000_000;
+    let input = format!("bench-{run_id}.in");
+    let (out_p, out_g) = (
+        format!("bench-{run_id}.pass"),
+        format!("bench-{run_id}.guard"),
+    );
+    let mut names = vec![input.clone()];
+    for o in [&out_p, &out_g] {
+        for suffix in ["", ".blocked", ".dlq", ".alerts"] {
+            names.push(format!("{o}{suffix}"));
+        }
+    }
+    create_topics(&opts.brokers, &names, opts.partitions).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    eprintln!("producing {} decisions to {input}", opts.count);
+    let stats = Arc::new(LoadgenStats::default());
+    let lg = LoadgenOptions {
+        brokers: opts.brokers.clone(),
+        topic: input.clone(),
+        rate: 0,
+        count: opts.count,
+        campaigns: 200,
+        skewed: 3,
+        malformed_every: 1000,
+        seed: 5,
+        id_prefix: "dec-".into(),
+        extra: BTreeMap::new(),
+    };
+    loadgen::run(
+        lg.clone(),
+        clock.clone(),
+        stats.clone(),
+        CancellationToken::new(),
+    )
+    .await?;
+
+    let mut passes = Vec::new();
+    let mut guards: Vec<Running> = Vec::new();
+    let mut plain: Vec<Running> = Vec::new();
+    for (i, kind) in ["pass_through", "fairgate", "fairgate", "pass_through"]
+        .iter()
+        .enumerate()
+    {
+        let (out, stage) = if *kind == "fairgate" {
+            let g = Arc::new(Guard::new(CompiledPolicy::load(&opts.policy)?));
+            (&out_g, Stage::Guard(g))
+        } else {
+            (&out_p, Stage::PassThrough)
+        };
+        let group = format!("bench-{run_id}-{i}");
+        let r = start(
+            config(&opts.brokers, &input, out, &group, &opts.policy),
+            stage,
+        );
+        while !r.health.assigned.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t0 = Instant::now();
+        if !wait_completed(&r.health, opts.count, Duration::from_secs(600)).await {
+            anyhow::bail!("{kind} pass did not finish in 10 minutes");
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{kind}: {} decisions in {secs:.2}s = {:.0}/s",
+            opts.count,
+            opts.count as f64 / secs
+        );
+        passes.push(Pass {
+            kind,
+            records: opts.count,
+            seconds: secs,
+            per_second: opts.count as f64 / secs,
+        });
+        // Keep one of each running for the latency phase.
+        if i == 1 {
+            guards.push(r);
+        } else if i == 3 {
+            plain.push(r);
+        } else {
+            r.cancel.cancel();
+            let _ = r.task.await;
+        }
+    }
+    let mean = |k: &str| {
+        let v: Vec<f64> = passes
+            .iter()
+            .filter(|p| p.kind == k)
+            .map(|p| p.per_second)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (pt, fg) = (mean("pass_through"), mean("fairgate"));
+
+    eprintln!(
+        "latency: {} decisions at {}/s through both",
+        opts.latency_count, opts.latency_rate
+    );
+    let before = (
+        guards[0].health.completed.load(Ordering::Relaxed),
+        plain[0].health.completed.load(Ordering::Relaxed),
+    );
+    let paced = LoadgenOptions {
+        rate: opts.latency_rate,
+        count: opts.latency_count,
+        seed: 6,
+        id_prefix: "dec-lat-".into(),
+        ..lg
+    };
+    loadgen::run(
+        paced,
+        clock.clone(),
+        Arc::new(LoadgenStats::default()),
+        CancellationToken::new(),
+    )
+    .await?;
+    wait_completed(
+        &guards[0].health,
+        before.0 + opts.latency_count,
+        Duration::from_secs(120),
+    )
+    .await;
+    wait_completed(
+        &plain[0].health,
+        before.1 + opts.latency_count,
+        Duration::from_secs(120),
+    )
+    .await;
+    for r in guards.into_iter().chain(plain) {
+        r.cancel.cancel();
+        let _ = r.task.await;
+    }
+    let total = (opts.count + opts.latency_count) as usize;
+    let (b, i2, p2, g2) = (
+        opts.brokers.clone(),
+        input.clone(),
+        out_p.clone(),
+        out_g.clone(),
+    );
+    let (ins, pass_out, guard_out) = tokio::task::spawn_blocking(move || {
+        (
+            timestamps(&b, &i2, total, Duration::from_secs(120)),
+            timestamps(&b, &p2, total, Duration::from_secs(120)),
+            timestamps(&b, &g2, total * 9 / 10, Duration::from_secs(120)),
+        )
+    })
+    .await?;
+    // Only the paced records count for latency.
+    let lat = |out: &HashMap<String, i64>| {
+        percentiles(
+            out.iter()
+                .filter(|(id, _)| id.starts_with("dec-lat-"))
+                .filter_map(|(id, t)| Some((t - *ins.get(id)?) as f64))
+                .collect(),
+        )
+    };
+    let (lp, lg2) = (lat(&pass_out), lat(&guard_out));
+    Ok(Report {
+        decisions: opts.count,
+        passes,
+        pass_through_per_second: pt,
+        fairgate_per_second: fg,
+        throughput_ratio: fg / pt,
+        latency_rate: opts.latency_rate,
+        latency_records: opts.latency_count,
+        pass_through_latency_ms: lp,
+        fairgate_latency_ms: lg2,
+        added_latency_ms_p50: lg2.p50 - lp.p50,
+        added_latency_ms_p99: lg2.p99 - lp.p99,
+    })
+}
