@@ -168,7 +168,7 @@ fn remove_planned<'p>(v: &mut Value, plan: &'p [RemovalGroup], out: &mut Vec<&'p
                     .iter()
                     .filter_map(|(k, t)| Some((k.parse::<usize>().ok()?, t.as_str())))
                     .collect();
-                idx.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                idx.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
                 if let Some(Value::Array(a)) = lookup_mut(v, &g.parent) {
                     for (i, t) in idx {
                         if i < a.len() {
