@@ -10,7 +10,7 @@
 //! Never a user id, decision id or consent string.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -68,8 +68,6 @@ pub struct Metrics {
     pub consent_cache_entries: IntGauge,
     /// Campaigns evicted for idleness.
     pub campaigns_evicted: IntCounter,
-    /// Per-stage time of processing, for the e2e benchmark and profiling.
-    pub stage: HistogramVec,
     /// Process start, for uptime.
     pub start_time: Gauge,
     /// Cap on per-campaign series.
@@ -200,7 +198,7 @@ impl Metrics {
         let policy_reloads = counter(
             r,
             "fairgate_policy_reloads_total",
-            "Policy reload attempts, by result (applied, rejected, unchanged).",
+            "Policy reload attempts, by result (applied, rejected).",
             &["result"],
         );
         let policy_info = gauge(
@@ -247,26 +245,36 @@ impl Metrics {
         .expect("valid");
         r.register(Box::new(campaigns_evicted.clone()))
             .expect("once");
-        let stage = HistogramVec::new(
-            HistogramOpts::new(
-                "fairgate_stage_duration_seconds",
-                "Time spent per pipeline stage (judge, produce).",
-            )
-            .buckets(vec![
-                0.000_005, 0.000_02, 0.000_1, 0.000_5, 0.002, 0.01, 0.05,
-            ]),
-            &["stage"],
-        )
-        .expect("valid");
-        r.register(Box::new(stage.clone())).expect("once");
         let start_time = Gauge::new(
             "fairgate_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
         )
         .expect("valid");
         r.register(Box::new(start_time.clone())).expect("once");
+        // Known label sets exist from the start, so rate() and increase()
+        // see the first event and dashboards show zeros, not gaps.
         for s in State::ALL {
             campaigns.with_label_values(&[s.as_str()]).set(0);
+        }
+        for r in ["applied", "rejected"] {
+            policy_reloads.with_label_values(&[r]);
+        }
+        for t in ["output", "blocked", "dead_letter", "alerts"] {
+            for a in ["retried", "fatal"] {
+                delivery_errors.with_label_values(&[t, a]);
+            }
+        }
+        for r in ["ok", "error"] {
+            commits.with_label_values(&[r]);
+        }
+        for k in ["assign", "revoke", "error"] {
+            rebalances.with_label_values(&[k]);
+        }
+        for t in ["counted", "late", "early"] {
+            window_decisions.with_label_values(&[t]);
+        }
+        for (sink, result) in [("topic", "sent"), ("webhook", "sent"), ("webhook", "failed"), ("webhook", "dropped")] {
+            alerts.with_label_values(&[sink, result]);
         }
         Metrics {
             registry,
@@ -293,7 +301,6 @@ impl Metrics {
             rebalances,
             consent_cache_entries,
             campaigns_evicted,
-            stage,
             start_time,
             campaign_series_cap,
         }

@@ -303,6 +303,12 @@ impl ConsumerContext for ConsumerCtx {
                         .store(!offsets.partitions().is_empty(), Ordering::Relaxed);
                 }
                 s.release(released);
+                for p in &parts {
+                    let _ = s
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[&s.input_topic, &p.to_string()]);
+                }
                 info!(target: "fairgate::kafka", partitions = ?parts, "partitions revoked; offsets committed");
             }
             Rebalance::Assign(_) => {}
