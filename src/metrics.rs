@@ -10,8 +10,8 @@
 //! Never a user id, decision id or consent string.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::campaign::State;
@@ -273,7 +273,12 @@ impl Metrics {
         for t in ["counted", "late", "early"] {
             window_decisions.with_label_values(&[t]);
         }
-        for (sink, result) in [("topic", "sent"), ("webhook", "sent"), ("webhook", "failed"), ("webhook", "dropped")] {
+        for (sink, result) in [
+            ("topic", "sent"),
+            ("webhook", "sent"),
+            ("webhook", "failed"),
+            ("webhook", "dropped"),
+        ] {
             alerts.with_label_values(&[sink, result]);
         }
         Metrics {

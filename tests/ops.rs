@@ -1,0 +1,339 @@
+//! Operating fairgate without a broker: the metrics registry, the admin API
+//! over real HTTP, and live policy reload.
+
+use std::sync::Arc;
+
+use fairgate::clock::ManualClock;
+use fairgate::guard::headers;
+use fairgate::metrics::Metrics;
+use fairgate::service::App;
+use fairgate::{CompiledPolicy, Guard, Now};
+use serde_json::{Value, json};
+
+const POLICY: &str = include_str!("../config/policy.toml");
+const T0: i64 = 1_795_000_000_000;
+
+fn decision(campaign: &str, sex: &str, selected: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({"id": "d-1", "ts": T0, "campaign": {"id": campaign}, "selected": selected,
+        "regs": {"gdpr": 0, "us_privacy": "1YYN"}, "user": {"id": "u-1"}, "device": {"ip": "203.0.113.17"},
+        "audience": {"sex": sex}}))
+    .unwrap()
+}
+
+#[test]
+fn registry_renders_exact_lines() {
+    let m = Metrics::new(prometheus::Registry::new(), 10);
+    let g = Guard::new(CompiledPolicy::from_toml(POLICY).unwrap());
+    m.observe(&g.judge(None, &decision("c1", "female", true), Now::At(T0)));
+    m.observe(&g.judge(None, b"{not json", Now::At(T0)));
+    m.set_policy("2026-11-23.1", "monitor");
+    let text = m.render();
+    for line in [
+        "# HELP fairgate_decisions_total Decisions handled, by route (output, blocked, dead_letter) and reason.",
+        "# TYPE fairgate_decisions_total counter",
+        "fairgate_decisions_total{reason=\"usp_opt_out\",route=\"output\"} 1",
+        "fairgate_decisions_total{reason=\"not_json\",route=\"dead_letter\"} 1",
+        "fairgate_dead_letters_total{kind=\"not_json\"} 1",
+        "fairgate_consent_outcomes_total{outcome=\"contextual\",reason=\"usp_opt_out\"} 1",
+        "fairgate_consent_signals_total{result=\"denied\",signal=\"usp\"} 1",
+        "fairgate_pointers_removed_total{category=\"always\"} 1",
+        "fairgate_pointers_removed_total{category=\"personal\"} 1",
+        "fairgate_pointers_removed_total{category=\"coarsened\"} 1",
+        "fairgate_window_decisions_total{timing=\"counted\"} 1",
+        "fairgate_policy_info{mode=\"monitor\",version=\"2026-11-23.1\"} 1",
+        "fairgate_policy_reloads_total{result=\"rejected\"} 0",
+        "fairgate_campaigns{state=\"flagged\"} 0",
+        "# TYPE fairgate_processing_duration_seconds histogram",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{text}"
+        );
+    }
+    // No value from the decision reaches a label.
+    assert!(!text.contains("u-1") && !text.contains("203.0.113"));
+}
+
+struct Server {
+    base: String,
+    app: Arc<App>,
+    alerts: tokio::sync::mpsc::Receiver<fairgate::alert::AlertEvent>,
+    policy_path: std::path::PathBuf,
+    client: reqwest::Client,
+}
+
+async fn server() -> Server {
+    let dir = std::env::temp_dir().join(format!(
+        "fairgate-ops-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_path = dir.join("policy.toml");
+    std::fs::write(&policy_path, POLICY).unwrap();
+    let guard = Arc::new(Guard::new(CompiledPolicy::load(&policy_path).unwrap()));
+    let metrics = Metrics::new(prometheus::Registry::new(), 10);
+    let (app, alerts) = App::new(
+        guard,
+        metrics,
+        Arc::new(ManualClock::new(T0)),
+        Some(policy_path.clone()),
+        Some("s3cret-token".into()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(fairgate::http::serve(
+        listener,
+        app.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    Server {
+        base,
+        app,
+        alerts,
+        policy_path,
+        client: reqwest::Client::new(),
+    }
+}
+
+#[tokio::test]
+async fn mutating_calls_need_the_bearer_token() {
+    let s = server().await;
+    let url = format!("{}/v1/campaigns/c1/override", s.base);
+    let body = r#"{"action":"force_block","by":"ana","reason":"legal hold"}"#;
+    let r = s.client.post(&url).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("wrong")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("bearer"));
+    let r = s
+        .client
+        .post(format!("{}/v1/policy/reload", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_with_a_reason() {
+    let s = server().await;
+    let url = format!("{}/v1/campaigns/c1/override", s.base);
+    for body in [
+        "not json",
+        r#"{"action":"delete","by":"a","reason":"b"}"#,
+        r#"{"action":"clear"}"#,
+    ] {
+        let r = s
+            .client
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert!(v["error"].as_str().unwrap().len() > 10, "{v}");
+    }
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("s3cret-token")
+        .body(r#"{"action":"clear","by":" ","reason":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = s
+        .client
+        .get(format!("{}/v1/campaigns?state=sideways", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = s
+        .client
+        .get(format!("{}/v1/campaigns/nope", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn overrides_change_the_state_and_emit_an_audit_alert() {
+    let mut s = server().await;
+    s.app
+        .guard
+        .judge(None, &decision("c1", "male", true), Now::At(T0));
+    let r = s
+        .client
+        .post(format!("{}/v1/campaigns/c1/override", s.base))
+        .bearer_auth("s3cret-token")
+        .body(r#"{"action":"force_block","by":"ana@example.com","reason":"legal hold"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let alert = s.alerts.recv().await.unwrap();
+    assert_eq!(alert.campaign, "c1");
+    assert_eq!(alert.new_state.as_str(), "blocked");
+    assert_eq!(alert.override_.as_ref().unwrap().by, "ana@example.com");
+    let c: Value = s
+        .client
+        .get(format!("{}/v1/campaigns/c1", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(c["state"], "blocked");
+    assert_eq!(c["override"]["reason"], "legal hold");
+    let j = s
+        .app
+        .guard
+        .judge(None, &decision("c1", "male", true), Now::At(T0));
+    assert_eq!(j.route, fairgate::Route::Blocked);
+    let list: Value = s
+        .client
+        .get(format!("{}/v1/campaigns?state=blocked", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(list["count"], 1);
+    let page = s
+        .client
+        .get(format!("{}/", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("c1") && page.contains("legal hold"));
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "fairgate_campaign_transitions_total{from=\"ok\",kind=\"override\",to=\"blocked\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_policy_reloads_and_an_invalid_one_is_refused() {
+    let s = server().await;
+    let reload = || {
+        s.client
+            .post(format!("{}/v1/policy/reload", s.base))
+            .bearer_auth("s3cret-token")
+            .send()
+    };
+    std::fs::write(
+        &s.policy_path,
+        POLICY.replace("version = \"2026-11-23.1\"", "version = \"v2\""),
+    )
+    .unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["version"], "v2");
+    assert_eq!(v["kept_windows"], true);
+    let header = |j: &fairgate::Judgement| {
+        j.headers
+            .iter()
+            .find(|(k, _)| *k == headers::POLICY_VERSION)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(
+        header(
+            &s.app
+                .guard
+                .judge(None, &decision("c", "male", true), Now::At(T0))
+        ),
+        "v2"
+    );
+
+    std::fs::write(
+        &s.policy_path,
+        POLICY
+            .replace("version = \"2026-11-23.1\"", "version = \"v3\"")
+            .replace("vendor_id = 755", "vendor_id = 0")
+            .replace("bucket_secs = 60", "bucket_secs = 7"),
+    )
+    .unwrap();
+    let r = reload().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["running_version"], "v2");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        header(
+            &s.app
+                .guard
+                .judge(None, &decision("c", "male", true), Now::At(T0))
+        ),
+        "v2"
+    );
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("fairgate_policy_reloads_total{result=\"rejected\"} 1"));
+    assert!(metrics.contains("fairgate_policy_reloads_total{result=\"applied\"} 1"));
+    assert!(metrics.contains("fairgate_policy_info{mode=\"monitor\",version=\"v2\"} 1"));
+}
+
+#[tokio::test]
+async fn the_file_watcher_reloads_on_change() {
+    let s = server().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(fairgate::service::watch_policy(
+        s.app.clone(),
+        cancel.clone(),
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_millis(100),
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    std::fs::write(
+        &s.policy_path,
+        POLICY.replace("version = \"2026-11-23.1\"", "version = \"watched-v9\""),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    while s.app.guard.live().policy.version != "watched-v9" {
+        assert!(start.elapsed().as_secs() < 10, "not reloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+}
