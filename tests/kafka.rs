@@ -343,3 +343,177 @@ fn two_instances_in_one_group_share_the_work() {
     // Duplicates only around a rebalance: bounded by what one instance can hold.
     assert!(duplicates <= 2 * 1000, "{duplicates}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A live run: the logs carry none of the sensitive values the decisions
+/// hold; every metric the dashboard and alert rules use is exported; the
+/// status page shows the flagged campaign in headless Chromium.
+#[test]
+fn operations_during_a_live_run() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("ops");
+    rt.block_on(t.create(2));
+    let dir = scratch("ops");
+    let policy = write_policy(&dir, |p| p);
+    let port = free_port();
+    let cfg = dir.join("fairgate.toml");
+    std::fs::write(
+        &cfg,
+        t.config_toml(&policy, 1000, 10)
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace("level = \"info\"", "level = \"debug,rdkafka=info\""),
+    )
+    .unwrap();
+    let records = decisions(8_000, 50, 51);
+    // The sensitive values these decisions carry.
+    let mut secrets = HashSet::new();
+    for (_, _, b) in &records {
+        if let Ok(v) = serde_json::from_slice::<Value>(b) {
+            for p in [
+                "/user/id",
+                "/user/buyeruid",
+                "/device/ifa",
+                "/user/consent",
+                "/regs/gpp",
+                "/device/ip",
+            ] {
+                if let Some(s) = v.pointer(p).and_then(Value::as_str) {
+                    secrets.insert(s.to_string());
+                }
+            }
+            for seg in v
+                .pointer("/user/data/0/segment")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = seg["id"].as_str().filter(|s| s.starts_with("health-")) {
+                    secrets.insert(id.to_string());
+                }
+            }
+        }
+    }
+    assert!(secrets.len() > 1000);
+    let mut child = Child::start(&cfg, dir.join("run.log"));
+    produce(&t.input, &records);
+    let seen = collect(
+        &[&t.output, &t.blocked, &t.dead_letter],
+        records.len(),
+        Duration::from_secs(2),
+        Duration::from_secs(120),
+    );
+    assert_eq!(tally(&seen, &t.alerts).len(), records.len());
+
+    let (status, ready) = http_get(port, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    let (_, metrics) = http_get(port, "/metrics");
+    let metrics_file = dir.join("metrics.txt");
+    std::fs::write(&metrics_file, &metrics).unwrap();
+    let check = std::process::Command::new("python3")
+        .arg("deploy/check-metrics-names.py")
+        .arg(&metrics_file)
+        .output()
+        .expect("python3");
+    assert!(
+        check.status.success(),
+        "dashboard or rules use metrics fairgate does not export:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let (_, flagged) = http_get(port, "/v1/campaigns?state=flagged");
+    assert!(flagged.contains("cmp-skewed-01"), "{flagged}");
+
+    // The status page in headless Chromium, with a screenshot kept as an artifact.
+    let artifacts = std::path::Path::new("artifacts");
+    std::fs::create_dir_all(artifacts).unwrap();
+    let chromium_flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1280,2200",
+    ];
+    let url = format!("http://127.0.0.1:{port}/");
+    let profile = dir.join("chromium-profile");
+    let dom = std::process::Command::new("chromium")
+        .args(chromium_flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium is installed by scripts/test");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("cmp-skewed-01") && dom.contains("Flagged ("),
+        "{dom}"
+    );
+    let shot = std::fs::canonicalize(artifacts)
+        .unwrap()
+        .join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = std::process::Command::new("chromium")
+        .args(chromium_flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    child.term();
+    child.wait_exit(Duration::from_secs(20));
+    let log = child.log_text();
+    assert!(log.lines().count() > 5, "{log}");
+    let leaked: Vec<&String> = secrets
+        .iter()
+        .filter(|s| log.contains(s.as_str()) || metrics.contains(s.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "{} sensitive values in logs or metrics, e.g. {:?}",
+        leaked.len(),
+        &leaked[..leaked.len().min(3)]
+    );
+}
