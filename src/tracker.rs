@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::alert::{self, AlertEvent, AlertKind, Context, OverrideInfo, WindowInfo};
-use crate::campaign::{OverrideAction, OverrideRecord, State, StateMachine};
+use crate::campaign::{Cause, OverrideAction, OverrideRecord, State, StateMachine};
 use crate::exposure::{Placement, Window};
 use crate::fairness::{self, Assessment, DimensionNumbers, Finding, Level};
 use crate::measures::Counts;
@@ -123,6 +123,55 @@ pub enum OverrideError {
     BadCampaign,
     #[error("`by` and `reason` must be non-empty and at most 512 characters")]
     MissingWhoOrWhy,
+}
+
+/// What differs between a transition alert and an override alert.
+struct AlertParts {
+    kind: AlertKind,
+    old_state: State,
+    new_state: State,
+    measured_state: State,
+    cause: Option<Cause>,
+    since_ms: i64,
+    override_: Option<OverrideInfo>,
+    message: String,
+}
+
+/// An alert event with the finding and numbers behind it.
+#[allow(clippy::too_many_arguments)]
+fn alert_event(
+    policy: &CompiledPolicy,
+    campaign: &str,
+    category: Category,
+    finding: Option<Finding>,
+    numbers: Vec<DimensionNumbers>,
+    head: Option<i64>,
+    at_ms: i64,
+    p: AlertParts,
+) -> AlertEvent {
+    AlertEvent {
+        kind: p.kind,
+        campaign: campaign.to_string(),
+        category: category.as_str(),
+        old_state: p.old_state,
+        new_state: p.new_state,
+        measured_state: p.measured_state,
+        cause: p.cause,
+        measure: finding.map(|f| f.measure),
+        dimension: finding.map(|f| policy.dimensions[f.dimension].name.clone()),
+        value: finding.map(|f| f.value),
+        bound: finding.map(|f| f.bound),
+        threshold: finding.map(|f| f.threshold),
+        confidence: policy.confidence,
+        numbers,
+        window: window_info(policy, head),
+        policy_version: policy.version.clone(),
+        mode: policy.mode,
+        at_ms,
+        since_ms: p.since_ms,
+        override_: p.override_,
+        message: p.message,
+    }
 }
 
 fn window_info(policy: &CompiledPolicy, head: Option<i64>) -> WindowInfo {
@@ -276,29 +325,25 @@ impl Tracker {
             };
             let message = alert::transition_message(&ctx, t.from, t.to, t.cause);
             let f = a.finding;
-            AlertEvent {
-                kind: AlertKind::Transition,
-                campaign: campaign.to_string(),
-                category: category.as_str(),
-                old_state: before,
-                new_state: c.machine.effective(),
-                measured_state: c.machine.state,
-                cause: Some(t.cause),
-                measure: f.map(|f| f.measure),
-                dimension: f.map(|f| policy.dimensions[f.dimension].name.clone()),
-                value: f.map(|f| f.value),
-                bound: f.map(|f| f.bound),
-                threshold: f.map(|f| f.threshold),
-                confidence: policy.confidence,
+            alert_event(
+                policy,
+                campaign,
+                category,
+                f,
                 numbers,
-                window: window_info(policy, c.window.head()),
-                policy_version: policy.version.clone(),
-                mode: policy.mode,
-                at_ms: now_ms,
-                since_ms: t.prev_since_ms,
-                override_: None,
-                message,
-            }
+                c.window.head(),
+                now_ms,
+                AlertParts {
+                    kind: AlertKind::Transition,
+                    old_state: before,
+                    new_state: c.machine.effective(),
+                    measured_state: c.machine.state,
+                    cause: Some(t.cause),
+                    since_ms: t.prev_since_ms,
+                    override_: None,
+                    message,
+                },
+            )
         });
         let state = c.machine.effective();
         let rec = Recorded {
@@ -475,28 +520,24 @@ impl Tracker {
             window_secs: policy.window_ms / 1000,
         };
         let message = alert::override_message(&ctx, &info, before, after);
-        Ok(AlertEvent {
-            kind: AlertKind::Override,
-            campaign: id.to_string(),
-            category: c.category.as_str(),
-            old_state: before,
-            new_state: after,
-            measured_state: c.machine.state,
-            cause: None,
-            measure: finding.map(|f| f.measure),
-            dimension: finding.map(|f| policy.dimensions[f.dimension].name.clone()),
-            value: finding.map(|f| f.value),
-            bound: finding.map(|f| f.bound),
-            threshold: finding.map(|f| f.threshold),
-            confidence: policy.confidence,
+        Ok(alert_event(
+            policy,
+            id,
+            c.category,
+            finding,
             numbers,
-            window: window_info(policy, c.window.head()),
-            policy_version: policy.version.clone(),
-            mode: policy.mode,
-            at_ms: now_ms,
-            since_ms: since,
-            override_: Some(info),
-            message,
-        })
+            c.window.head(),
+            now_ms,
+            AlertParts {
+                kind: AlertKind::Override,
+                old_state: before,
+                new_state: after,
+                measured_state: c.machine.state,
+                cause: None,
+                since_ms: since,
+                override_: Some(info),
+                message,
+            },
+        ))
     }
 }
