@@ -93,11 +93,7 @@ async fn ten_thousand_decisions_each_end_up_in_exactly_one_topic() {
     svc.await.unwrap().unwrap();
 
     let counts = tally(&seen, &t.alerts);
-    let lost: Vec<&String> = records
-        .iter()
-        .map(|r| &r.0)
-        .filter(|id| !counts.contains_key(*id))
-        .collect();
+    let (lost, _) = losses(&records, &counts);
     let dup: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         lost.is_empty(),
@@ -218,12 +214,7 @@ fn sigkill_three_times_loses_nothing() {
     child.term();
     child.wait_exit(Duration::from_secs(30));
     let counts = tally(&seen, &t.alerts);
-    let lost: Vec<&String> = records
-        .iter()
-        .map(|r| &r.0)
-        .filter(|id| !counts.contains_key(*id))
-        .collect();
-    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let (lost, duplicates) = losses(&records, &counts);
     eprintln!(
         "sigkill x3 over {} decisions: {} lost, {} duplicates (bound: 3 kills x max_in_flight {} = {})",
         records.len(),
@@ -286,11 +277,8 @@ fn sigterm_drains_within_grace_and_restart_duplicates_nothing() {
     child.term();
     child.wait_exit(Duration::from_secs(30));
     let counts = tally(&seen, &t.alerts);
-    let lost = records
-        .iter()
-        .filter(|r| !counts.contains_key(&r.0))
-        .count();
-    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let (lost, duplicates) = losses(&records, &counts);
+    let lost = lost.len();
     eprintln!("sigterm: exited in {took:?}; {lost} lost, {duplicates} duplicates");
     assert_eq!(lost, 0);
     assert_eq!(duplicates, 0);
@@ -321,11 +309,8 @@ fn two_instances_in_one_group_share_the_work() {
     a.wait_exit(Duration::from_secs(30));
     b.wait_exit(Duration::from_secs(30));
     let counts = tally(&seen, &t.alerts);
-    let lost = records
-        .iter()
-        .filter(|r| !counts.contains_key(&r.0))
-        .count();
-    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let (lost, duplicates) = losses(&records, &counts);
+    let lost = lost.len();
     eprintln!(
         "two instances: {lost} lost, {duplicates} duplicates in {:?}",
         start.elapsed()

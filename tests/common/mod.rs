@@ -280,6 +280,20 @@ pub fn tally(seen: &[Seen], alerts_topic: &str) -> HashMap<String, usize> {
     m
 }
 
+/// Ids of `records` seen nowhere, and how many extra copies were seen in all.
+pub fn losses(
+    records: &[(String, String, Vec<u8>)],
+    counts: &HashMap<String, usize>,
+) -> (Vec<String>, usize) {
+    let lost = records
+        .iter()
+        .filter(|r| !counts.contains_key(&r.0))
+        .map(|r| r.0.clone())
+        .collect();
+    let duplicates = counts.values().map(|n| n - 1).sum();
+    (lost, duplicates)
+}
+
 /// A `fairgate run` child process.
 pub struct Child {
     pub child: std::process::Child,
