@@ -76,6 +76,10 @@ pub struct PipelineConfig {
     /// the duplicates a crash can cause.
     #[serde(default = "d_max_in_flight")]
     pub max_in_flight: usize,
+    /// Threads that judge records, each owning a share of the partitions (a
+    /// partition's records are judged in order by one thread). Unset: one per CPU.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// How often acknowledged offsets are committed, in milliseconds.
     #[serde(default = "d_commit_interval_ms")]
     pub commit_interval_ms: u64,
@@ -106,11 +110,21 @@ fn d_true() -> bool {
     true
 }
 
+impl PipelineConfig {
+    /// Judge threads to run: as configured, else one per CPU.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             delivery: Delivery::AtLeastOnce,
             max_in_flight: d_max_in_flight(),
+            workers: None,
             commit_interval_ms: d_commit_interval_ms(),
             grace_period_secs: d_grace_period_secs(),
             campaign_series_cap: d_campaign_series_cap(),
@@ -309,6 +323,9 @@ impl Config {
         }
         if c.pipeline.max_in_flight == 0 || c.pipeline.max_in_flight > 1_000_000 {
             problems.push("pipeline.max_in_flight: must be 1..=1000000".into());
+        }
+        if c.pipeline.workers.is_some_and(|w| w == 0 || w > 256) {
+            problems.push("pipeline.workers: must be 1..=256 (or unset for one per CPU)".into());
         }
         if c.pipeline.commit_interval_ms == 0 || c.pipeline.commit_interval_ms > 60_000 {
             problems.push("pipeline.commit_interval_ms: must be 1..=60000".into());

@@ -66,12 +66,17 @@ impl Offsets {
         v
     }
 
-    /// An input record whose results need `deliveries` acknowledgements.
-    /// Returns false when the partition is not owned (the record is then not tracked).
-    pub fn begin(&mut self, partition: i32, offset: i64, deliveries: u32) -> bool {
+    /// An input record, read during ownership `generation`, whose results
+    /// need `deliveries` acknowledgements. Returns false when the partition is
+    /// not owned, or was revoked and assigned again since the record was read
+    /// (the record is then not tracked: its new owner reads it again).
+    pub fn begin(&mut self, partition: i32, generation: u64, offset: i64, deliveries: u32) -> bool {
         let Some(p) = self.parts.get_mut(&partition) else {
             return false;
         };
+        if p.generation != generation {
+            return false;
+        }
         p.high = Some(p.high.map_or(offset, |h| h.max(offset)));
         if deliveries == 0 {
             p.done.insert(offset);
@@ -156,9 +161,9 @@ mod tests {
     fn commit_waits_for_the_earliest_outstanding_record() {
         let mut o = Offsets::new();
         let g = o.assign(0);
-        o.begin(0, 10, 2);
-        o.begin(0, 11, 1);
-        o.begin(0, 12, 1);
+        o.begin(0, g, 10, 2);
+        o.begin(0, g, 11, 1);
+        o.begin(0, g, 12, 1);
         o.ack(0, g, 12);
         o.ack(0, g, 11);
         assert_eq!(o.committable(0), Some(10));
@@ -175,10 +180,13 @@ mod tests {
     fn acknowledgements_of_an_old_ownership_are_ignored() {
         let mut o = Offsets::new();
         let g1 = o.assign(3);
-        o.begin(3, 5, 1);
+        assert!(o.begin(3, g1, 5, 1));
         assert_eq!(o.revoke(3), 1);
+        assert!(!o.begin(3, g1, 6, 1), "not owned");
         let g2 = o.assign(3);
-        o.begin(3, 7, 1);
+        // Read before the partition moved away and came back: not tracked.
+        assert!(!o.begin(3, g1, 6, 1));
+        assert!(o.begin(3, g2, 7, 1));
         o.ack(3, g1, 7);
         assert_eq!(o.committable(3), Some(7));
         o.ack(3, g2, 7);
@@ -193,7 +201,7 @@ mod tests {
             let mut o = Offsets::new();
             let g = o.assign(0);
             for off in 0..50 {
-                o.begin(0, off, 1);
+                o.begin(0, g, off, 1);
             }
             for &off in &order[..cut] {
                 o.ack(0, g, off);

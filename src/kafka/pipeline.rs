@@ -57,6 +57,12 @@ pub enum PipelineError {
         "fatal delivery error to the {role} topic: {error} (record not committed; it is reprocessed on restart)"
     )]
     FatalDelivery { role: &'static str, error: String },
+    #[error("cannot start a judge thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error(
+        "a judge thread stopped unexpectedly (records not committed; they are reprocessed on restart)"
+    )]
+    WorkerStopped,
 }
 
 /// Health of the pipeline, read by `/readyz`.
@@ -146,6 +152,9 @@ pub struct Token {
 
 struct Shared {
     offsets: Mutex<Offsets>,
+    /// Held while committing, so the periodic commit and the commit on
+    /// revocation never interleave.
+    commit_lock: Mutex<()>,
     permits: Arc<Semaphore>,
     metrics: Metrics,
     health: Arc<Health>,
@@ -155,6 +164,10 @@ struct Shared {
     input_topic: String,
     grace: Duration,
     delivered: AtomicU64,
+    /// Set when the pipeline gives up on what it holds (fatal error, or the
+    /// grace period is over): judge threads drop their remaining records,
+    /// which stay uncommitted.
+    abandon: AtomicBool,
 }
 
 impl Shared {
@@ -270,6 +283,7 @@ impl ConsumerContext for ConsumerCtx {
                     warn!(target: "fairgate::kafka", error = %e, "flush before revocation timed out; uncommitted records will be reprocessed by the new owner");
                 }
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let _one_at_a_time = s.commit_lock.lock();
                 let mut commit = TopicPartitionList::new();
                 {
                     let offsets = s.offsets.lock();
@@ -387,101 +401,274 @@ fn alert_out(a: &AlertEvent, version: &str) -> Out {
     }
 }
 
-struct Runner {
+/// Why one attempt to hand a record to the producer failed.
+enum SendFailure {
+    /// The producer's queue is full: back-pressure, wait and send again.
+    QueueFull,
+    Retriable,
+    Fatal(KafkaError),
+}
+
+/// Hand a token to the producer once.
+fn try_send(
+    producer: &ThreadedProducer<ProducerCtx>,
+    topics: &Topics,
+    token: Box<Token>,
+) -> Result<(), (Box<Token>, SendFailure)> {
+    let out = token.out.clone();
+    let mut rec = BaseRecord::with_opaque_to(out.role.topic(topics), token)
+        .payload(&out.payload)
+        .headers(headers_of(&out));
+    if let Some(k) = &out.key {
+        rec = rec.key(k);
+    }
+    producer.send(rec).map_err(|(e, rec)| {
+        let failure = if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
+            SendFailure::QueueFull
+        } else {
+            match classify(&e) {
+                ErrorClass::Retriable => SendFailure::Retriable,
+                ErrorClass::Fatal => SendFailure::Fatal(e),
+            }
+        };
+        (rec.delivery_opaque, failure)
+    })
+}
+
+/// After a failed send: how long to wait before sending again, or the fatal error.
+fn pause_after(
+    shared: &Shared,
+    token: &mut Token,
+    failure: SendFailure,
+) -> Result<Duration, PipelineError> {
+    match failure {
+        SendFailure::QueueFull => Ok(Duration::from_millis(1)),
+        SendFailure::Retriable => {
+            token.attempts += 1;
+            Ok(Duration::from_millis(
+                u64::from(token.attempts.min(10)) * 20,
+            ))
+        }
+        SendFailure::Fatal(e) => {
+            let role = token.out.role.as_str();
+            shared
+                .metrics
+                .delivery_errors
+                .with_label_values(&[role, "fatal"])
+                .inc();
+            Err(PipelineError::FatalDelivery {
+                role,
+                error: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Send from async code (the consume loop: overrides' alerts, re-sends).
+async fn send_async(
+    shared: &Shared,
+    producer: &ThreadedProducer<ProducerCtx>,
+    topics: &Topics,
+    mut token: Box<Token>,
+) -> Result<(), PipelineError> {
+    loop {
+        match try_send(producer, topics, token) {
+            Ok(()) => return Ok(()),
+            Err((t, failure)) => {
+                token = t;
+                let pause = pause_after(shared, &mut token, failure)?;
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// Send from a judge thread. Gives up (leaving the record uncommitted, so it
+/// is read again) when the pipeline abandons its work after the grace period.
+fn send_blocking(
+    shared: &Shared,
+    producer: &ThreadedProducer<ProducerCtx>,
+    topics: &Topics,
+    mut token: Box<Token>,
+) -> Result<(), PipelineError> {
+    loop {
+        match try_send(producer, topics, token) {
+            Ok(()) => return Ok(()),
+            Err((t, failure)) => {
+                token = t;
+                let pause = pause_after(shared, &mut token, failure)?;
+                if shared.abandon.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+/// Commit every acknowledged offset. Serialised with the commit made on
+/// revocation, so an older offset never lands after a newer one.
+fn commit_now(shared: &Shared, consumer: &StreamConsumer<ConsumerCtx>) {
+    let _one_at_a_time = shared.commit_lock.lock();
+    let pending = shared.offsets.lock().all_committable();
+    if pending.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, next) in &pending {
+        let _ = tpl.add_partition_offset(&shared.input_topic, *p, Offset::Offset(*next));
+    }
+    match consumer.commit(&tpl, CommitMode::Sync) {
+        Ok(()) => {
+            shared.metrics.commits.with_label_values(&["ok"]).inc();
+            let mut released = 0;
+            {
+                let mut offsets = shared.offsets.lock();
+                for (p, next) in pending {
+                    released += offsets.committed(p, next);
+                }
+            }
+            shared.release(released);
+        }
+        Err(e) => {
+            shared.metrics.commits.with_label_values(&["error"]).inc();
+            warn!(target: "fairgate::kafka", error = %e, "offset commit failed; will retry");
+        }
+    }
+}
+
+async fn commit(shared: &Arc<Shared>, consumer: &Arc<StreamConsumer<ConsumerCtx>>) {
+    let (s, c) = (shared.clone(), consumer.clone());
+    if let Err(e) = tokio::task::spawn_blocking(move || commit_now(&s, &c)).await {
+        error!(target: "fairgate::kafka", error = %e, "commit task failed");
+    }
+}
+
+/// One input record, handed from the consume loop to the judge thread that
+/// owns its partition.
+struct Job {
+    partition: i32,
+    generation: u64,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    /// Pass-through only: the input's decision-id header, carried over.
+    decision_id: Option<String>,
+}
+
+/// A judge thread: judges its partitions' records in order and hands the
+/// results to the producer.
+struct Worker {
     shared: Arc<Shared>,
     producer: ThreadedProducer<ProducerCtx>,
     topics: Topics,
-    fatal: Option<PipelineError>,
+    stage: Stage,
+    alert_fanout: Option<mpsc::Sender<AlertEvent>>,
 }
 
-impl Runner {
-    /// Hand a token to the producer, waiting while its queue is full.
-    async fn send(&mut self, mut token: Box<Token>) {
-        loop {
-            let out = token.out.clone();
-            let mut rec = BaseRecord::with_opaque_to(out.role.topic(&self.topics), token)
-                .payload(&out.payload)
-                .headers(headers_of(&out));
-            if let Some(k) = &out.key {
-                rec = rec.key(k);
+impl Worker {
+    fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        let s = &self.shared;
+        while let Some(job) = jobs.blocking_recv() {
+            // Not ours any more (or ours again since it was read): the
+            // partition's owner reads it again from the committed offset.
+            if s.abandon.load(Ordering::Relaxed)
+                || s.offsets.lock().generation(job.partition) != Some(job.generation)
+            {
+                s.release(1);
+                continue;
             }
-            match self.producer.send(rec) {
-                Ok(()) => return,
-                Err((e, rec)) => {
-                    token = rec.delivery_opaque;
-                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) {
-                        // Back-pressure: wait for the queue to drain.
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                        continue;
-                    }
-                    match classify(&e) {
-                        ErrorClass::Retriable => {
-                            token.attempts += 1;
-                            let pause = (token.attempts.min(10) as u64) * 20;
-                            tokio::time::sleep(Duration::from_millis(pause)).await;
-                        }
-                        ErrorClass::Fatal => {
-                            self.shared
-                                .metrics
-                                .delivery_errors
-                                .with_label_values(&[out.role.as_str(), "fatal"])
-                                .inc();
-                            self.fatal = Some(PipelineError::FatalDelivery {
-                                role: out.role.as_str(),
-                                error: e.to_string(),
-                            });
-                            return;
-                        }
-                    }
+            let (partition, generation, offset) = (job.partition, job.generation, job.offset);
+            let start = Instant::now();
+            let outs = self.judge(job);
+            s.metrics.processing.observe(start.elapsed().as_secs_f64());
+            if !s
+                .offsets
+                .lock()
+                .begin(partition, generation, offset, outs.len() as u32)
+            {
+                s.release(1);
+                continue;
+            }
+            for (out, ts_ms) in outs {
+                let token = Box::new(Token {
+                    input: Some((partition, generation, offset)),
+                    ts_ms,
+                    out,
+                    attempts: 0,
+                });
+                if let Err(e) = send_blocking(s, &self.producer, &self.topics, token) {
+                    s.abandon.store(true, Ordering::Relaxed);
+                    let _ = s.fatal_tx.send(e);
+                    break;
                 }
             }
         }
     }
 
-    async fn resend(&mut self, mut token: Box<Token>) {
-        token.attempts += 1;
-        let pause = (token.attempts.min(10) as u64) * 50;
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        self.send(token).await;
-    }
-
-    async fn commit(&self, consumer: &Arc<StreamConsumer<ConsumerCtx>>) {
-        let pending = self.shared.offsets.lock().all_committable();
-        if pending.is_empty() {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (p, next) in &pending {
-            let _ = tpl.add_partition_offset(&self.shared.input_topic, *p, Offset::Offset(*next));
-        }
-        let c = consumer.clone();
-        let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync)).await;
-        match result {
-            Ok(Ok(())) => {
-                self.shared.metrics.commits.with_label_values(&["ok"]).inc();
-                let mut released = 0;
-                {
-                    let mut offsets = self.shared.offsets.lock();
-                    for (p, next) in pending {
-                        released += offsets.committed(p, next);
+    /// The records one input produces: its routed record, then an alert when
+    /// it moved its campaign's state.
+    fn judge(&self, job: Job) -> Vec<(Arc<Out>, Option<i64>)> {
+        let s = &self.shared;
+        match &self.stage {
+            Stage::Guard(g) => {
+                let j = g.judge(job.key.as_deref(), &job.payload, Now::At(s.clock.now_ms()));
+                s.metrics.observe(&j);
+                let role = match j.route {
+                    Route::Output => Role::Output,
+                    Route::Blocked => Role::Blocked,
+                    Route::DeadLetter => Role::DeadLetter,
+                };
+                let ts = j.facts.ts_ms;
+                let mut outs = vec![(
+                    Arc::new(Out {
+                        role,
+                        key: j.key,
+                        headers: j.headers,
+                        payload: j.payload,
+                    }),
+                    ts,
+                )];
+                if let Some(a) = j.alert {
+                    info!(target: "fairgate::alerts", campaign = %a.campaign, from = a.old_state.as_str(), to = a.new_state.as_str(), measure = ?a.measure.map(|m| m.as_str()), value = ?a.value, "campaign state changed");
+                    outs.push((Arc::new(alert_out(&a, &j.facts.policy_version)), None));
+                    if let Some(f) = &self.alert_fanout
+                        && f.try_send(a).is_err()
+                    {
+                        s.metrics
+                            .alerts
+                            .with_label_values(&["webhook", "dropped"])
+                            .inc();
                     }
                 }
-                self.shared.release(released);
+                outs
             }
-            Ok(Err(e)) => {
-                self.shared
-                    .metrics
-                    .commits
-                    .with_label_values(&["error"])
-                    .inc();
-                warn!(target: "fairgate::kafka", error = %e, "offset commit failed; will retry");
+            Stage::PassThrough => {
+                let headers = job
+                    .decision_id
+                    .map(|id| vec![("fairgate-decision-id", id)])
+                    .unwrap_or_default();
+                vec![(
+                    Arc::new(Out {
+                        role: Role::Output,
+                        key: job.key,
+                        headers,
+                        payload: job.payload,
+                    }),
+                    None,
+                )]
             }
-            Err(e) => error!(target: "fairgate::kafka", error = %e, "commit task failed"),
         }
     }
 }
 
 /// Run the pipeline until `cancel` fires or a fatal error occurs.
+///
+/// One task consumes and hands each record to the judge thread that owns its
+/// partition (`partition mod workers`), so a partition's records are judged
+/// and produced in order while partitions are judged in parallel. Another
+/// task commits. The consume loop also re-sends records whose delivery
+/// failed transiently, and publishes overrides' alerts.
 pub async fn run(
     parts: PipelineParts,
     cancel: CancellationToken,
@@ -501,6 +688,7 @@ pub async fn run(
     let max_in_flight = config.pipeline.max_in_flight;
     let shared = Arc::new(Shared {
         offsets: Mutex::new(Offsets::new()),
+        commit_lock: Mutex::new(()),
         permits: Arc::new(Semaphore::new(max_in_flight)),
         metrics: metrics.clone(),
         health: health.clone(),
@@ -510,6 +698,7 @@ pub async fn run(
         input_topic: k.topics.input.clone(),
         grace: Duration::from_secs(config.pipeline.grace_period_secs),
         delivered: AtomicU64::new(0),
+        abandon: AtomicBool::new(false),
     });
     let producer: ThreadedProducer<ProducerCtx> =
         super::producer_config(&k.brokers, &k.common, &k.producer)
@@ -529,43 +718,90 @@ pub async fn run(
             topic: k.topics.input.clone(),
             source,
         })?;
+
+    // Judge threads. Their queues can hold every record in flight, so handing
+    // a record over never waits: the permits are the bound.
+    let worker_count = config.pipeline.worker_count();
+    let mut queues = Vec::with_capacity(worker_count);
+    let mut threads = Vec::with_capacity(worker_count);
+    for i in 0..worker_count {
+        let (tx, rx) = mpsc::channel::<Job>(max_in_flight);
+        let worker = Worker {
+            shared: shared.clone(),
+            producer: producer.clone(),
+            topics: k.topics.clone(),
+            stage: stage.clone(),
+            alert_fanout: alert_fanout.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("fairgate-judge-{i}"))
+            .spawn(move || worker.run(rx))
+            .map_err(PipelineError::Thread)?;
+        queues.push(tx);
+        threads.push(thread);
+    }
+
+    // Commits run beside the consume loop, never stalling it.
+    let stop_commits = CancellationToken::new();
+    let committer = {
+        let (shared, consumer, stop) = (shared.clone(), consumer.clone(), stop_commits.clone());
+        let every = Duration::from_millis(config.pipeline.commit_interval_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => commit(&shared, &consumer).await,
+                }
+            }
+        })
+    };
+
     health.producer_ok.store(true, Ordering::Relaxed);
     health.running.store(true, Ordering::Relaxed);
-    info!(target: "fairgate::kafka", input = %k.topics.input, group = %k.group_id, max_in_flight, "pipeline started");
+    info!(target: "fairgate::kafka", input = %k.topics.input, group = %k.group_id, max_in_flight, workers = worker_count, "pipeline started");
 
-    let mut runner = Runner {
-        shared: shared.clone(),
-        producer: producer.clone(),
-        topics: k.topics.clone(),
-        fatal: None,
-    };
-    let mut commit_tick =
-        tokio::time::interval(Duration::from_millis(config.pipeline.commit_interval_ms));
-    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let topics = k.topics.clone();
+    let pass_through = matches!(stage, Stage::PassThrough);
+    let mut fatal: Option<PipelineError> = None;
     let mut consumed = 0u64;
     let mut alerts_open = true;
 
     loop {
-        if runner.fatal.is_some() {
-            break;
-        }
-        let permits_free = shared.permits.available_permits() > 0;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            Some(e) = fatal_rx.recv() => { runner.fatal = Some(e); break; }
-            Some(token) = retry_rx.recv() => runner.resend(token).await,
-            _ = commit_tick.tick() => runner.commit(&consumer).await,
+            Some(e) = fatal_rx.recv() => { fatal = Some(e); break; }
+            Some(mut token) = retry_rx.recv() => {
+                token.attempts += 1;
+                let pause = u64::from(token.attempts.min(10)) * 50;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                if let Err(e) = send_async(&shared, &producer, &topics, token).await {
+                    fatal = Some(e);
+                    break;
+                }
+            }
             a = alerts.recv(), if alerts_open => match a {
                 Some(a) => {
                     let version = match &stage { Stage::Guard(g) => g.live().version.to_string(), Stage::PassThrough => String::new() };
                     let out = Arc::new(alert_out(&a, &version));
                     if let Some(f) = &alert_fanout { let _ = f.try_send(a); }
-                    runner.send(Box::new(Token { input: None, ts_ms: None, out, attempts: 0 })).await;
+                    let token = Box::new(Token { input: None, ts_ms: None, out, attempts: 0 });
+                    if let Err(e) = send_async(&shared, &producer, &topics, token).await {
+                        fatal = Some(e);
+                        break;
+                    }
                 }
                 None => alerts_open = false,
             },
-            m = consumer.recv(), if permits_free => {
+            // Wait for a permit, then a record; a permit taken is given back
+            // if another branch wins first.
+            (permit, m) = async {
+                let permit = shared.permits.acquire().await.expect("the semaphore is never closed");
+                (permit, consumer.recv().await)
+            } => {
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {
@@ -579,95 +815,82 @@ pub async fn run(
                     continue;
                 };
                 // One permit per input record, given back at commit.
-                shared.permits.try_acquire().expect("checked above").forget();
+                permit.forget();
                 metrics.in_flight.inc();
                 consumed += 1;
                 health.consumed.fetch_add(1, Ordering::Relaxed);
-                let start = Instant::now();
-                let mut outs: Vec<(Arc<Out>, Option<i64>)> = Vec::with_capacity(2);
-                match &stage {
-                    Stage::Guard(g) => {
-                        let j = g.judge(m.key(), m.payload().unwrap_or(&[]), Now::At(clock.now_ms()));
-                        metrics.observe(&j);
-                        let role = match j.route {
-                            Route::Output => Role::Output,
-                            Route::Blocked => Role::Blocked,
-                            Route::DeadLetter => Role::DeadLetter,
-                        };
-                        if let Some(a) = &j.alert {
-                            info!(target: "fairgate::alerts", campaign = %a.campaign, from = a.old_state.as_str(), to = a.new_state.as_str(), measure = ?a.measure.map(|m| m.as_str()), value = ?a.value, "campaign state changed");
-                            outs.push((Arc::new(alert_out(a, &j.facts.policy_version)), None));
-                            if let Some(f) = &alert_fanout
-                                && f.try_send(a.clone()).is_err()
-                            {
-                                metrics.alerts.with_label_values(&["webhook", "dropped"]).inc();
-                            }
-                        }
-                        let ts = j.facts.ts_ms;
-                        outs.insert(0, (Arc::new(Out { role, key: j.key, headers: j.headers, payload: j.payload }), ts));
-                    }
-                    Stage::PassThrough => {
-                        let mut headers = Vec::new();
-                        if let Some(h) = m.headers() {
-                            for hd in h.iter() {
-                                if hd.key == "fairgate-decision-id" {
-                                    headers.push(("fairgate-decision-id", String::from_utf8_lossy(hd.value.unwrap_or(&[])).into_owned()));
-                                }
-                            }
-                        }
-                        outs.push((Arc::new(Out {
-                            role: Role::Output,
-                            key: m.key().map(<[u8]>::to_vec),
-                            headers,
-                            payload: m.payload().unwrap_or(&[]).to_vec(),
-                        }), None));
-                    }
-                }
-                metrics.processing.observe(start.elapsed().as_secs_f64());
+                let decision_id = if pass_through {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|hd| hd.key == "fairgate-decision-id")
+                            .map(|hd| String::from_utf8_lossy(hd.value.unwrap_or(&[])).into_owned())
+                    })
+                } else {
+                    None
+                };
+                let job = Job {
+                    partition,
+                    generation,
+                    offset,
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or(&[]).to_vec(),
+                    decision_id,
+                };
                 drop(m);
-                if !shared.offsets.lock().begin(partition, offset, outs.len() as u32) {
-                    shared.release(1);
-                }
-                for (out, ts_ms) in outs {
-                    runner.send(Box::new(Token { input: Some((partition, generation, offset)), ts_ms, out, attempts: 0 })).await;
+                let queue = &queues[partition.rem_euclid(worker_count as i32) as usize];
+                if queue.send(job).await.is_err() {
+                    fatal = Some(PipelineError::WorkerStopped);
+                    break;
                 }
             }
         }
     }
 
-    // Drain: stop reading; finish retries; flush; commit.
+    // Drain: stop reading; let the judge threads finish what they hold;
+    // finish re-sends; flush; commit.
     health.running.store(false, Ordering::Relaxed);
+    drop(queues);
+    stop_commits.cancel();
+    let _ = committer.await;
     let deadline = Instant::now() + Duration::from_secs(config.pipeline.grace_period_secs);
     info!(target: "fairgate::kafka", consumed, "draining");
     let mut drained = false;
-    while Instant::now() < deadline && runner.fatal.is_none() {
+    while Instant::now() < deadline && fatal.is_none() {
         while let Ok(token) = retry_rx.try_recv() {
-            runner.resend(token).await;
+            if let Err(e) = send_async(&shared, &producer, &topics, token).await {
+                fatal = Some(e);
+            }
         }
         if let Ok(e) = fatal_rx.try_recv() {
-            runner.fatal = Some(e);
+            fatal = Some(e);
+        }
+        if fatal.is_some() {
             break;
         }
+        let judging = threads.iter().filter(|t| !t.is_finished()).count();
         let in_queue = producer.in_flight_count();
-        let held_pending = {
-            let o = shared.offsets.lock();
-            o.all_committable().len() + o.held()
-        };
-        if in_queue == 0 && retry_rx.is_empty() {
-            runner.commit(&consumer).await;
-            let still = shared.offsets.lock().all_committable().len();
-            if still == 0 {
+        if judging == 0 && in_queue == 0 && retry_rx.is_empty() {
+            commit(&shared, &consumer).await;
+            if shared.offsets.lock().all_committable().is_empty() {
                 drained = true;
                 break;
             }
         }
-        debug!(target: "fairgate::kafka", in_queue, held_pending, "draining");
+        debug!(target: "fairgate::kafka", judging, in_queue, held = shared.offsets.lock().held(), "draining");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Whatever is still unacknowledged stays uncommitted and is read again.
+    shared.abandon.store(true, Ordering::Relaxed);
     if !drained {
         warn!(target: "fairgate::kafka", "grace period over before everything was acknowledged; unacknowledged records will be reprocessed");
-        runner.commit(&consumer).await;
+        commit(&shared, &consumer).await;
     }
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     let delivered = shared.delivered.load(Ordering::Relaxed);
     // Leaving the group triggers the revoke callback (flush + commit again, harmlessly).
     let c = consumer.clone();
@@ -679,7 +902,7 @@ pub async fn run(
     .await;
     health.assigned.store(false, Ordering::Relaxed);
     info!(target: "fairgate::kafka", consumed, delivered, drained, "pipeline stopped");
-    if let Some(e) = runner.fatal {
+    if let Some(e) = fatal {
         *health.fatal.lock() = Some(e.to_string());
         return Err(e);
     }
