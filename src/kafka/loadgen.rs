@@ -72,6 +72,15 @@ pub async fn run(
     let mut cfg = super::producer_config(&opts.brokers, &common, &opts.extra);
     cfg.set("message.timeout.ms", "300000");
     let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(stats.clone()))?;
+    // Connect before the first record is stamped, so a paced run's first
+    // records do not carry the connection set-up in their latency.
+    let (p, topic) = (producer.clone(), opts.topic.clone());
+    tokio::task::spawn_blocking(move || {
+        p.client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+    })
+    .await
+    .expect("metadata task")?;
     let mut synth = Synth::new(opts.seed, opts.campaigns, opts.skewed, clock.now_ms());
     synth.malformed_every = opts.malformed_every;
     synth.id_prefix = opts.id_prefix.clone();

@@ -33,6 +33,9 @@ pub fn consumer_config(
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("queued.max.messages.kbytes", "16384")
+        // A guardrail sits on the request path: when a fetch finds nothing
+        // new, ask again soon rather than after librdkafka's 500 ms default.
+        .set("fetch.wait.max.ms", "100")
         .set("statistics.interval.ms", "5000");
     for (k, v) in common.iter().chain(extra) {
         c.set(k, v);
