@@ -377,6 +377,7 @@ mod tests {
     fn example_config_is_valid() {
         let c = Config::from_toml(EXAMPLE).unwrap();
         assert_eq!(c.kafka.topics.input, "decisions");
+        assert!(c.pipeline.worker_count() >= 1, "unset: one per CPU");
     }
 
     #[test]
@@ -384,10 +385,12 @@ mod tests {
         let bad = EXAMPLE
             .replace("output = \"decisions.guarded\"", "output = \"decisions\"")
             .replace("max_in_flight = 5000", "max_in_flight = 0")
+            .replace("# workers = 2", "workers = 0")
             .replace("listen = \"0.0.0.0:9464\"", "listen = \"nowhere\"");
         let e = Config::from_toml(&bad).unwrap_err();
-        assert_eq!(e.0.len(), 3, "{e}");
+        assert_eq!(e.0.len(), 4, "{e}");
         assert!(e.to_string().contains("kafka.topics.output"));
+        assert!(e.to_string().contains("pipeline.workers"));
     }
 
     #[test]

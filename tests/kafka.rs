@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -107,6 +107,28 @@ async fn ten_thousand_decisions_each_end_up_in_exactly_one_topic() {
         dup.len(),
         &dup[..dup.len().min(5)]
     );
+
+    // Each campaign's records keep their input order in every topic they
+    // reach, though partitions are judged on parallel threads.
+    let position: HashMap<&str, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.0.as_str(), i))
+        .collect();
+    let mut last: HashMap<(&str, &[u8]), (usize, String)> = HashMap::new();
+    for s in seen.iter().filter(|s| s.topic != t.alerts) {
+        let id = id_of(&s.payload).unwrap();
+        let at = position[id.as_str()];
+        let key = (s.topic.as_str(), s.key.as_deref().unwrap_or(&[]));
+        if let Some((before, before_id)) = last.get(&key) {
+            assert!(
+                *before < at,
+                "{id} published after {before_id} on {} though it was read first",
+                s.topic
+            );
+        }
+        last.insert(key, (at, id));
+    }
 
     let mut by_topic = std::collections::HashMap::new();
     for s in &seen {

@@ -116,6 +116,9 @@ alerts = "{alerts}"
 "auto.offset.reset" = "earliest"
 [pipeline]
 max_in_flight = {max_in_flight}
+# More judge threads than this machine may have CPUs, and fewer than the
+# input's partitions, so records are always judged in parallel.
+workers = 2
 commit_interval_ms = 50
 grace_period_secs = {grace_secs}
 watch_policy = true
