@@ -307,6 +307,65 @@ fn sigterm_drains_within_grace_and_restart_duplicates_nothing() {
 }
 
 #[test]
+fn a_broker_outage_stalls_the_pipeline_and_it_resumes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = scratch("outage");
+    // A broker of its own, with its log on disk, so it can go away and come back.
+    let mut broker = OwnBroker::start(&dir);
+    let t = TestTopics::on("outage", &broker.address());
+    rt.block_on(t.create(3));
+    let policy = write_policy(&dir, |p| p);
+    let cfg = write_config(&dir, &t, &policy, 1000, 10);
+    let records = decisions(12_000, 0, 51);
+    let producer = {
+        let (brokers, topic, recs) = (broker.address(), t.input.clone(), records.clone());
+        std::thread::spawn(move || {
+            for chunk in recs.chunks(2_000) {
+                produce_on(&brokers, &topic, chunk);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let mut child = Child::start(&cfg, dir.join("run.log"));
+    std::thread::sleep(Duration::from_secs(4));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        matches!(child.child.try_wait(), Ok(None)),
+        "fairgate exited during the outage; log: {}",
+        child.log_text()
+    );
+    broker.resume();
+    producer.join().unwrap();
+    let seen = collect_on(
+        &broker.address(),
+        &[&t.output, &t.blocked, &t.dead_letter],
+        records.len(),
+        Duration::from_secs(4),
+        Duration::from_secs(180),
+    );
+    assert!(
+        matches!(child.child.try_wait(), Ok(None)),
+        "fairgate exited after the outage; log: {}",
+        child.log_text()
+    );
+    child.term();
+    child.wait_exit(Duration::from_secs(30));
+    let counts = tally(&seen, &t.alerts);
+    let (lost, duplicates) = losses(&records, &counts);
+    eprintln!(
+        "broker outage of 6 s: {} lost, {duplicates} duplicates",
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[test]
 fn two_instances_in_one_group_share_the_work() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let t = TestTopics::new("two");

@@ -32,6 +32,11 @@ pub fn consumer_config(
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
+        // The consume loop polls continuously, even while held back by
+        // max_in_flight, so a member silent for a minute is stuck. This is
+        // also the rebalance timeout: how long a group waits for members that
+        // vanished (a broker restart can leave one behind) before it moves on.
+        .set("max.poll.interval.ms", "60000")
         .set("queued.max.messages.kbytes", "16384")
         // A guardrail sits on the request path: when a fetch finds nothing
         // new, ask again soon rather than after librdkafka's 500 ms default.

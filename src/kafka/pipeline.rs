@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -30,7 +31,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -156,6 +157,11 @@ struct Shared {
     /// revocation never interleave.
     commit_lock: Mutex<()>,
     permits: Arc<Semaphore>,
+    /// Records taken over the limit: read while the consumer was being
+    /// paused. Paid off before permits are given back.
+    owed: Mutex<usize>,
+    /// Signalled when permits are given back (the consume loop resumes).
+    freed: Notify,
     metrics: Metrics,
     health: Arc<Health>,
     clock: Arc<dyn Clock>,
@@ -171,10 +177,21 @@ struct Shared {
 }
 
 impl Shared {
+    /// Give back `n` records' permits (paying off any taken over the limit first).
     fn release(&self, n: usize) {
-        if n > 0 {
-            self.permits.add_permits(n);
-            self.metrics.in_flight.sub(n as i64);
+        if n == 0 {
+            return;
+        }
+        self.metrics.in_flight.sub(n as i64);
+        let give = {
+            let mut owed = self.owed.lock();
+            let pay = (*owed).min(n);
+            *owed -= pay;
+            n - pay
+        };
+        if give > 0 {
+            self.permits.add_permits(give);
+            self.freed.notify_one();
         }
     }
 }
@@ -182,7 +199,33 @@ impl Shared {
 /// Producer callbacks: delivery acknowledgements and client errors.
 struct ProducerCtx(Arc<Shared>);
 
+/// librdkafka's own log lines, into ours (they name brokers, topics and
+/// groups, never record contents).
+fn librdkafka_log(client: &'static str, level: RDKafkaLogLevel, facility: &str, line: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            error!(target: "fairgate::librdkafka", client, facility, "{line}")
+        }
+        RDKafkaLogLevel::Warning => {
+            warn!(target: "fairgate::librdkafka", client, facility, "{line}")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            info!(target: "fairgate::librdkafka", client, facility, "{line}")
+        }
+        RDKafkaLogLevel::Debug => {
+            debug!(target: "fairgate::librdkafka", client, facility, "{line}")
+        }
+    }
+}
+
 impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        librdkafka_log("producer", level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.0.health.producer_ok.store(false, Ordering::Relaxed);
@@ -251,6 +294,10 @@ struct ConsumerCtx {
 }
 
 impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        librdkafka_log("consumer", level, fac, log_message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         warn!(target: "fairgate::kafka", client = "consumer", error = %error, reason, "kafka client error");
     }
@@ -544,6 +591,27 @@ async fn commit(shared: &Arc<Shared>, consumer: &Arc<StreamConsumer<ConsumerCtx>
     }
 }
 
+/// Pause (or resume) fetching for every assigned partition: `max_in_flight`
+/// records are held. A paused consumer is still polled.
+fn set_paused(consumer: &StreamConsumer<ConsumerCtx>, pause: bool) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    let result = if pause {
+        consumer.pause(&assigned)
+    } else {
+        consumer.resume(&assigned)
+    };
+    match result {
+        Ok(()) => {
+            debug!(target: "fairgate::kafka", pause, partitions = assigned.count(), "max_in_flight records held: consumer paused or resumed")
+        }
+        Err(e) => {
+            warn!(target: "fairgate::kafka", error = %e, pause, "cannot pause or resume the consumer")
+        }
+    }
+}
+
 /// One input record, handed from the consume loop to the judge thread that
 /// owns its partition.
 struct Job {
@@ -690,6 +758,8 @@ pub async fn run(
         offsets: Mutex::new(Offsets::new()),
         commit_lock: Mutex::new(()),
         permits: Arc::new(Semaphore::new(max_in_flight)),
+        owed: Mutex::new(0),
+        freed: Notify::new(),
         metrics: metrics.clone(),
         health: health.clone(),
         clock: clock.clone(),
@@ -768,6 +838,7 @@ pub async fn run(
     let mut fatal: Option<PipelineError> = None;
     let mut consumed = 0u64;
     let mut alerts_open = true;
+    let mut paused = false;
 
     loop {
         tokio::select! {
@@ -796,12 +867,15 @@ pub async fn run(
                 }
                 None => alerts_open = false,
             },
-            // Wait for a permit, then a record; a permit taken is given back
-            // if another branch wins first.
-            (permit, m) = async {
-                let permit = shared.permits.acquire().await.expect("the semaphore is never closed");
-                (permit, consumer.recv().await)
-            } => {
+            _ = shared.freed.notified(), if paused => {
+                if shared.permits.available_permits() > 0 {
+                    set_paused(&consumer, false);
+                    paused = false;
+                }
+            }
+            // The consumer is polled even when no permit is free (it is paused
+            // then), so rebalances and group errors are always served.
+            m = consumer.recv() => {
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {
@@ -814,8 +888,17 @@ pub async fn run(
                     // A record of a partition no longer ours: its new owner reads it.
                     continue;
                 };
-                // One permit per input record, given back at commit.
-                permit.forget();
+                // One permit per input record, given back at commit. A record
+                // that arrives as the consumer is being paused is taken over
+                // the limit and paid off first.
+                match shared.permits.try_acquire() {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => *shared.owed.lock() += 1,
+                }
+                if shared.permits.available_permits() == 0 {
+                    set_paused(&consumer, true);
+                    paused = true;
+                }
                 metrics.in_flight.inc();
                 consumed += 1;
                 health.consumed.fetch_add(1, Ordering::Relaxed);

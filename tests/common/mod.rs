@@ -44,12 +44,21 @@ pub struct TestTopics {
     pub dead_letter: String,
     pub alerts: String,
     pub group: String,
+    /// The broker they live on.
+    pub brokers: String,
 }
 
 impl TestTopics {
+    /// Topics on the shared test broker.
     pub fn new(name: &str) -> TestTopics {
+        TestTopics::on(name, &brokers())
+    }
+
+    /// Topics on a given broker.
+    pub fn on(name: &str, brokers: &str) -> TestTopics {
         let base = unique(name);
         TestTopics {
+            brokers: brokers.to_string(),
             input: format!("{base}.in"),
             output: format!("{base}.out"),
             blocked: format!("{base}.blocked"),
@@ -72,7 +81,7 @@ impl TestTopics {
     /// Create the topics on the broker.
     pub async fn create(&self, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &self.brokers)
             .create()
             .expect("admin client");
         let topics: Vec<NewTopic> = self
@@ -130,7 +139,7 @@ format = "json"
 level = "info"
 "#,
             policy = policy.display(),
-            brokers = brokers(),
+            brokers = self.brokers,
             group = self.group,
             input = self.input,
             output = self.output,
@@ -179,8 +188,14 @@ pub fn decisions(n: usize, malformed_every: usize, seed: u64) -> Vec<(String, St
 
 /// Produce records and wait for every acknowledgement.
 pub fn produce(topic: &str, records: &[(String, String, Vec<u8>)]) {
+    produce_on(&brokers(), topic, records)
+}
+
+/// Produce records to a given broker and wait for every acknowledgement
+/// (riding out a broker outage of up to five minutes).
+pub fn produce_on(brokers: &str, topic: &str, records: &[(String, String, Vec<u8>)]) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
@@ -223,8 +238,19 @@ pub fn id_of(payload: &[u8]) -> Option<String> {
 /// Read `topics` from the beginning with a fresh group until `want` distinct
 /// ids have been seen and nothing new arrived for `quiet`, or `timeout` ends.
 pub fn collect(topics: &[&str], want: usize, quiet: Duration, timeout: Duration) -> Vec<Seen> {
+    collect_on(&brokers(), topics, want, quiet, timeout)
+}
+
+/// [`collect`] from a given broker.
+pub fn collect_on(
+    brokers: &str,
+    topics: &[&str],
+    want: usize,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<Seen> {
     let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("verify"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -348,5 +374,86 @@ impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A broker of the test's own (nisshi, with its log kept in SQLite in `dir`),
+/// which the test can stop and start again on the same port and storage.
+pub struct OwnBroker {
+    pub port: u16,
+    dir: PathBuf,
+    process: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    pub fn start(dir: &std::path::Path) -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut b = OwnBroker {
+            port,
+            dir: dir.to_path_buf(),
+            process: None,
+        };
+        b.resume();
+        b
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Start (again) on the same port and storage, and wait until it listens.
+    pub fn resume(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("nisshi.log"))
+            .unwrap();
+        let child = std::process::Command::new("nisshi")
+            .current_dir(&self.dir)
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://nisshi.db"])
+            .args(["--group-initial-rebalance-delay", "200ms"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start nisshi (scripts/test installs it)");
+        self.process = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nisshi did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop it (SIGTERM) and wait until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &p.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while matches!(p.try_wait(), Ok(None)) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = p.kill();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
     }
 }
