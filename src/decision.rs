@@ -113,8 +113,19 @@ fn get<'a>(m: &'a Object, k: &str) -> Option<&'a Value> {
     m.get(&k).filter(|v| !v.is_null())
 }
 
-fn object<'a>(m: &'a Object, k: &str, field: &'static str) -> Result<Option<&'a Object>, Reject> {
-    match get(m, k) {
+/// The non-null values of `names` in `m`, in one pass over its fields.
+fn fields<'a, const N: usize>(m: &'a Object, names: [&str; N]) -> [Option<&'a Value>; N] {
+    let mut out = [None; N];
+    for (k, v) in m.iter() {
+        if let Some(i) = names.iter().position(|n| *n == k) {
+            out[i] = Some(v);
+        }
+    }
+    out.map(|v| v.filter(|v| !v.is_null()))
+}
+
+fn object<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a Object>, Reject> {
+    match v {
         None => Ok(None),
         Some(v) => match v.as_object() {
             Some(o) => Ok(Some(o)),
@@ -127,12 +138,8 @@ fn object<'a>(m: &'a Object, k: &str, field: &'static str) -> Result<Option<&'a 
     }
 }
 
-fn string<'a>(
-    m: Option<&'a Object>,
-    k: &str,
-    field: &'static str,
-) -> Result<Option<&'a str>, Reject> {
-    match m.and_then(|m| get(m, k)) {
+fn string<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a str>, Reject> {
+    match v {
         None => Ok(None),
         Some(v) => match v.as_str() {
             Some(s) => Ok(Some(s)),
@@ -146,8 +153,8 @@ fn string<'a>(
 }
 
 /// A 0/1 flag; booleans are accepted too.
-fn flag(m: Option<&Object>, k: &str, field: &'static str) -> Result<Option<bool>, Reject> {
-    match m.and_then(|m| get(m, k)) {
+fn flag(v: Option<&Value>, field: &'static str) -> Result<Option<bool>, Reject> {
+    match v {
         None => Ok(None),
         Some(v) => match (v.as_bool(), v.is_number().then(|| as_i64(v)).flatten()) {
             (Some(b), _) => Ok(Some(b)),
@@ -169,8 +176,13 @@ const MAX_DEPTH: usize = 127;
 /// recurses per level, so this is checked before parsing: a deep record must
 /// not exhaust the stack.
 fn too_deep(bytes: &[u8]) -> Option<usize> {
-    // No record can nest deeper than it has brackets; counting them is cheap.
-    if bytes.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_DEPTH {
+    // No record can nest deeper than it has brackets; counting them is cheap
+    // (`b | 0x20` is `{` for `[` and `{` only; u8 sums per chunk vectorise).
+    let opens: usize = bytes
+        .chunks(255)
+        .map(|c| c.iter().map(|&b| u8::from(b | 0x20 == b'{')).sum::<u8>() as usize)
+        .sum();
+    if opens <= MAX_DEPTH {
         return None;
     }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
@@ -234,20 +246,32 @@ fn not_json(bytes: &[u8], e: &sonic_rs::Error) -> Reject {
 
 /// Whether any object in `v` repeats a key.
 fn has_repeated_keys(v: &Value) -> bool {
-    if let Some(a) = v.as_array() {
-        return a.iter().any(has_repeated_keys);
+    match v.get_type() {
+        JsonType::Array => v
+            .as_array()
+            .is_some_and(|a| a.iter().any(has_repeated_keys)),
+        JsonType::Object => v.as_object().is_some_and(object_repeats_keys),
+        _ => false,
     }
-    let Some(o) = v.as_object() else {
-        return false;
-    };
+}
+
+fn object_repeats_keys(o: &Object) -> bool {
     const SMALL: usize = 16;
+    // Length and first and last byte: most keys differ there, no compare needed.
+    fn print(k: &str) -> u32 {
+        let b = k.as_bytes();
+        (b.len() as u32) << 16
+            | u32::from(b.first().copied().unwrap_or(0)) << 8
+            | u32::from(b.last().copied().unwrap_or(0))
+    }
     if o.len() <= SMALL {
-        let mut seen: [&str; SMALL] = [""; SMALL];
+        let mut seen: [(u32, &str); SMALL] = [(0, ""); SMALL];
         for (n, (k, child)) in o.iter().enumerate() {
-            if seen[..n].contains(&k) || has_repeated_keys(child) {
+            let p = print(k);
+            if seen[..n].iter().any(|&(q, s)| q == p && s == k) || has_repeated_keys(child) {
                 return true;
             }
-            seen[n] = k;
+            seen[n] = (p, k);
         }
         false
     } else {
@@ -332,7 +356,11 @@ impl Decision {
         let Some(root) = value.as_object() else {
             return Err(Reject::NotObject(type_name(&value)));
         };
-        let id = match get(root, "id") {
+        let [id, ts, campaign, selected, user, regs, device] = fields(
+            root,
+            ["id", "ts", "campaign", "selected", "user", "regs", "device"],
+        );
+        let id = match id {
             None => return Err(Reject::Missing("id")),
             Some(v) => match v.as_str() {
                 Some("") => {
@@ -351,7 +379,7 @@ impl Decision {
                 }
             },
         };
-        let ts = match get(root, "ts") {
+        let ts = match ts {
             None => return Err(Reject::Missing("ts")),
             Some(v) => match v.is_number().then(|| as_i64(v)).flatten() {
                 Some(t) if t >= 0 => t,
@@ -370,7 +398,7 @@ impl Decision {
                 }
             },
         };
-        let campaign = match get(root, "campaign") {
+        let campaign = match campaign {
             None => return Err(Reject::Missing("campaign.id")),
             Some(v) => match v.as_object() {
                 Some(o) => o,
@@ -383,7 +411,8 @@ impl Decision {
                 }
             },
         };
-        let campaign_id = match string(Some(campaign), "id", "campaign.id")? {
+        let [campaign_id, category] = fields(campaign, ["id", "category"]);
+        let campaign_id = match string(campaign_id, "campaign.id")? {
             None => return Err(Reject::Missing("campaign.id")),
             Some("") => {
                 return Err(Reject::Invalid {
@@ -399,8 +428,8 @@ impl Decision {
             }
             Some(s) => s.to_string(),
         };
-        let category = string(Some(campaign), "category", "campaign.category")?.map(str::to_string);
-        let selected = match get(root, "selected") {
+        let category = string(category, "campaign.category")?.map(str::to_string);
+        let selected = match selected {
             None => true,
             Some(v) => match v.as_bool() {
                 Some(b) => b,
@@ -413,15 +442,19 @@ impl Decision {
                 }
             },
         };
-        let user = object(root, "user", "user")?;
-        string(user, "consent", "user.consent")?;
-        let regs = object(root, "regs", "regs")?;
-        let gdpr = flag(regs, "gdpr", "regs.gdpr")?;
-        let coppa = flag(regs, "coppa", "regs.coppa")?.unwrap_or(false);
-        let gpc = flag(regs, "gpc", "regs.gpc")?.unwrap_or(false);
-        string(regs, "us_privacy", "regs.us_privacy")?;
-        string(regs, "gpp", "regs.gpp")?;
-        let gpp_sid = match regs.and_then(|r| get(r, "gpp_sid")) {
+        let user = object(user, "user")?;
+        string(user.and_then(|u| get(u, "consent")), "user.consent")?;
+        let regs = object(regs, "regs")?;
+        let [gdpr, coppa, gpc, usp, gpp, gpp_sid] = match regs {
+            Some(r) => fields(r, ["gdpr", "coppa", "gpc", "us_privacy", "gpp", "gpp_sid"]),
+            None => [None; 6],
+        };
+        let gdpr = flag(gdpr, "regs.gdpr")?;
+        let coppa = flag(coppa, "regs.coppa")?.unwrap_or(false);
+        let gpc = flag(gpc, "regs.gpc")?.unwrap_or(false);
+        string(usp, "regs.us_privacy")?;
+        string(gpp, "regs.gpp")?;
+        let gpp_sid = match gpp_sid {
             None => Vec::new(),
             Some(v) => match v.as_array() {
                 Some(a) => {
@@ -449,7 +482,7 @@ impl Decision {
                 }
             },
         };
-        object(root, "device", "device")?;
+        object(device, "device")?;
         Ok(Decision {
             value,
             id,
