@@ -1,6 +1,7 @@
 //! The guard core over a realistic mix of ~1 KB decisions, beside a bare
-//! serde_json parse-and-serialise of the same records (the floor any JSON
-//! proxy pays). `cargo bench --bench core`.
+//! serde_json parse-and-serialise of the same records (the baseline the core
+//! target is defined against) and a bare sonic-rs one (the parser the guard
+//! uses: the floor it pays). `cargo bench --bench core`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fairgate::synth::Synth;
@@ -32,6 +33,16 @@ fn bench(c: &mut Criterion) {
             for r in &recs {
                 let v: serde_json::Value = serde_json::from_slice(r).unwrap();
                 out += serde_json::to_vec(&v).unwrap().len();
+            }
+            out
+        })
+    });
+    g.bench_function(BenchmarkId::new("sonic_rs_round_trip", N), |b| {
+        b.iter(|| {
+            let mut out = 0usize;
+            for r in &recs {
+                let v: sonic_rs::Value = sonic_rs::from_slice(r).unwrap();
+                out += sonic_rs::to_vec(&v).unwrap().len();
             }
             out
         })

@@ -1,12 +1,18 @@
 //! The decision message (SPEC "The decision message"): reading and checking it.
 //!
-//! A decision is kept as a `serde_json::Value` (with `preserve_order` and
-//! `arbitrary_precision`), so fields the policy does not name are published
-//! with their values unchanged, numbers digit for digit. Only the fields
-//! fairgate interprets are type-checked; a wrong type is a rejection naming
-//! the field and the JSON type found — never the value, which may be personal.
+//! A decision is parsed into a `sonic_rs::Value` (with `arbitrary_precision`),
+//! an immutable document that stripping edits copy-on-write ([`crate::edit`]),
+//! so fields the policy does not name are published with their values
+//! unchanged, numbers digit for digit. Only the fields fairgate interprets are
+//! type-checked; a wrong type is a rejection naming the field and the JSON type
+//! found — never the value, which may be personal.
+//!
+//! Reading is kept to serde_json's semantics, which fairgate used before:
+//! nesting deeper than 127 is a syntax error, a repeated key keeps one entry
+//! (the last value, at the first key's place; see [`normalise`]), and integers
+//! are read from the number's text as `str::parse` reads them.
 
-use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Object, Value};
 
 use crate::consent::Inputs;
 
@@ -49,14 +55,39 @@ impl Reject {
 
 /// JSON type name of a value, for error messages.
 pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+    match v.get_type() {
+        JsonType::Null => "null",
+        JsonType::Boolean => "a boolean",
+        JsonType::Number if is_integer(v) => "an integer",
+        JsonType::Number => "a number",
+        JsonType::String => "a string",
+        JsonType::Array => "an array",
+        JsonType::Object => "an object",
+    }
+}
+
+/// The number as an `i64`, read from its source text (`-0` is 0, `1.0` and
+/// `1e3` are not integers), as serde_json's `arbitrary_precision` read it.
+pub fn as_i64(v: &Value) -> Option<i64> {
+    match v.as_raw_number() {
+        Some(raw) => raw.as_str().parse().ok(),
+        None => v.as_i64(),
+    }
+}
+
+/// The number as a finite `f64`, read from its source text.
+pub fn as_f64(v: &Value) -> Option<f64> {
+    match v.as_raw_number() {
+        Some(raw) => raw.as_str().parse::<f64>().ok(),
+        None => v.as_f64(),
+    }
+    .filter(|x| x.is_finite())
+}
+
+fn is_integer(v: &Value) -> bool {
+    match v.as_raw_number() {
+        Some(raw) => raw.as_str().parse::<i64>().is_ok() || raw.as_str().parse::<u64>().is_ok(),
+        None => v.is_i64() || v.is_u64(),
     }
 }
 
@@ -78,118 +109,279 @@ pub struct Decision {
     pub gpp_sid: Vec<i64>,
 }
 
-fn get<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
-    match m.get(k) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v),
+fn get<'a>(m: &'a Object, k: &str) -> Option<&'a Value> {
+    m.get(&k).filter(|v| !v.is_null())
+}
+
+/// The non-null values of `names` in `m`, in one pass over its fields.
+fn fields<'a, const N: usize>(m: &'a Object, names: [&str; N]) -> [Option<&'a Value>; N] {
+    let mut out = [None; N];
+    for (k, v) in m.iter() {
+        if let Some(i) = names.iter().position(|n| *n == k) {
+            out[i] = Some(v);
+        }
+    }
+    out.map(|v| v.filter(|v| !v.is_null()))
+}
+
+fn object<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a Object>, Reject> {
+    match v {
+        None => Ok(None),
+        Some(v) => match v.as_object() {
+            Some(o) => Ok(Some(o)),
+            None => Err(Reject::WrongType {
+                field,
+                expected: "an object",
+                found: type_name(v),
+            }),
+        },
     }
 }
 
-fn object<'a>(
-    m: &'a Map<String, Value>,
-    k: &str,
-    field: &'static str,
-) -> Result<Option<&'a Map<String, Value>>, Reject> {
-    match get(m, k) {
+fn string<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a str>, Reject> {
+    match v {
         None => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
-        Some(v) => Err(Reject::WrongType {
-            field,
-            expected: "an object",
-            found: type_name(v),
-        }),
-    }
-}
-
-fn string<'a>(
-    m: Option<&'a Map<String, Value>>,
-    k: &str,
-    field: &'static str,
-) -> Result<Option<&'a str>, Reject> {
-    match m.and_then(|m| get(m, k)) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(Reject::WrongType {
-            field,
-            expected: "a string",
-            found: type_name(v),
-        }),
+        Some(v) => match v.as_str() {
+            Some(s) => Ok(Some(s)),
+            None => Err(Reject::WrongType {
+                field,
+                expected: "a string",
+                found: type_name(v),
+            }),
+        },
     }
 }
 
 /// A 0/1 flag; booleans are accepted too.
-fn flag(
-    m: Option<&Map<String, Value>>,
-    k: &str,
-    field: &'static str,
-) -> Result<Option<bool>, Reject> {
-    match m.and_then(|m| get(m, k)) {
+fn flag(v: Option<&Value>, field: &'static str) -> Result<Option<bool>, Reject> {
+    match v {
         None => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v @ Value::Number(n)) => match n.as_i64() {
-            Some(0) => Ok(Some(false)),
-            Some(1) => Ok(Some(true)),
+        Some(v) => match (v.as_bool(), v.is_number().then(|| as_i64(v)).flatten()) {
+            (Some(b), _) => Ok(Some(b)),
+            (None, Some(0)) => Ok(Some(false)),
+            (None, Some(1)) => Ok(Some(true)),
             _ => Err(Reject::WrongType {
                 field,
                 expected: "0 or 1",
                 found: type_name(v),
             }),
         },
-        Some(v) => Err(Reject::WrongType {
-            field,
-            expected: "0 or 1",
-            found: type_name(v),
-        }),
     }
+}
+
+/// serde_json's nesting limit: the 128th open array or object is an error.
+const MAX_DEPTH: usize = 127;
+
+/// Where the input nests deeper than [`MAX_DEPTH`], if it does. The parser
+/// recurses per level, so this is checked before parsing: a deep record must
+/// not exhaust the stack.
+fn too_deep(bytes: &[u8]) -> Option<usize> {
+    // No record can nest deeper than it has brackets; counting them is cheap
+    // (`b | 0x20` is `{` for `[` and `{` only; u8 sums per chunk vectorise).
+    let opens: usize = bytes
+        .chunks(255)
+        .map(|c| c.iter().map(|&b| u8::from(b | 0x20 == b'{')).sum::<u8>() as usize)
+        .sum();
+    if opens <= MAX_DEPTH {
+        return None;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// One-based line and the column of byte `at` (serde_json's convention:
+/// bytes into the line, so the end of `{"a"` is column 4).
+fn place(bytes: &[u8], at: usize) -> (usize, usize) {
+    let before = &bytes[..at.min(bytes.len())];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    (line, before.len() - start)
+}
+
+/// The syntax error for bytes that did not parse. Built from a place only:
+/// the parser's own message quotes the input, which may be personal.
+fn not_json(bytes: &[u8], e: &sonic_rs::Error) -> Reject {
+    if std::str::from_utf8(bytes).is_err() {
+        return Reject::NotUtf8;
+    }
+    if e.offset() >= bytes.len() {
+        let (line, column) = place(bytes, bytes.len());
+        Reject::NotJson(format!(
+            "unexpected end of input at line {line} column {column}"
+        ))
+    } else {
+        Reject::NotJson(format!(
+            "syntax error at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    }
+}
+
+/// Whether any object in `v` repeats a key.
+fn has_repeated_keys(v: &Value) -> bool {
+    match v.get_type() {
+        JsonType::Array => v
+            .as_array()
+            .is_some_and(|a| a.iter().any(has_repeated_keys)),
+        JsonType::Object => v.as_object().is_some_and(object_repeats_keys),
+        _ => false,
+    }
+}
+
+fn object_repeats_keys(o: &Object) -> bool {
+    const SMALL: usize = 16;
+    // Length and first and last byte: most keys differ there, no compare needed.
+    fn print(k: &str) -> u32 {
+        let b = k.as_bytes();
+        (b.len() as u32) << 16
+            | u32::from(b.first().copied().unwrap_or(0)) << 8
+            | u32::from(b.last().copied().unwrap_or(0))
+    }
+    if o.len() <= SMALL {
+        let mut seen: [(u32, &str); SMALL] = [(0, ""); SMALL];
+        for (n, (k, child)) in o.iter().enumerate() {
+            let p = print(k);
+            if seen[..n].iter().any(|&(q, s)| q == p && s == k) || has_repeated_keys(child) {
+                return true;
+            }
+            seen[n] = (p, k);
+        }
+        false
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(o.len());
+        o.iter()
+            .any(|(k, child)| !seen.insert(k) || has_repeated_keys(child))
+    }
+}
+
+/// `v` written with one entry per key: the last value, at the first key's place.
+fn write_normalised(v: &Value, out: &mut Vec<u8>) {
+    let ser = "a parsed value always serialises";
+    if let Some(a) = v.as_array() {
+        out.push(b'[');
+        for (i, x) in a.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_normalised(x, out);
+        }
+        out.push(b']');
+    } else if let Some(o) = v.as_object() {
+        let mut entries: Vec<(&str, &Value)> = Vec::with_capacity(o.len());
+        let mut index = std::collections::HashMap::with_capacity(o.len());
+        for (k, x) in o.iter() {
+            match index.get(k) {
+                Some(&i) => entries[i] = (k, x),
+                None => {
+                    index.insert(k, entries.len());
+                    entries.push((k, x));
+                }
+            }
+        }
+        out.push(b'{');
+        for (i, (k, x)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            sonic_rs::to_writer(&mut *out, k).expect(ser);
+            out.push(b':');
+            write_normalised(x, out);
+        }
+        out.push(b'}');
+    } else {
+        sonic_rs::to_writer(&mut *out, v).expect(ser);
+    }
+}
+
+/// Keep one entry per object key, as serde_json did: the last value, at the
+/// first key's place. Everything downstream then reads and strips the one
+/// entry the next consumer will read; a repeated `"id"` cannot survive
+/// stripping, and consent is read from the string downstream reads.
+/// Returns `v` itself when no key repeats (the usual case, checked cheaply).
+pub fn normalise(v: Value) -> Value {
+    if !has_repeated_keys(&v) {
+        return v;
+    }
+    let mut out = Vec::new();
+    write_normalised(&v, &mut out);
+    sonic_rs::from_slice(&out).expect("a normalised document parses")
 }
 
 impl Decision {
     /// Parse and validate one record.
     pub fn parse(bytes: &[u8]) -> Result<Decision, Reject> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        if let Some(at) = too_deep(bytes) {
             if std::str::from_utf8(bytes).is_err() {
-                Reject::NotUtf8
-            } else {
-                // serde_json's syntax errors name a place, never the input's text.
-                Reject::NotJson(format!(
-                    "{} at line {} column {}",
-                    match e.classify() {
-                        serde_json::error::Category::Eof => "unexpected end of input",
-                        _ => "syntax error",
-                    },
-                    e.line(),
-                    e.column()
-                ))
+                return Err(Reject::NotUtf8);
             }
-        })?;
+            let (line, column) = place(bytes, at + 1);
+            return Err(Reject::NotJson(format!(
+                "syntax error at line {line} column {column}"
+            )));
+        }
+        let value: Value = sonic_rs::from_slice(bytes).map_err(|e| not_json(bytes, &e))?;
         Self::from_value(value)
     }
 
-    /// Validate an already parsed value.
+    /// Validate an already parsed value (repeated keys are normalised first).
     pub fn from_value(value: Value) -> Result<Decision, Reject> {
-        let Value::Object(root) = &value else {
+        let value = normalise(value);
+        let Some(root) = value.as_object() else {
             return Err(Reject::NotObject(type_name(&value)));
         };
-        let id = match get(root, "id") {
+        let [id, ts, campaign, selected, user, regs, device] = fields(
+            root,
+            ["id", "ts", "campaign", "selected", "user", "regs", "device"],
+        );
+        let id = match id {
             None => return Err(Reject::Missing("id")),
-            Some(Value::String(s)) if s.is_empty() => {
-                return Err(Reject::Invalid {
-                    field: "id",
-                    why: "must not be empty",
-                });
-            }
-            Some(Value::String(s)) => s.clone(),
-            Some(v) => {
-                return Err(Reject::WrongType {
-                    field: "id",
-                    expected: "a string",
-                    found: type_name(v),
-                });
-            }
+            Some(v) => match v.as_str() {
+                Some("") => {
+                    return Err(Reject::Invalid {
+                        field: "id",
+                        why: "must not be empty",
+                    });
+                }
+                Some(s) => s.to_string(),
+                None => {
+                    return Err(Reject::WrongType {
+                        field: "id",
+                        expected: "a string",
+                        found: type_name(v),
+                    });
+                }
+            },
         };
-        let ts = match get(root, "ts") {
+        let ts = match ts {
             None => return Err(Reject::Missing("ts")),
-            Some(v @ Value::Number(n)) => match n.as_i64() {
+            Some(v) => match v.is_number().then(|| as_i64(v)).flatten() {
                 Some(t) if t >= 0 => t,
                 Some(_) => {
                     return Err(Reject::Invalid {
@@ -205,26 +397,22 @@ impl Decision {
                     });
                 }
             },
-            Some(v) => {
-                return Err(Reject::WrongType {
-                    field: "ts",
-                    expected: "an integer (epoch milliseconds)",
-                    found: type_name(v),
-                });
-            }
         };
-        let campaign = match get(root, "campaign") {
+        let campaign = match campaign {
             None => return Err(Reject::Missing("campaign.id")),
-            Some(Value::Object(o)) => o,
-            Some(v) => {
-                return Err(Reject::WrongType {
-                    field: "campaign",
-                    expected: "an object",
-                    found: type_name(v),
-                });
-            }
+            Some(v) => match v.as_object() {
+                Some(o) => o,
+                None => {
+                    return Err(Reject::WrongType {
+                        field: "campaign",
+                        expected: "an object",
+                        found: type_name(v),
+                    });
+                }
+            },
         };
-        let campaign_id = match string(Some(campaign), "id", "campaign.id")? {
+        let [campaign_id, category] = fields(campaign, ["id", "category"]);
+        let campaign_id = match string(campaign_id, "campaign.id")? {
             None => return Err(Reject::Missing("campaign.id")),
             Some("") => {
                 return Err(Reject::Invalid {
@@ -240,53 +428,61 @@ impl Decision {
             }
             Some(s) => s.to_string(),
         };
-        let category = string(Some(campaign), "category", "campaign.category")?.map(str::to_string);
-        let selected = match get(root, "selected") {
+        let category = string(category, "campaign.category")?.map(str::to_string);
+        let selected = match selected {
             None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(v) => {
-                return Err(Reject::WrongType {
-                    field: "selected",
-                    expected: "a boolean",
-                    found: type_name(v),
-                });
-            }
+            Some(v) => match v.as_bool() {
+                Some(b) => b,
+                None => {
+                    return Err(Reject::WrongType {
+                        field: "selected",
+                        expected: "a boolean",
+                        found: type_name(v),
+                    });
+                }
+            },
         };
-        let user = object(root, "user", "user")?;
-        string(user, "consent", "user.consent")?;
-        let regs = object(root, "regs", "regs")?;
-        let gdpr = flag(regs, "gdpr", "regs.gdpr")?;
-        let coppa = flag(regs, "coppa", "regs.coppa")?.unwrap_or(false);
-        let gpc = flag(regs, "gpc", "regs.gpc")?.unwrap_or(false);
-        string(regs, "us_privacy", "regs.us_privacy")?;
-        string(regs, "gpp", "regs.gpp")?;
-        let gpp_sid = match regs.and_then(|r| get(r, "gpp_sid")) {
+        let user = object(user, "user")?;
+        string(user.and_then(|u| get(u, "consent")), "user.consent")?;
+        let regs = object(regs, "regs")?;
+        let [gdpr, coppa, gpc, usp, gpp, gpp_sid] = match regs {
+            Some(r) => fields(r, ["gdpr", "coppa", "gpc", "us_privacy", "gpp", "gpp_sid"]),
+            None => [None; 6],
+        };
+        let gdpr = flag(gdpr, "regs.gdpr")?;
+        let coppa = flag(coppa, "regs.coppa")?.unwrap_or(false);
+        let gpc = flag(gpc, "regs.gpc")?.unwrap_or(false);
+        string(usp, "regs.us_privacy")?;
+        string(gpp, "regs.gpp")?;
+        let gpp_sid = match gpp_sid {
             None => Vec::new(),
-            Some(Value::Array(a)) => {
-                let mut out = Vec::with_capacity(a.len());
-                for x in a {
-                    match x.as_i64() {
-                        Some(i) => out.push(i),
-                        None => {
-                            return Err(Reject::WrongType {
-                                field: "regs.gpp_sid",
-                                expected: "an array of integers",
-                                found: "an array with a non-integer",
-                            });
+            Some(v) => match v.as_array() {
+                Some(a) => {
+                    let mut out = Vec::with_capacity(a.len());
+                    for x in a.iter() {
+                        match as_i64(x) {
+                            Some(i) => out.push(i),
+                            None => {
+                                return Err(Reject::WrongType {
+                                    field: "regs.gpp_sid",
+                                    expected: "an array of integers",
+                                    found: "an array with a non-integer",
+                                });
+                            }
                         }
                     }
+                    out
                 }
-                out
-            }
-            Some(v) => {
-                return Err(Reject::WrongType {
-                    field: "regs.gpp_sid",
-                    expected: "an array of integers",
-                    found: type_name(v),
-                });
-            }
+                None => {
+                    return Err(Reject::WrongType {
+                        field: "regs.gpp_sid",
+                        expected: "an array of integers",
+                        found: type_name(v),
+                    });
+                }
+            },
         };
-        object(root, "device", "device")?;
+        object(device, "device")?;
         Ok(Decision {
             value,
             id,
@@ -304,10 +500,10 @@ impl Decision {
     /// The consent signals, borrowed from the message.
     pub fn consent_inputs(&self) -> Inputs<'_> {
         let root = self.value.as_object().expect("validated object");
-        let user = root.get("user").and_then(Value::as_object);
-        let regs = root.get("regs").and_then(Value::as_object);
-        fn s<'a>(m: Option<&'a Map<String, Value>>, k: &str) -> Option<&'a str> {
-            m.and_then(|m| m.get(k)).and_then(Value::as_str)
+        let user = root.get(&"user").and_then(Value::as_object);
+        let regs = root.get(&"regs").and_then(Value::as_object);
+        fn s<'a>(m: Option<&'a Object>, k: &str) -> Option<&'a str> {
+            m.and_then(|m| m.get(&k)).and_then(Value::as_str)
         }
         Inputs {
             gdpr: self.gdpr,
@@ -326,23 +522,12 @@ impl Decision {
 pub fn lookup<'a>(v: &'a Value, tokens: &[String]) -> Option<&'a Value> {
     let mut cur = v;
     for t in tokens {
-        cur = match cur {
-            Value::Object(m) => m.get(t.as_str())?,
-            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-/// Follow unescaped pointer tokens, mutably.
-pub fn lookup_mut<'a>(v: &'a mut Value, tokens: &[String]) -> Option<&'a mut Value> {
-    let mut cur = v;
-    for t in tokens {
-        cur = match cur {
-            Value::Object(m) => m.get_mut(t.as_str())?,
-            Value::Array(a) => a.get_mut(t.parse::<usize>().ok()?)?,
-            _ => return None,
+        cur = if let Some(m) = cur.as_object() {
+            m.get(t)?
+        } else if let Some(a) = cur.as_array() {
+            a.get(t.parse::<usize>().ok()?)?
+        } else {
+            return None;
         };
     }
     Some(cur)
@@ -405,6 +590,110 @@ mod tests {
         assert!(!r.to_string().contains("secret-user"));
         assert_eq!(reject("[1,2]"), Reject::NotObject("an array"));
         assert_eq!(Decision::parse(&[0xff, 0xfe]).unwrap_err(), Reject::NotUtf8);
+    }
+
+    #[test]
+    fn syntax_errors_name_a_place_never_the_input() {
+        let r = reject("{\"id\":\"secret-user\"");
+        assert_eq!(
+            r,
+            Reject::NotJson("unexpected end of input at line 1 column 19".into())
+        );
+        assert_eq!(
+            reject(""),
+            Reject::NotJson("unexpected end of input at line 1 column 0".into())
+        );
+        let r = reject("{\"id\":\n\"secret-user\" x}");
+        assert_eq!(
+            r,
+            Reject::NotJson("syntax error at line 2 column 15".into())
+        );
+        let r = reject("{\"id\":\"secret\\x-user\"}");
+        assert!(matches!(r, Reject::NotJson(_)), "{r:?}");
+        assert!(!r.to_string().contains("secret"), "{r}");
+        assert_eq!(
+            Decision::parse(b"{\"id\":\"\xff\"}").unwrap_err(),
+            Reject::NotUtf8
+        );
+    }
+
+    #[test]
+    fn nesting_is_limited_as_serde_json_limited_it() {
+        let ok = format!(
+            "{{\"id\":\"a\",\"ts\":1,\"campaign\":{{\"id\":\"c\"}},\"x\":{}{}}}",
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        // Unoptimised, the parser takes tens of KB of stack per level (about
+        // 0.5 KB optimised), more than a test thread has for 126 levels.
+        let parsed = std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(move || Decision::parse(ok.as_bytes()).is_ok())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
+        // Brackets inside strings do not count.
+        let quoted = format!(
+            "{{\"id\":\"a\",\"ts\":1,\"campaign\":{{\"id\":\"c\"}},\"x\":\"{}\\\"{}\"}}",
+            "[".repeat(200),
+            "{".repeat(200)
+        );
+        assert!(Decision::parse(quoted.as_bytes()).is_ok());
+        let deep = format!("{{\"x\":{}", "[".repeat(200));
+        assert_eq!(
+            reject(&deep),
+            Reject::NotJson("syntax error at line 1 column 132".into())
+        );
+        // Deep enough to exhaust a stack if it reached the parser.
+        let deeper = "[".repeat(1_000_000) + &"]".repeat(1_000_000);
+        assert!(matches!(reject(&deeper), Reject::NotJson(_)));
+    }
+
+    #[test]
+    fn numbers_are_read_from_their_text() {
+        let d = Decision::parse(
+            br#"{"id":"a","ts":-0,"campaign":{"id":"c"},"regs":{"gdpr":1,"gpp_sid":[2,-0]}}"#,
+        )
+        .unwrap();
+        assert_eq!((d.ts, d.gdpr, d.gpp_sid), (0, Some(true), vec![2, 0]));
+        let r = reject(r#"{"id":"a","ts":1e3,"campaign":{"id":"c"}}"#);
+        assert_eq!(
+            r.to_string(),
+            "ts: expected an integer (epoch milliseconds), found a number"
+        );
+        let r = reject(r#"{"id":"a","ts":18446744073709551615,"campaign":{"id":"c"}}"#);
+        assert_eq!(
+            r.to_string(),
+            "ts: expected an integer (epoch milliseconds), found an integer"
+        );
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_value_at_the_first_place() {
+        let d = Decision::parse(
+            br#"{"id":"first","ts":1,"campaign":{"id":"c"},"user":{"consent":"A","x":[{"k":1,"k":{"j":1,"j":2}}],"consent":"B"},"id":"last"}"#,
+        )
+        .unwrap();
+        assert_eq!(d.id, "last");
+        assert_eq!(d.consent_inputs().tcf, Some("B"));
+        assert_eq!(
+            sonic_rs::to_string(&d.value).unwrap(),
+            r#"{"id":"last","ts":1,"campaign":{"id":"c"},"user":{"consent":"B","x":[{"k":{"j":2}}]}}"#
+        );
+        // The last value decides validity, too.
+        let r = reject(r#"{"id":"a","ts":1,"campaign":{"id":"c"},"ts":"soon"}"#);
+        assert_eq!(r.kind(), "wrong_type");
+        // Many keys (past the small-object path), one repeated.
+        let mut many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        many.push_str("\"k7\":\"x\"");
+        let d = Decision::parse(
+            format!(r#"{{"id":"a","ts":1,"campaign":{{"id":"c"}},"m":{{{many}}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let m = d.value.get("m").unwrap();
+        assert_eq!(m.as_object().unwrap().len(), 40);
+        assert_eq!(m.get("k7").unwrap().as_str(), Some("x"));
     }
 
     #[test]

@@ -14,11 +14,13 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use sonic_rs::JsonValueTrait;
 
 use crate::alert::AlertEvent;
 use crate::campaign::{OverrideAction, State};
 use crate::consent::{ConsentEvaluator, Outcome, Verdict};
-use crate::decision::{Decision, lookup};
+use crate::decision::{self, Decision, lookup};
+use crate::edit::Node;
 use crate::fairness::Finding;
 use crate::policy::{BandTransform, Category, CompiledPolicy};
 use crate::strip;
@@ -201,9 +203,8 @@ impl Guard {
             let gi = if dim.bands.is_empty() {
                 v.as_str().and_then(|s| dim.group_index(s))
             } else {
-                let x = v
-                    .as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+                let x =
+                    decision::as_i64(v).or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
                 x.and_then(|x| {
                     let x = match dim.transform {
                         Some(BandTransform::AgeFromYear) => year_of(d.ts) - x,
@@ -254,7 +255,7 @@ impl Guard {
     pub fn judge(&self, key: Option<&[u8]>, bytes: &[u8], now: Now) -> Judgement {
         let live = self.live.load();
         let policy = &live.policy;
-        let mut d = match Decision::parse(bytes) {
+        let d = match Decision::parse(bytes) {
             Ok(d) => d,
             Err(e) => return self.dead_letter(&live, key, bytes, e),
         };
@@ -282,7 +283,10 @@ impl Guard {
             now_ms,
         );
 
-        let stripped = strip::strip(policy, &mut d.value, &verdict);
+        // Stripping edits a copy-on-write view; untouched parts are written
+        // straight from the parsed document.
+        let mut edited = Node::Doc(&d.value);
+        let stripped = strip::strip(policy, &mut edited, &verdict);
         let (route, reason) = if verdict.outcome == Outcome::Withheld {
             (Route::Blocked, "consent_withheld")
         } else if rec.state == State::Blocked {
@@ -319,7 +323,8 @@ impl Guard {
         if rec.timing != Timing::Counted {
             h.push((headers::TIMING, rec.timing.as_str().to_string()));
         }
-        let payload = serde_json::to_vec(&d.value).expect("a Value always serialises");
+        let mut payload = Vec::with_capacity(bytes.len());
+        edited.write(&mut payload);
         Judgement {
             route,
             key: Some(d.campaign_id.into_bytes()),

@@ -18,6 +18,7 @@
 //! * [`campaign`] — the ok / flagged / blocked state machine with hysteresis, overrides.
 //! * [`tracker`] — all campaigns' windows and states, shareable across threads.
 //! * [`strip`] — removing and coarsening what the policy names.
+//! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
 //! * [`alert`] — alert events with the numbers and a readable sentence.
 //! * [`guard`] — the pipeline order in one place: bytes in, one [`guard::Judgement`] out.
 //! * [`policy`] — the policy file: parsed, validated (every error listed), compiled.
@@ -47,6 +48,7 @@ pub mod config;
 pub mod consent;
 pub mod decision;
 pub mod demo;
+pub mod edit;
 pub mod exposure;
 pub mod fairness;
 pub mod guard;

@@ -7,10 +7,8 @@
 
 use std::net::IpAddr;
 
-use serde_json::Value;
-
 use crate::consent::{Outcome, Verdict};
-use crate::decision::lookup_mut;
+use crate::edit::Node;
 use crate::policy::{CoarsenOp, CoarsenWhen, CompiledPolicy, Pointer, RemovalGroup};
 
 /// What stripping did to one record: pointers only, never values.
@@ -48,21 +46,23 @@ impl Stripped<'_> {
 }
 
 /// Remove the value at `p`. Returns whether something was there.
-pub fn remove(v: &mut Value, p: &Pointer) -> bool {
+pub fn remove(v: &mut Node<'_>, p: &Pointer) -> bool {
     let Some((last, parent)) = p.tokens.split_last() else {
         return false;
     };
-    match lookup_mut(v, parent) {
-        Some(Value::Object(m)) => m.shift_remove(last.as_str()).is_some(),
-        Some(Value::Array(a)) => match last.parse::<usize>() {
+    let Some(parent) = v.pointer_mut(parent) else {
+        return false;
+    };
+    if let Some(a) = parent.as_array_mut() {
+        return match last.parse::<usize>() {
             Ok(i) if i < a.len() => {
                 a.remove(i);
                 true
             }
             _ => false,
-        },
-        _ => false,
+        };
     }
+    parent.remove_key(last)
 }
 
 fn mask_ip(s: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
@@ -94,54 +94,60 @@ fn round(x: f64, decimals: u32) -> f64 {
 }
 
 /// Apply one coarsening in place; `false` when the value cannot be coarsened.
-fn coarsen_value(v: &mut Value, op: CoarsenOp) -> bool {
-    match (op, &*v) {
-        (CoarsenOp::Ip { v4_bits, v6_bits }, Value::String(s)) => {
-            match mask_ip(s, v4_bits, v6_bits) {
+fn coarsen_value(v: &mut Node<'_>, op: CoarsenOp) -> bool {
+    match op {
+        CoarsenOp::Ip { v4_bits, v6_bits } => {
+            match v.as_str().and_then(|s| mask_ip(s, v4_bits, v6_bits)) {
                 Some(m) => {
-                    *v = Value::String(m);
+                    *v = Node::String(m);
                     true
                 }
                 None => false,
             }
         }
-        (CoarsenOp::Round { decimals }, Value::Number(n)) => match n.as_f64() {
-            Some(x) if x.is_finite() => match serde_json::Number::from_f64(round(x, decimals)) {
-                Some(n) => {
-                    *v = Value::Number(n);
-                    true
-                }
-                None => false,
-            },
-            _ => false,
+        // The text serde_json gives the rounded `f64` (e.g. `52.37`, `1e-7`).
+        CoarsenOp::Round { decimals } => match v
+            .as_f64()
+            .and_then(|x| serde_json::Number::from_f64(round(x, decimals)))
+        {
+            Some(n) => {
+                *v = Node::Number(n.to_string());
+                true
+            }
+            None => false,
         },
-        (CoarsenOp::Truncate { keep_chars }, Value::String(s)) => {
-            let t: String = s.chars().take(keep_chars).collect();
-            *v = Value::String(t);
-            true
-        }
-        _ => false,
+        CoarsenOp::Truncate { keep_chars } => match v.as_str() {
+            Some(s) => {
+                let t: String = s.chars().take(keep_chars).collect();
+                *v = Node::String(t);
+                true
+            }
+            None => false,
+        },
     }
 }
 
 /// Remove sensitive segments under the policy's data pointer.
-fn strip_segments(policy: &CompiledPolicy, v: &mut Value) -> usize {
+fn strip_segments(policy: &CompiledPolicy, v: &mut Node<'_>) -> usize {
     let Some(m) = &policy.segments else {
         return 0;
     };
-    let Some(Value::Array(providers)) = lookup_mut(v, &m.pointer.tokens) else {
+    let Some(providers) = v
+        .pointer_mut(&m.pointer.tokens)
+        .and_then(Node::as_array_mut)
+    else {
         return 0;
     };
     let mut removed = 0;
     for provider in providers.iter_mut() {
-        let Some(Value::Array(segments)) = provider.get_mut("segment") else {
+        let Some(segments) = provider.get_mut("segment").and_then(Node::as_array_mut) else {
             continue;
         };
         segments.retain(|seg| {
-            let sensitive = match seg.get("id") {
-                Some(Value::String(id)) => m.matches(id),
+            let sensitive = match seg.field_str("id") {
+                Some(id) => m.matches(id),
                 // A segment without a readable id cannot be shown to be harmless.
-                _ => true,
+                None => true,
             };
             removed += sensitive as usize;
             !sensitive
@@ -151,40 +157,37 @@ fn strip_segments(policy: &CompiledPolicy, v: &mut Value) -> usize {
 }
 
 /// Remove every pointer of a plan; pushes the removed ones onto `out`.
-fn remove_planned<'p>(v: &mut Value, plan: &'p [RemovalGroup], out: &mut Vec<&'p str>) {
+fn remove_planned<'p>(v: &mut Node<'_>, plan: &'p [RemovalGroup], out: &mut Vec<&'p str>) {
     for g in plan {
-        match lookup_mut(v, &g.parent) {
-            Some(Value::Object(m)) => {
-                for (key, text) in &g.children {
-                    if m.shift_remove(key.as_str()).is_some() {
-                        out.push(text);
-                    }
+        let Some(parent) = v.pointer_mut(&g.parent) else {
+            continue;
+        };
+        if let Some(a) = parent.as_array_mut() {
+            // Array children: remove one by one, highest index first.
+            let mut idx: Vec<(usize, &'p str)> = g
+                .children
+                .iter()
+                .filter_map(|(k, t)| Some((k.parse::<usize>().ok()?, t.as_str())))
+                .collect();
+            idx.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
+            for (i, t) in idx {
+                if i < a.len() {
+                    a.remove(i);
+                    out.push(t);
                 }
             }
-            Some(Value::Array(_)) => {
-                // Array children: remove one by one, highest index first.
-                let mut idx: Vec<(usize, &'p str)> = g
-                    .children
-                    .iter()
-                    .filter_map(|(k, t)| Some((k.parse::<usize>().ok()?, t.as_str())))
-                    .collect();
-                idx.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
-                if let Some(Value::Array(a)) = lookup_mut(v, &g.parent) {
-                    for (i, t) in idx {
-                        if i < a.len() {
-                            a.remove(i);
-                            out.push(t);
-                        }
-                    }
+        } else {
+            for (key, text) in &g.children {
+                if parent.remove_key(key) {
+                    out.push(text);
                 }
             }
-            _ => {}
         }
     }
 }
 
 /// Strip one decision in place according to the policy and its consent verdict.
-pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Value, verdict: &Verdict) -> Stripped<'p> {
+pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Node<'_>, verdict: &Verdict) -> Stripped<'p> {
     let mut out = Stripped {
         segments: strip_segments(policy, v),
         ..Stripped::default()
@@ -197,7 +200,7 @@ pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Value, verdict: &Verdict) -
         if c.when == CoarsenWhen::UnlessPreciseGeo && verdict.precise_geo {
             continue;
         }
-        let Some(target) = lookup_mut(v, &c.pointer.tokens) else {
+        let Some(target) = v.pointer_mut(&c.pointer.tokens) else {
             continue;
         };
         if coarsen_value(target, c.op) {
@@ -242,13 +245,19 @@ mod tests {
 
     #[test]
     fn rounding_and_truncation() {
-        let mut v = serde_json::json!(52.3731);
+        let doc: sonic_rs::Value = sonic_rs::from_str(r#"[52.3731, "1012AB", "north"]"#).unwrap();
+        let text = |n: &Node| {
+            let mut out = Vec::new();
+            n.write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let mut v = Node::Doc(&doc[0]);
         assert!(coarsen_value(&mut v, CoarsenOp::Round { decimals: 2 }));
-        assert_eq!(v.to_string(), "52.37");
-        let mut z = serde_json::json!("1012AB");
+        assert_eq!(text(&v), "52.37");
+        let mut z = Node::Doc(&doc[1]);
         assert!(coarsen_value(&mut z, CoarsenOp::Truncate { keep_chars: 3 }));
-        assert_eq!(z, serde_json::json!("101"));
-        let mut bad = serde_json::json!("north");
+        assert_eq!(text(&z), r#""101""#);
+        let mut bad = Node::Doc(&doc[2]);
         assert!(!coarsen_value(&mut bad, CoarsenOp::Round { decimals: 2 }));
     }
 }

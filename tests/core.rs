@@ -186,6 +186,41 @@ fn numbers_and_unknown_fields_pass_through_digit_for_digit() {
 }
 
 #[test]
+fn repeated_keys_cannot_smuggle_stripped_fields_or_consent() {
+    let g = guard();
+    // Stripped fields repeated at three depths; consent repeated, opt-out last.
+    let input = br#"{"id":"d","audience":{"sex":"female"},"ts":1795000000000,"campaign":{"id":"c"},
+        "user":{"id":"UID-1","yob":1988,"id":"UID-2","geo":{"lat":52.3731,"lat":1.5}},
+        "device":{"ifa":"IFA-1","ip":"203.0.113.17","ifa":"IFA-2"},
+        "regs":{"gdpr":0,"us_privacy":"1YNN","us_privacy":"1YYN"},
+        "audience":{"sex":"male"},"ext":{"k":1,"k":2}}"#;
+    let j = g.judge(None, input, Now::At(T0));
+    assert_eq!(j.route, Route::Output);
+    assert_eq!(header(&j, headers::CONSENT), Some("contextual"));
+    assert_eq!(header(&j, headers::CONSENT_REASON), Some("usp_opt_out"));
+    let s = String::from_utf8(j.payload.clone()).unwrap();
+    for leaked in [
+        "UID-1", "UID-2", "IFA-1", "IFA-2", "audience", "female", "male",
+    ] {
+        assert!(!s.contains(leaked), "{leaked} leaked: {s}");
+    }
+    // One entry per key, the last value at the first key's place.
+    assert_eq!(
+        s,
+        r#"{"id":"d","ts":1795000000000,"campaign":{"id":"c"},"user":{"geo":{"lat":1.5}},"device":{"ip":"203.0.113.0"},"regs":{"gdpr":0,"us_privacy":"1YYN"},"ext":{"k":2}}"#
+    );
+    // The same record with the opt-out first: the last string is the one read.
+    let swapped = String::from_utf8(input.to_vec()).unwrap().replace(
+        r#""1YNN","us_privacy":"1YYN""#,
+        r#""1YYN","us_privacy":"1YNN""#,
+    );
+    let j = g.judge(None, swapped.as_bytes(), Now::At(T0));
+    assert_eq!(header(&j, headers::CONSENT), Some("personalised"));
+    let s = String::from_utf8(j.payload).unwrap();
+    assert!(!s.contains("UID-1") && !s.contains("IFA-1") && !s.contains("audience"));
+}
+
+#[test]
 fn withheld_consent_goes_to_blocked_stripped_with_reason() {
     let g = guard_with(|p| p.replace("no_consent = \"contextual\"", "no_consent = \"withheld\""));
     let input = br#"{"id":"d","ts":1795000000000,"campaign":{"id":"c"},"regs":{"gdpr":1},"user":{"id":"u-1","eids":[1]},"audience":{"sex":"male"}}"#;

@@ -1,0 +1,200 @@
+//! Copy-on-write editing of a parsed decision, for stripping.
+//!
+//! A parsed `sonic_rs::Value` is not edited in place: its mutable objects are
+//! hash maps, which would lose the input's field order. Instead a [`Node`]
+//! starts as a borrow of the parsed document and opens an object or array
+//! into an ordered `Vec` only where an edit reaches it. Everything the policy
+//! does not touch is written straight from the document, numbers as their
+//! source text.
+//!
+//! The document must already be normalised ([`crate::decision::normalise`]):
+//! one entry per key.
+
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
+
+use crate::decision;
+
+/// A JSON value being edited.
+#[derive(Debug)]
+pub enum Node<'a> {
+    /// Unchanged, borrowed from the parsed document.
+    Doc(&'a Value),
+    /// An opened object, fields in input order.
+    Object(Vec<(&'a str, Node<'a>)>),
+    /// An opened array.
+    Array(Vec<Node<'a>>),
+    /// A replaced string.
+    String(String),
+    /// A replaced number: its JSON text.
+    Number(String),
+}
+
+impl<'a> Node<'a> {
+    /// Turn a borrowed object or array into an editable one (children stay borrowed).
+    fn open(&mut self) {
+        if let Node::Doc(v) = *self {
+            if let Some(o) = v.as_object() {
+                *self = Node::Object(o.iter().map(|(k, x)| (k, Node::Doc(x))).collect());
+            } else if let Some(a) = v.as_array() {
+                *self = Node::Array(a.iter().map(Node::Doc).collect());
+            }
+        }
+    }
+
+    /// The fields, opened for editing; `None` if this is not an object.
+    pub fn as_object_mut(&mut self) -> Option<&mut Vec<(&'a str, Node<'a>)>> {
+        self.open();
+        match self {
+            Node::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The elements, opened for editing; `None` if this is not an array.
+    pub fn as_array_mut(&mut self) -> Option<&mut Vec<Node<'a>>> {
+        self.open();
+        match self {
+            Node::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The field `key` of an object, opened for editing.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
+        let m = self.as_object_mut()?;
+        m.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Follow unescaped pointer tokens, opening the containers on the way.
+    pub fn pointer_mut(&mut self, tokens: &[String]) -> Option<&mut Node<'a>> {
+        let mut cur = self;
+        for t in tokens {
+            cur.open();
+            cur = match cur {
+                Node::Object(m) => m
+                    .iter_mut()
+                    .find(|(k, _)| *k == t.as_str())
+                    .map(|(_, v)| v)?,
+                Node::Array(a) => a.get_mut(t.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+
+    /// Remove field `key` of an object; whether it was there. An object
+    /// without the key is left borrowed.
+    pub fn remove_key(&mut self, key: &str) -> bool {
+        if let Node::Doc(v) = self
+            && v.as_object().is_some_and(|o| !o.contains_key(&key))
+        {
+            return false;
+        }
+        let Some(m) = self.as_object_mut() else {
+            return false;
+        };
+        match m.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                m.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Doc(v) => v.as_str(),
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as a finite `f64`, if this is a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Node::Doc(v) if v.is_number() => decision::as_f64(v),
+            Node::Number(t) => t.parse::<f64>().ok().filter(|x| x.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// The string field `key` of an object, if there is one.
+    pub fn field_str(&self, key: &str) -> Option<&str> {
+        match self {
+            Node::Doc(v) => v.as_object()?.get(&key)?.as_str(),
+            Node::Object(m) => m.iter().find(|(k, _)| *k == key)?.1.as_str(),
+            _ => None,
+        }
+    }
+
+    /// Append the JSON text.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        const SER: &str = "a parsed value always serialises";
+        match self {
+            Node::Doc(v) => sonic_rs::to_writer(&mut *out, *v).expect(SER),
+            Node::Object(m) => {
+                out.push(b'{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    sonic_rs::to_writer(&mut *out, k).expect(SER);
+                    out.push(b':');
+                    v.write(out);
+                }
+                out.push(b'}');
+            }
+            Node::Array(a) => {
+                out.push(b'[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    v.write(out);
+                }
+                out.push(b']');
+            }
+            Node::String(s) => sonic_rs::to_writer(&mut *out, s).expect(SER),
+            Node::Number(t) => out.extend_from_slice(t.as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: &Node) -> String {
+        let mut out = Vec::new();
+        n.write(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn edits_keep_order_and_untouched_text() {
+        let v: Value =
+            sonic_rs::from_str(r#"{"z":1,"a":{"y":2.50,"b":"x","c":[1,{"q":1E2}]},"m":null}"#)
+                .unwrap();
+        let mut n = Node::Doc(&v);
+        assert_eq!(
+            text(&n),
+            r#"{"z":1,"a":{"y":2.50,"b":"x","c":[1,{"q":1E2}]},"m":null}"#
+        );
+        assert!(n.pointer_mut(&["a".into()]).unwrap().remove_key("b"));
+        assert!(!n.remove_key("nope"));
+        *n.pointer_mut(&["a".into(), "y".into()]).unwrap() = Node::Number("3".into());
+        n.pointer_mut(&["a".into(), "c".into()])
+            .unwrap()
+            .as_array_mut()
+            .unwrap()
+            .remove(0);
+        assert_eq!(text(&n), r#"{"z":1,"a":{"y":3,"c":[{"q":1E2}]},"m":null}"#);
+        assert!(n.pointer_mut(&["z".into(), "x".into()]).is_none());
+        assert!(
+            n.pointer_mut(&["a".into(), "c".into(), "1".into()])
+                .is_none()
+        );
+    }
+}
