@@ -380,10 +380,16 @@ impl ConsumerContext for ConsumerCtx {
         }
     }
 
-    fn post_rebalance(&self, _c: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+    fn post_rebalance(&self, c: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = r {
             let s = &self.shared;
             s.metrics.rebalances.with_label_values(&["assign"]).inc();
+            // librdkafka keeps a partition paused across a revoke and a new
+            // assignment; start it fetching (the loop pauses it again if it
+            // must hold back).
+            if let Err(e) = c.resume(tpl) {
+                warn!(target: "fairgate::kafka", error = %e, "cannot resume newly assigned partitions");
+            }
             let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             let mut offsets = s.offsets.lock();
             for &p in &parts {
