@@ -113,7 +113,7 @@ alerts = "{out}.alerts"
 "linger.ms" = "5"
 "batch.num.messages" = "10000"
 [pipeline]
-max_in_flight = 20000
+max_in_flight = 100000
 commit_interval_ms = 100
 grace_period_secs = 10
 [http]

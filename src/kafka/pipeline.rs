@@ -597,6 +597,10 @@ async fn commit(shared: &Arc<Shared>, consumer: &Arc<StreamConsumer<ConsumerCtx>
     }
 }
 
+/// How long the consume loop may be held back by `max_in_flight` before it
+/// pauses its partitions and polls again.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
 /// Pause (or resume) fetching for every assigned partition: `max_in_flight`
 /// records are held. A paused consumer is still polled.
 fn set_paused(consumer: &StreamConsumer<ConsumerCtx>, pause: bool) {
@@ -847,6 +851,7 @@ pub async fn run(
     let mut paused = false;
 
     loop {
+        let held_back = !paused && shared.permits.available_permits() == 0;
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -873,15 +878,23 @@ pub async fn run(
                 }
                 None => alerts_open = false,
             },
-            _ = shared.freed.notified(), if paused => {
-                if shared.permits.available_permits() > 0 {
+            // Permits came back: read again (resuming the partitions if they
+            // were paused).
+            _ = shared.freed.notified(), if held_back || paused => {
+                if paused && shared.permits.available_permits() > 0 {
                     set_paused(&consumer, false);
                     paused = false;
                 }
             }
-            // The consumer is polled even when no permit is free (it is paused
-            // then), so rebalances and group errors are always served.
-            m = consumer.recv() => {
+            // Held back for a while (a slow or absent broker): pause the
+            // partitions and poll again, so that rebalances and group errors
+            // are served. Brief back-pressure leaves the fetched records in
+            // librdkafka's queue instead.
+            _ = tokio::time::sleep(PAUSE_AFTER), if held_back => {
+                set_paused(&consumer, true);
+                paused = true;
+            }
+            m = consumer.recv(), if !held_back => {
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {
@@ -895,15 +908,11 @@ pub async fn run(
                     continue;
                 };
                 // One permit per input record, given back at commit. A record
-                // that arrives as the consumer is being paused is taken over
-                // the limit and paid off first.
+                // that arrives while the consumer is paused (fetched before
+                // the pause) is taken over the limit and paid off first.
                 match shared.permits.try_acquire() {
                     Ok(permit) => permit.forget(),
                     Err(_) => *shared.owed.lock() += 1,
-                }
-                if shared.permits.available_permits() == 0 {
-                    set_paused(&consumer, true);
-                    paused = true;
                 }
                 metrics.in_flight.inc();
                 consumed += 1;
