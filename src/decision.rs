@@ -38,6 +38,9 @@ pub enum Reject {
         field: &'static str,
         why: &'static str,
     },
+    /// The guard failed on this record: a bug in fairgate, not in the record.
+    #[error("fairgate failed while judging this record (a bug; see fairgate's log)")]
+    Internal,
 }
 
 impl Reject {
@@ -49,6 +52,7 @@ impl Reject {
             Reject::Missing(_) => "missing_field",
             Reject::WrongType { .. } => "wrong_type",
             Reject::Invalid { .. } => "invalid_value",
+            Reject::Internal => "internal_error",
         }
     }
 }
@@ -325,13 +329,18 @@ fn write_normalised(v: &Value, out: &mut Vec<u8>) {
 /// entry the next consumer will read; a repeated `"id"` cannot survive
 /// stripping, and consent is read from the string downstream reads.
 /// Returns `v` itself when no key repeats (the usual case, checked cheaply).
-pub fn normalise(v: Value) -> Value {
+pub fn normalise(v: Value) -> Result<Value, Reject> {
     if !has_repeated_keys(&v) {
-        return v;
+        return Ok(v);
     }
     let mut out = Vec::new();
     write_normalised(&v, &mut out);
-    sonic_rs::from_slice(&out).expect("a normalised document parses")
+    // Our own writer's output always parses; should it ever not, the record
+    // is dead-lettered rather than the judge thread brought down.
+    sonic_rs::from_slice(&out).map_err(|_| Reject::Invalid {
+        field: "(document)",
+        why: "repeated keys could not be resolved",
+    })
 }
 
 impl Decision {
@@ -352,7 +361,7 @@ impl Decision {
 
     /// Validate an already parsed value (repeated keys are normalised first).
     pub fn from_value(value: Value) -> Result<Decision, Reject> {
-        let value = normalise(value);
+        let value = normalise(value)?;
         let Some(root) = value.as_object() else {
             return Err(Reject::NotObject(type_name(&value)));
         };

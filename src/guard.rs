@@ -224,6 +224,17 @@ impl Guard {
         n
     }
 
+    /// The dead-letter judgement for a record the guard failed on (a bug):
+    /// the record is kept, not lost, and the pipeline goes on.
+    pub fn internal_error(&self, key: Option<&[u8]>, bytes: &[u8]) -> Judgement {
+        self.dead_letter(
+            &self.live.load(),
+            key,
+            bytes,
+            crate::decision::Reject::Internal,
+        )
+    }
+
     fn dead_letter(
         &self,
         live: &Live,

@@ -201,6 +201,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    // A panic on a judge thread is caught and its record dead-lettered; its
+    // message could quote the record, so only the place is reported.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        if thread
+            .name()
+            .is_some_and(|n| n.starts_with("fairgate-judge"))
+        {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            tracing::error!(target: "fairgate::kafka", thread = thread.name(), at, "panic while judging a record (message withheld: it may quote the record)");
+        } else {
+            default_hook(info);
+        }
+    }));
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

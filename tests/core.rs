@@ -626,3 +626,19 @@ fn check_command_writes_lines_alerts_and_report() {
             .contains("cmp-skewed-01")
     );
 }
+
+#[test]
+fn a_record_the_guard_fails_on_is_dead_lettered_whole() {
+    let g = guard();
+    let bytes = br#"{"id":"dec-1","user":{"id":"u-secret"}}"#;
+    let j = g.internal_error(Some(b"cmp-1"), bytes);
+    assert_eq!(j.route, fairgate::Route::DeadLetter);
+    assert_eq!(j.payload, bytes.to_vec(), "the original bytes are kept");
+    assert_eq!(j.key.as_deref(), Some(&b"cmp-1"[..]));
+    assert_eq!(header(&j, "fairgate-error-kind"), Some("internal_error"));
+    let error = header(&j, "fairgate-error").unwrap();
+    assert!(
+        error.contains("bug") && !error.contains("u-secret"),
+        "{error}"
+    );
+}

@@ -690,7 +690,17 @@ impl Worker {
         let s = &self.shared;
         match &self.stage {
             Stage::Guard(g) => {
-                let j = g.judge(job.key.as_deref(), &job.payload, Now::At(s.clock.now_ms()));
+                // judge never panics on input (property-tested); should a bug
+                // make it, the record goes to the dead-letter topic instead of
+                // taking the thread down, and every restart with it.
+                let now = Now::At(s.clock.now_ms());
+                let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    g.judge(job.key.as_deref(), &job.payload, now)
+                }));
+                let j = judged.unwrap_or_else(|_| {
+                    error!(target: "fairgate::kafka", partition = job.partition, offset = job.offset, "the guard failed on a record (a bug); it goes to the dead-letter topic");
+                    g.internal_error(job.key.as_deref(), &job.payload)
+                });
                 s.metrics.observe(&j);
                 let role = match j.route {
                     Route::Output => Role::Output,
