@@ -330,29 +330,12 @@ impl ConsumerContext for ConsumerCtx {
                     warn!(target: "fairgate::kafka", error = %e, "flush before revocation timed out; uncommitted records will be reprocessed by the new owner");
                 }
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let _one_at_a_time = s.commit_lock.lock();
-                let mut commit = TopicPartitionList::new();
-                {
-                    let offsets = s.offsets.lock();
-                    for &p in &parts {
-                        if let Some(next) = offsets.committable(p) {
-                            let _ = commit.add_partition_offset(
-                                &s.input_topic,
-                                p,
-                                Offset::Offset(next),
-                            );
-                        }
-                    }
-                }
-                if commit.count() > 0 {
-                    match consumer.commit(&commit, CommitMode::Sync) {
-                        Ok(()) => s.metrics.commits.with_label_values(&["ok"]).inc(),
-                        Err(e) => {
-                            s.metrics.commits.with_label_values(&["error"]).inc();
-                            warn!(target: "fairgate::kafka", error = %e, "commit on revocation failed");
-                        }
-                    }
-                }
+                commit_acknowledged(
+                    s,
+                    consumer,
+                    Some(&parts),
+                    "on revocation (the new owner reads what is uncommitted)",
+                );
                 let mut released = 0;
                 {
                     let mut offsets = s.offsets.lock();
@@ -559,11 +542,20 @@ fn send_blocking(
     }
 }
 
-/// Commit every acknowledged offset. Serialised with the commit made on
-/// revocation, so an older offset never lands after a newer one.
-fn commit_now(shared: &Shared, consumer: &StreamConsumer<ConsumerCtx>) {
+/// Commit the acknowledged offsets of the partitions `only` names (all when
+/// `None`). The periodic commit and the commit on revocation both come here,
+/// one at a time, so an older offset never lands after a newer one.
+fn commit_acknowledged<C: Consumer<ConsumerCtx>>(
+    shared: &Shared,
+    consumer: &C,
+    only: Option<&[i32]>,
+    when: &'static str,
+) {
     let _one_at_a_time = shared.commit_lock.lock();
-    let pending = shared.offsets.lock().all_committable();
+    let mut pending = shared.offsets.lock().all_committable();
+    if let Some(only) = only {
+        pending.retain(|(p, _)| only.contains(p));
+    }
     if pending.is_empty() {
         return;
     }
@@ -585,14 +577,18 @@ fn commit_now(shared: &Shared, consumer: &StreamConsumer<ConsumerCtx>) {
         }
         Err(e) => {
             shared.metrics.commits.with_label_values(&["error"]).inc();
-            warn!(target: "fairgate::kafka", error = %e, "offset commit failed; will retry");
+            warn!(target: "fairgate::kafka", error = %e, when, "offset commit failed");
         }
     }
 }
 
 async fn commit(shared: &Arc<Shared>, consumer: &Arc<StreamConsumer<ConsumerCtx>>) {
     let (s, c) = (shared.clone(), consumer.clone());
-    if let Err(e) = tokio::task::spawn_blocking(move || commit_now(&s, &c)).await {
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        commit_acknowledged(&s, c.as_ref(), None, "periodic (tried again next interval)")
+    })
+    .await
+    {
         error!(target: "fairgate::kafka", error = %e, "commit task failed");
     }
 }
