@@ -4,7 +4,7 @@
 //! uses: the floor it pays). `cargo bench --bench core`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use fairgate::synth::Synth;
+use fairgate::tools::synth::Synth;
 use fairgate::{CompiledPolicy, Guard, Now};
 
 const POLICY: &str = include_str!("../config/policy.toml");

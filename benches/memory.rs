@@ -2,7 +2,7 @@
 //! the computed size of one campaign's window and state.
 //! `cargo bench --bench memory`.
 
-use fairgate::tracker::Tracker;
+use fairgate::fairness::exposure::Window;
 use fairgate::{CompiledPolicy, Guard, Now};
 use serde_json::json;
 
@@ -20,7 +20,7 @@ fn rss_bytes() -> usize {
 
 fn main() {
     let policy = CompiledPolicy::from_toml(POLICY).unwrap();
-    let computed = Tracker::campaign_bytes(&policy);
+    let computed = Window::new(policy.buckets, policy.total_groups).heap_bytes();
     let guard = Guard::new(policy);
     let t0 = 1_795_000_000_000i64;
     let n = 100_000;
@@ -41,7 +41,7 @@ fn main() {
     let per = (after.saturating_sub(before)) as f64 / n as f64;
     println!("campaigns tracked: {}", guard.tracker().len());
     println!(
-        "computed bytes per campaign (window + state, without id and map overhead): {computed}"
+        "computed bytes per campaign window (its buckets; without state, id and map overhead): {computed}"
     );
     println!(
         "measured RSS growth per campaign: {per:.0} bytes ({:.1} MiB for {n})",

@@ -7,61 +7,43 @@
 //!
 //! # Layout
 //!
-//! The pure core (no I/O, no clock, no Kafka), in pipeline order:
+//! The pure core: no I/O, no clock, no Kafka, no HTTP (time comes in as an
+//! argument). `tests/architecture.rs` holds it to that, and keeps the module
+//! graph free of cycles.
 //!
-//! * [`decision`] — reading and validating the input message.
-//! * [`consent`] — TCF v2.2, US Privacy, GPP, GPC, COPPA → personalised,
-//!   contextual or withheld, with a reason code; a bounded decode cache.
-//! * [`exposure`] — rolling windows of time buckets by the decision's `ts`.
-//! * [`measures`] — selection-rate ratio, delivery-share distance, Wilson intervals.
-//! * [`fairness`] — judging a campaign's counts against the policy's limits.
-//! * [`campaign`] — the ok / flagged / blocked state machine with hysteresis, overrides.
-//! * [`tracker`] — all campaigns' windows and states, shareable across threads.
-//! * [`strip`] — removing and coarsening what the policy names.
-//! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
-//! * [`alert`] — alert events with the numbers and a readable sentence.
-//! * [`guard`] — the pipeline order in one place: bytes in, one [`guard::Judgement`] out.
-//! * [`policy`] — the policy file: parsed, validated (every error listed), compiled.
+//! * [`policy`] — the policy file: format, pointers, compilation (every error listed).
+//! * [`core`] — one decision: [`core::decision`] (reading), [`core::consent`]
+//!   (TCF, GPP, US Privacy, GPC, COPPA), [`core::strip`] over [`core::edit`],
+//!   and [`core::guard`], the pipeline order in one place.
+//! * [`fairness`] — exposure windows, skew measures, assessment, the campaign
+//!   state machine, alerts, and the tracker that holds every campaign.
 //!
 //! Around it:
 //!
+//! * [`kafka`] — client settings, commit bookkeeping and the consume → guard
+//!   → produce pipeline (at least once).
+//! * [`service`] — the running service: shared state, HTTP API and status
+//!   page, alert webhook, policy watcher, signals.
+//! * [`tools`] — the commands around it: offline `check`, synthetic traffic,
+//!   load generator, demo, end-to-end benchmark.
 //! * [`config`] — the service configuration, strict, every error listed.
-//! * [`kafka`] — the consume → guard → produce pipeline (at least once), the load generator.
 //! * [`metrics`] — every Prometheus metric, defined in one place.
-//! * [`http`] — metrics, health, campaign API, overrides, policy reload, status page.
-//! * [`service`] — the running service wired together: pipeline, HTTP, policy watcher, signals.
-//! * [`webhook`] — optional alert webhook with retries.
 //! * [`clock`] — injected time.
-//! * [`check`] — the offline `fairgate check` over JSON lines.
-//! * [`synth`] — realistic synthetic decisions (load generator, demo, benches).
-//! * [`demo`] — the whole product on an in-process broker.
-//! * [`bench_e2e`] — pass-through vs fairgate through one broker.
+//!
+//! Dependencies point one way: `tools` → `service` → `kafka` → `metrics` →
+//! `core` → `fairness` → `policy`.
 
 #![forbid(unsafe_code)]
 
-pub mod alert;
-pub mod bench_e2e;
-pub mod campaign;
-pub mod check;
 pub mod clock;
 pub mod config;
-pub mod consent;
-pub mod decision;
-pub mod demo;
-pub mod edit;
-pub mod exposure;
+pub mod core;
 pub mod fairness;
-pub mod guard;
-pub mod http;
 pub mod kafka;
-pub mod measures;
 pub mod metrics;
 pub mod policy;
 pub mod service;
-pub mod strip;
-pub mod synth;
-pub mod tracker;
-pub mod webhook;
+pub mod tools;
 
-pub use guard::{Guard, Judgement, Now, Route};
+pub use crate::core::guard::{Guard, Judgement, Now, Route};
 pub use policy::CompiledPolicy;

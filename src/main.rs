@@ -13,8 +13,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fairgate::clock::SystemClock;
 use fairgate::config::{Config, LogFormat};
-use fairgate::kafka::loadgen::{self, LoadgenOptions, LoadgenStats};
-use fairgate::{CompiledPolicy, Guard, check};
+use fairgate::tools::check;
+use fairgate::tools::loadgen::{self, LoadgenOptions, LoadgenStats};
+use fairgate::{CompiledPolicy, Guard};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: records are allocated by the consume loop and freed on judge
@@ -272,15 +273,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             summary_secs,
         } => {
             init_logging(LogFormat::Text, "warn");
-            runtime()?.block_on(fairgate::demo::run(fairgate::demo::DemoOptions {
-                policy,
-                http,
-                rate,
-                campaigns,
-                skewed,
-                duration: duration_secs.map(Duration::from_secs),
-                summary_every: Duration::from_secs(summary_secs.max(1)),
-            }))?;
+            runtime()?.block_on(fairgate::tools::demo::run(
+                fairgate::tools::demo::DemoOptions {
+                    policy,
+                    http,
+                    rate,
+                    campaigns,
+                    skewed,
+                    duration: duration_secs.map(Duration::from_secs),
+                    summary_every: Duration::from_secs(summary_secs.max(1)),
+                },
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchE2e {
@@ -293,8 +296,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             init_logging(LogFormat::Text, "warn");
-            let r = runtime()?.block_on(fairgate::bench_e2e::run(
-                fairgate::bench_e2e::BenchOptions {
+            let r = runtime()?.block_on(fairgate::tools::bench_e2e::run(
+                fairgate::tools::bench_e2e::BenchOptions {
                     brokers,
                     count,
                     partitions,
@@ -458,7 +461,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             step_ms,
             malformed_every,
         } => {
-            let mut s = fairgate::synth::Synth::new(seed, campaigns, skewed, start_ms);
+            let mut s = fairgate::tools::synth::Synth::new(seed, campaigns, skewed, start_ms);
             s.malformed_every = malformed_every;
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());

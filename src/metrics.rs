@@ -14,9 +14,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::campaign::State;
-use crate::guard::{Judgement, Route};
-use crate::tracker::{CampaignReport, Tracker};
+use crate::core::guard::{Judgement, Route};
+use crate::fairness::campaign::State;
+use crate::fairness::tracker::{CampaignReport, Tracker};
 
 /// All of fairgate's metric families.
 #[derive(Clone)]
@@ -326,7 +326,7 @@ impl Metrics {
                 .with_label_values(&[v.outcome.as_str(), v.reason.as_str()])
                 .inc();
             for (signal, result) in v.signals.iter() {
-                if result != crate::consent::SignalResult::NotApplicable {
+                if result != crate::core::consent::SignalResult::NotApplicable {
                     self.consent_signals
                         .with_label_values(&[signal, result.as_str()])
                         .inc();
@@ -393,22 +393,6 @@ impl Metrics {
                 .evicted
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
-    }
-
-    /// Decisions sent to `route`, over all reasons.
-    pub fn route_total(&self, route: &str) -> u64 {
-        use prometheus::core::Collector;
-        self.decisions
-            .collect()
-            .iter()
-            .flat_map(|f| f.get_metric())
-            .filter(|m| {
-                m.get_label()
-                    .iter()
-                    .any(|l| l.name() == "route" && l.value() == route)
-            })
-            .map(|m| m.get_counter().get_value() as u64)
-            .sum()
     }
 
     /// Mark `version` as the live policy.

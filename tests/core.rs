@@ -3,10 +3,10 @@
 
 use std::io::Cursor;
 
-use fairgate::campaign::State;
-use fairgate::consent::Outcome;
-use fairgate::guard::headers;
-use fairgate::synth::Synth;
+use fairgate::core::consent::Outcome;
+use fairgate::core::guard::headers;
+use fairgate::fairness::campaign::State;
+use fairgate::tools::synth::Synth;
 use fairgate::{CompiledPolicy, Guard, Now, Route};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -256,7 +256,8 @@ fn every_input_line_yields_exactly_one_output_line() {
     let mut out = Vec::new();
     let mut alerts = Vec::new();
     let totals =
-        fairgate::check::run(&g, Cursor::new(&input), &mut out, Some(&mut alerts), None).unwrap();
+        fairgate::tools::check::run(&g, Cursor::new(&input), &mut out, Some(&mut alerts), None)
+            .unwrap();
     let out_lines: Vec<&[u8]> = out
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -460,7 +461,7 @@ fn overrides_decide_routing_and_are_audited() {
     let a = g
         .override_campaign(
             "c",
-            fairgate::campaign::OverrideAction::ForceBlock,
+            fairgate::fairness::campaign::OverrideAction::ForceBlock,
             "ana@example.com",
             "legal hold",
             T0,
@@ -472,7 +473,7 @@ fn overrides_decide_routing_and_are_audited() {
     assert_eq!(j.route, Route::Blocked);
     g.override_campaign(
         "c",
-        fairgate::campaign::OverrideAction::Clear,
+        fairgate::fairness::campaign::OverrideAction::Clear,
         "ana@example.com",
         "released",
         T0,
@@ -482,7 +483,7 @@ fn overrides_decide_routing_and_are_audited() {
     assert!(
         g.override_campaign(
             "c",
-            fairgate::campaign::OverrideAction::Acknowledge,
+            fairgate::fairness::campaign::OverrideAction::Acknowledge,
             "",
             "x",
             T0

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use fairgate::clock::ManualClock;
-use fairgate::guard::headers;
+use fairgate::core::guard::headers;
 use fairgate::metrics::Metrics;
 use fairgate::service::App;
 use fairgate::{CompiledPolicy, Guard, Now};
@@ -57,7 +57,7 @@ fn registry_renders_exact_lines() {
 struct Server {
     base: String,
     app: Arc<App>,
-    alerts: tokio::sync::mpsc::Receiver<fairgate::alert::AlertEvent>,
+    alerts: tokio::sync::mpsc::Receiver<fairgate::fairness::alert::AlertEvent>,
     policy_path: std::path::PathBuf,
     client: reqwest::Client,
 }
@@ -82,7 +82,7 @@ async fn server() -> Server {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(fairgate::http::serve(
+    tokio::spawn(fairgate::service::http::serve(
         listener,
         app.clone(),
         tokio_util::sync::CancellationToken::new(),

@@ -1,11 +1,8 @@
-//! Kafka: client settings, the consume → guard → produce pipeline, and the
-//! load generator.
+//! Kafka: client settings, the consume → guard → produce pipeline.
 //!
 //! * [`offsets`] — which input offsets may be committed (pure).
 //! * [`pipeline`] — the at-least-once loop.
-//! * [`loadgen`] — realistic decisions at a set rate.
 
-pub mod loadgen;
 pub mod offsets;
 pub mod pipeline;
 

@@ -37,10 +37,10 @@ use tracing::{debug, error, info, warn};
 
 use super::offsets::Offsets;
 use super::{ErrorClass, classify};
-use crate::alert::AlertEvent;
 use crate::clock::Clock;
 use crate::config::{Config, Topics};
-use crate::guard::{Guard, Now, Route};
+use crate::core::guard::{Guard, Now, Route};
+use crate::fairness::alert::AlertEvent;
 use crate::metrics::Metrics;
 
 /// Why the pipeline stopped with an error.

@@ -161,7 +161,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// malformed but still carries its id in its bytes.
 pub fn decisions(n: usize, malformed_every: usize, seed: u64) -> Vec<(String, String, Vec<u8>)> {
     let now = fairgate::clock::Clock::now_ms(&fairgate::clock::SystemClock);
-    let mut s = fairgate::synth::Synth::new(seed, 12, 1, now);
+    let mut s = fairgate::tools::synth::Synth::new(seed, 12, 1, now);
     (0..n)
         .map(|i| {
             let (key, bytes) = s.next(now + i as i64);

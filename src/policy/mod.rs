@@ -19,6 +19,9 @@ use std::path::Path;
 use serde::Deserialize;
 use wildmatch::WildMatch;
 
+/// Most groups, over all dimensions, a policy may count (keeps the hot path on the stack).
+pub const MAX_TOTAL_GROUPS: usize = 64;
+
 /// One problem found in a policy, with where it was found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyIssue {
@@ -1024,12 +1027,12 @@ fn compile(text: &str) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
             }
         }
         let total: usize = dimensions.iter().map(|d| d.groups.len()).sum();
-        if total > crate::tracker::MAX_TOTAL_GROUPS {
+        if total > MAX_TOTAL_GROUPS {
             issues.push(
                 "fairness.dimensions",
                 format!(
                     "{total} groups in all; at most {} are counted",
-                    crate::tracker::MAX_TOTAL_GROUPS
+                    MAX_TOTAL_GROUPS
                 ),
             );
         }
@@ -1193,7 +1196,7 @@ fn compile(text: &str) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
 mod tests {
     use super::*;
 
-    pub(crate) const EXAMPLE: &str = include_str!("../config/policy.toml");
+    pub(crate) const EXAMPLE: &str = include_str!("../../config/policy.toml");
 
     #[test]
     fn example_policy_compiles() {

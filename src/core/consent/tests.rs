@@ -6,9 +6,9 @@ use serde_json::Value;
 use super::*;
 use crate::policy::CompiledPolicy;
 
-const TCF: &str = include_str!("../../tests/data/consent/tcf_cases.json");
-const GPP: &str = include_str!("../../tests/data/consent/gpp_cases.json");
-const POLICY: &str = include_str!("../../config/policy.toml");
+const TCF: &str = include_str!("../../../tests/data/consent/tcf_cases.json");
+const GPP: &str = include_str!("../../../tests/data/consent/gpp_cases.json");
+const POLICY: &str = include_str!("../../../config/policy.toml");
 
 fn ids(v: &Value) -> Vec<u16> {
     v.as_array()

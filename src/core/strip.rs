@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-use crate::consent::{Outcome, Verdict};
-use crate::edit::Node;
+use crate::core::consent::{Outcome, Verdict};
+use crate::core::edit::Node;
 use crate::policy::{CoarsenOp, CoarsenWhen, CompiledPolicy, Pointer, RemovalGroup};
 
 /// What stripping did to one record: pointers only, never values.

@@ -14,8 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-const TCF_CASES: &str = include_str!("../tests/data/consent/tcf_cases.json");
-const GPP_CASES: &str = include_str!("../tests/data/consent/gpp_cases.json");
+const TCF_CASES: &str = include_str!("../../tests/data/consent/tcf_cases.json");
+const GPP_CASES: &str = include_str!("../../tests/data/consent/gpp_cases.json");
 
 /// Groups the generator draws from (the example policy's dimensions).
 pub const SEXES: [&str; 2] = ["female", "male"];
@@ -270,9 +270,9 @@ mod tests {
         let s = cases[1]["tc_string"].as_str().unwrap();
         let day = 1_795_000_000_000i64;
         let r = restamp_tcf(s, (day / 100) as u64).unwrap();
-        let f = crate::consent::decode_tcf(&r, 755).unwrap();
+        let f = crate::core::consent::decode_tcf(&r, 755).unwrap();
         assert_eq!(f.last_updated_ms, day / 1000 * 1000);
-        let orig = crate::consent::decode_tcf(s, 755).unwrap();
+        let orig = crate::core::consent::decode_tcf(s, 755).unwrap();
         assert_eq!(
             (f.purposes, f.vendor_consent),
             (orig.purposes, orig.vendor_consent)
@@ -285,7 +285,7 @@ mod tests {
         let mut total = 0;
         for i in 0..200 {
             let (_, b) = s.next(1_795_000_000_000 + i);
-            crate::decision::Decision::parse(&b).unwrap();
+            crate::core::decision::Decision::parse(&b).unwrap();
             total += b.len();
         }
         let avg = total / 200;

@@ -16,15 +16,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use sonic_rs::JsonValueTrait;
 
-use crate::alert::AlertEvent;
-use crate::campaign::{OverrideAction, State};
-use crate::consent::{ConsentEvaluator, Outcome, Verdict};
-use crate::decision::{self, Decision, lookup};
-use crate::edit::Node;
-use crate::fairness::Finding;
-use crate::policy::{BandTransform, Category, CompiledPolicy};
-use crate::strip;
-use crate::tracker::{CampaignReport, MAX_TOTAL_GROUPS, OverrideError, Timing, Tracker};
+use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
+use crate::core::decision::{self, Decision, lookup};
+use crate::core::edit::Node;
+use crate::core::strip;
+use crate::fairness::alert::AlertEvent;
+use crate::fairness::assess::Finding;
+use crate::fairness::campaign::{OverrideAction, State};
+use crate::fairness::tracker::{CampaignReport, OverrideError, Timing, Tracker};
+use crate::policy::{BandTransform, Category, CompiledPolicy, MAX_TOTAL_GROUPS};
 
 /// Header names on published records.
 pub mod headers {
@@ -231,7 +231,7 @@ impl Guard {
             &self.live.load(),
             key,
             bytes,
-            crate::decision::Reject::Internal,
+            crate::core::decision::Reject::Internal,
         )
     }
 
@@ -240,7 +240,7 @@ impl Guard {
         live: &Live,
         key: Option<&[u8]>,
         bytes: &[u8],
-        err: crate::decision::Reject,
+        err: crate::core::decision::Reject,
     ) -> Judgement {
         let kind = err.kind();
         Judgement {

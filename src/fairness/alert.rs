@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::campaign::{Cause, OverrideAction, State};
-use crate::fairness::{DimensionNumbers, Finding, Measure};
+use crate::fairness::assess::{DimensionNumbers, Finding, Measure};
+use crate::fairness::campaign::{Cause, OverrideAction, State};
 use crate::policy::{Category, Limits, Mode};
 
 /// What kind of event this is.

@@ -28,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::guard::Guard;
-use crate::kafka::loadgen::{self, LoadgenOptions, LoadgenStats};
+use crate::core::guard::Guard;
 use crate::kafka::pipeline::{self, Health, PipelineParts, Stage};
 use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
+use crate::tools::loadgen::{self, LoadgenOptions, LoadgenStats};
 
 /// Benchmark settings.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@
 //! bytes of ring plus `16 × groups` of totals (for the example policy, 60
 //! buckets and 8 groups: about 4.4 KiB), see [`Window::heap_bytes`].
 
-use crate::measures::Counts;
+use crate::fairness::measures::Counts;
 
 const EMPTY: i64 = i64::MIN;
 

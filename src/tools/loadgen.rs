@@ -1,4 +1,4 @@
-//! The load generator: realistic decisions ([`crate::synth`]) produced at a
+//! The load generator: realistic decisions ([`crate::tools::synth`]) produced at a
 //! set rate, keyed by campaign id, stamped with the wall clock.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::synth::Synth;
+use crate::tools::synth::Synth;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), KafkaError> {
     let common = BTreeMap::new();
-    let mut cfg = super::producer_config(&opts.brokers, &common, &opts.extra);
+    let mut cfg = crate::kafka::producer_config(&opts.brokers, &common, &opts.extra);
     cfg.set("message.timeout.ms", "300000");
     let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(stats.clone()))?;
     // Connect before the first record is stamped, so a paced run's first

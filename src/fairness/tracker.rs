@@ -11,15 +11,12 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::alert::{self, AlertEvent, AlertKind, Context, OverrideInfo, WindowInfo};
-use crate::campaign::{Cause, OverrideAction, OverrideRecord, State, StateMachine};
-use crate::exposure::{Placement, Window};
-use crate::fairness::{self, Assessment, DimensionNumbers, Finding, Level};
-use crate::measures::Counts;
-use crate::policy::{Category, CompiledPolicy};
-
-/// Most groups, over all dimensions, a policy may count (keeps the hot path on the stack).
-pub const MAX_TOTAL_GROUPS: usize = 64;
+use crate::fairness::alert::{self, AlertEvent, AlertKind, Context, OverrideInfo, WindowInfo};
+use crate::fairness::assess::{self, Assessment, DimensionNumbers, Finding, Level};
+use crate::fairness::campaign::{Cause, OverrideAction, OverrideRecord, State, StateMachine};
+use crate::fairness::exposure::{Placement, Window};
+use crate::fairness::measures::Counts;
+use crate::policy::{Category, CompiledPolicy, MAX_TOTAL_GROUPS};
 
 /// Where a decision's time put it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,12 +201,6 @@ impl Tracker {
         self.campaigns.is_empty()
     }
 
-    /// Heap bytes held by one campaign under `policy` (window + state), excluding its id.
-    pub fn campaign_bytes(policy: &CompiledPolicy) -> usize {
-        Window::new(policy.buckets, policy.total_groups).heap_bytes()
-            + std::mem::size_of::<Campaign>()
-    }
-
     /// A new policy with different dimensions or window: every window starts
     /// afresh (states and overrides are kept).
     pub fn reset_windows(&self, policy: &CompiledPolicy) {
@@ -309,10 +300,10 @@ impl Tracker {
             return rec;
         }
         c.unassessed = 0;
-        let a = fairness::assess(policy, limits, campaign, c.window.totals(), platform);
+        let a = assess::assess(policy, limits, campaign, c.window.totals(), platform);
         let before = c.machine.effective();
         let alert = c.machine.step(&a, limits, policy.mode, now_ms).map(|t| {
-            let numbers = fairness::detail(policy, campaign, c.window.totals(), platform);
+            let numbers = assess::detail(policy, campaign, c.window.totals(), platform);
             let ctx = Context {
                 campaign,
                 category,
@@ -410,7 +401,7 @@ impl Tracker {
             window_complete: c.first_seen_ms <= info.start_ms,
             first_seen_ms: c.first_seen_ms,
             last_seen_ms: c.last_seen_ms,
-            dimensions: fairness::detail(policy, id, c.window.totals(), platform),
+            dimensions: assess::detail(policy, id, c.window.totals(), platform),
         }
     }
 
@@ -498,7 +489,7 @@ impl Tracker {
             reason: reason.to_string(),
             at_ms: now_ms,
         });
-        let numbers = fairness::detail(policy, id, c.window.totals(), &platform);
+        let numbers = assess::detail(policy, id, c.window.totals(), &platform);
         let finding = c
             .machine
             .last_assessment

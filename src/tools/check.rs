@@ -10,9 +10,9 @@ use std::io::{BufRead, Write};
 
 use serde::Serialize;
 
-use crate::alert::AlertEvent;
-use crate::guard::{Guard, Judgement, Now, Route};
-use crate::tracker::CampaignReport;
+use crate::core::guard::{Guard, Judgement, Now, Route};
+use crate::fairness::alert::AlertEvent;
+use crate::fairness::tracker::CampaignReport;
 
 /// Totals of one run.
 #[derive(Debug, Default, Clone, Serialize)]

@@ -7,12 +7,12 @@
 //! does not touch is written straight from the document, numbers as their
 //! source text.
 //!
-//! The document must already be normalised ([`crate::decision::normalise`]):
+//! The document must already be normalised ([`crate::core::decision::normalise`]):
 //! one entry per key.
 
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
-use crate::decision;
+use crate::core::decision;
 
 /// A JSON value being edited.
 #[derive(Debug)]

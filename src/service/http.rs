@@ -25,9 +25,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::campaign::{OverrideAction, State as CampaignState};
-use crate::service::App;
-use crate::tracker::CampaignReport;
+use super::app::App;
+use super::status_page;
+use crate::fairness::campaign::{OverrideAction, State as CampaignState};
 
 /// Build the router.
 pub fn router(app: Arc<App>) -> Router {
@@ -223,150 +223,13 @@ async fn reload_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
     }
 }
 
-// ---------------------------------------------------------------------------
-// Status page
-// ---------------------------------------------------------------------------
-
-/// Escape text for HTML.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.1}%", v * 100.0))
-        .unwrap_or_else(|| "—".into())
-}
-
-fn num(x: Option<f64>) -> String {
-    x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into())
-}
-
-fn why(r: &CampaignReport) -> String {
-    if let Some(o) = &r.override_ {
-        return format!(
-            "Overridden ({}) by {}: {}",
-            o.action.as_str(),
-            o.by,
-            o.reason
-        );
-    }
-    match (&r.finding, r.state) {
-        (_, CampaignState::Ok) => {
-            "Within limits, or not enough decisions yet for a verdict.".into()
-        }
-        (Some(f), _) => {
-            let dim = r
-                .dimensions
-                .get(f.dimension)
-                .map(|d| d.dimension.as_str())
-                .unwrap_or("?");
-            match f.measure {
-                crate::fairness::Measure::SelectionRateRatio => format!(
-                    "By {dim}: selection-rate ratio {:.2} (at most {:.2} with confidence), limit {:.2}.",
-                    f.value, f.bound, f.threshold
-                ),
-                crate::fairness::Measure::ShareDistance => format!(
-                    "By {dim}: delivery-share distance {:.2} (at least {:.2} with confidence), limit {:.2}.",
-                    f.value, f.bound, f.threshold
-                ),
-            }
-        }
-        (None, _) => "—".into(),
-    }
-}
-
-fn campaign_html(r: &CampaignReport, out: &mut String) {
-    use std::fmt::Write;
-    let _ = write!(
-        out,
-        "<section class=\"campaign {state}\" id=\"c-{id}\"><h3>{id} <span class=\"badge {state}\">{state}</span> <small>{cat}</small></h3><p class=\"why\">{why}</p>",
-        id = esc(&r.campaign),
-        state = r.state.as_str(),
-        cat = esc(r.category),
-        why = esc(&why(r)),
-    );
-    for d in &r.dimensions {
-        let _ = write!(
-            out,
-            "<table><caption>{} — ratio {} · distance {}</caption><tr><th>group</th><th>considered</th><th>selected</th><th>rate</th><th>share</th><th>baseline</th></tr>",
-            esc(&d.dimension),
-            num(d.selection_rate_ratio),
-            num(d.share_distance)
-        );
-        for g in &d.groups {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&g.group),
-                g.considered,
-                g.selected,
-                pct(g.selection_rate),
-                pct(g.share),
-                pct(g.baseline_share)
-            );
-        }
-        out.push_str("</table>");
-    }
-    out.push_str("</section>");
-}
-
 async fn status_page(State(app): State<Arc<App>>) -> Html<String> {
-    use std::fmt::Write;
     let live = app.guard.live();
     let all = app.guard.campaigns(None);
-    let mut page = String::with_capacity(16 * 1024);
-    let _ = write!(
-        page,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\"><title>fairgate — status</title><style>{CSS}</style></head><body><header><h1>fairgate</h1><p>Policy <b>{}</b> ({} mode) · {} campaigns tracked · ready: {}</p></header>",
-        esc(&live.policy.version),
+    Html(status_page::render(
+        &live.policy.version,
         live.policy.mode.as_str(),
-        all.len(),
-        if app.health.ready() { "yes" } else { "no" }
-    );
-    for state in [
-        CampaignState::Blocked,
-        CampaignState::Flagged,
-        CampaignState::Ok,
-    ] {
-        let list: Vec<&CampaignReport> = all.iter().filter(|r| r.state == state).collect();
-        let _ = write!(
-            page,
-            "<h2>{} ({})</h2>",
-            match state {
-                CampaignState::Blocked => "Blocked",
-                CampaignState::Flagged => "Flagged",
-                CampaignState::Ok => "Ok",
-            },
-            list.len()
-        );
-        if list.is_empty() {
-            page.push_str("<p class=\"none\">None.</p>");
-        }
-        for r in list
-            .iter()
-            .take(if state == CampaignState::Ok { 50 } else { 500 })
-        {
-            campaign_html(r, &mut page);
-        }
-    }
-    page.push_str("<footer>Numbers are counted over the policy's rolling window on this instance. JSON: <a href=\"/v1/campaigns\">/v1/campaigns</a> · <a href=\"/metrics\">/metrics</a></footer></body></html>");
-    Html(page)
+        app.health.ready(),
+        &all,
+    ))
 }
-
-const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}h1{margin:0}header p{color:#555}\
-section.campaign{border:1px solid #ddd;border-radius:6px;padding:.5em 1em;margin:.6em 0}\
-section.flagged{border-color:#e0a800;background:#fffbea}section.blocked{border-color:#c0392b;background:#fdecea}\
-.badge{font-size:.75em;padding:.1em .5em;border-radius:1em;color:#fff;background:#27ae60}.badge.flagged{background:#e0a800}.badge.blocked{background:#c0392b}\
-table{border-collapse:collapse;margin:.3em 0 .6em}td,th{border-bottom:1px solid #eee;padding:.15em .7em;text-align:right}td:first-child,th:first-child{text-align:left}\
-caption{text-align:left;font-weight:600}.why{margin:.2em 0}.none{color:#888}footer{margin-top:2em;color:#777}";

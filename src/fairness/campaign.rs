@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fairness::{Assessment, Level};
+use crate::fairness::assess::{Assessment, Level};
 use crate::policy::{Limits, Mode};
 
 /// A campaign's state.
@@ -229,7 +229,7 @@ impl StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fairness::{Finding, Measure};
+    use crate::fairness::assess::{Finding, Measure};
 
     fn limits() -> Limits {
         Limits {

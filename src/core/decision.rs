@@ -1,7 +1,7 @@
 //! The decision message (SPEC "The decision message"): reading and checking it.
 //!
 //! A decision is parsed into a `sonic_rs::Value` (with `arbitrary_precision`),
-//! an immutable document that stripping edits copy-on-write ([`crate::edit`]),
+//! an immutable document that stripping edits copy-on-write ([`crate::core::edit`]),
 //! so fields the policy does not name are published with their values
 //! unchanged, numbers digit for digit. Only the fields fairgate interprets are
 //! type-checked; a wrong type is a rejection naming the field and the JSON type
@@ -14,7 +14,7 @@
 
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Object, Value};
 
-use crate::consent::Inputs;
+use crate::core::consent::Inputs;
 
 /// Why a record was sent to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::measures::{self, Counts, Distance, Ratio};
+use crate::fairness::measures::{self, Counts, Distance, Ratio};
 use crate::policy::{CompiledPolicy, Limits};
 
 /// Which measure a finding is about.

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::alert::AlertEvent;
 use crate::config::AlertsConfig;
+use crate::fairness::alert::AlertEvent;
 use crate::metrics::Metrics;
 
 /// Deliver alerts from `rx` to `url` until cancelled.

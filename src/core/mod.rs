@@ -1,0 +1,17 @@
+//! The decision core, in pipeline order: read the decision, judge its
+//! consent, strip what the policy names, and route it. Pure: no I/O, no
+//! clock, no Kafka (time comes in as an argument).
+//!
+//! * [`decision`] — reading and validating the input message.
+//! * [`consent`] — TCF v2.2, US Privacy, GPP, GPC, COPPA → personalised,
+//!   contextual or withheld, with a reason code; a bounded decode cache.
+//! * [`strip`] — removing and coarsening what the policy names.
+//! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
+//! * [`guard`] — the pipeline order in one place: bytes in, one
+//!   [`guard::Judgement`] out (consent, exposure and campaign state, strip, route).
+
+pub mod consent;
+pub mod decision;
+pub mod edit;
+pub mod guard;
+pub mod strip;

@@ -1,0 +1,133 @@
+//! The running service: the guard, the pipeline, the HTTP port, the policy
+//! watcher, the alert webhook and the signals, wired together.
+//!
+//! * [`app`] — the state they share; policy reloads and overrides.
+//! * [`http`] — metrics, health, campaign API, overrides, policy reload.
+//! * [`status_page`] — the HTML status page.
+//! * [`watch`] — the policy-file watcher and the signal handler.
+//! * [`webhook`] — the optional alert webhook, with retries.
+
+pub mod app;
+pub mod http;
+pub mod status_page;
+pub mod watch;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use app::{App, ReloadOutcome};
+pub use watch::{signals, watch_policy};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::core::guard::Guard;
+use crate::fairness::alert::AlertEvent;
+use crate::kafka::pipeline::{self, PipelineParts, Stage};
+use crate::metrics::Metrics;
+use crate::policy::CompiledPolicy;
+
+/// Build the shared state from a validated config (policy loaded and checked).
+pub fn build(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<App>, mpsc::Receiver<AlertEvent>)> {
+    let policy = CompiledPolicy::load(&config.policy)
+        .map_err(|e| anyhow::anyhow!("policy {}: {e}", config.policy.display()))?;
+    let guard = Arc::new(Guard::new(policy));
+    let metrics = Metrics::new(
+        prometheus::Registry::new(),
+        config.pipeline.campaign_series_cap,
+    );
+    let admin_token = config.admin_token();
+    if admin_token.is_none() {
+        warn!(env = %config.http.admin_token_env, "no admin token configured: overrides and policy reloads over HTTP are refused");
+    }
+    Ok(App::new(
+        guard,
+        metrics,
+        clock,
+        Some(config.policy.clone()),
+        admin_token,
+    ))
+}
+
+/// Run the service until a signal or a fatal error.
+pub async fn run(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let (app, alerts_rx) = build(&config, clock)?;
+    serve(config, app, alerts_rx, cancel).await
+}
+
+/// Serve a built [`App`]: HTTP, signals, policy watcher, webhook, pipeline.
+pub async fn serve(
+    config: Config,
+    app: Arc<App>,
+    alerts_rx: mpsc::Receiver<AlertEvent>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let tasks = TaskTracker::new();
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", config.http.listen))?;
+    info!(address = %listener.local_addr()?, "HTTP listening (/, /metrics, /healthz, /readyz, /v1)");
+    let http_cancel = CancellationToken::new();
+    tasks.spawn(http::serve(listener, app.clone(), http_cancel.clone()));
+    tasks.spawn(signals(app.clone(), cancel.clone()));
+    if config.pipeline.watch_policy {
+        tasks.spawn(watch_policy(
+            app.clone(),
+            cancel.clone(),
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+        ));
+    }
+    let fanout = config.alerts.webhook_url.clone().map(|url| {
+        let (tx, rx) = mpsc::channel(config.alerts.webhook_queue);
+        tasks.spawn(webhook::run(
+            url,
+            config.alerts.clone(),
+            rx,
+            app.metrics.clone(),
+            cancel.clone(),
+        ));
+        tx
+    });
+    let result = pipeline::run(
+        PipelineParts {
+            config: config.clone(),
+            stage: Stage::Guard(app.guard.clone()),
+            metrics: app.metrics.clone(),
+            health: app.health.clone(),
+            clock: app.clock.clone(),
+            alerts: alerts_rx,
+            alert_fanout: fanout,
+        },
+        cancel.clone(),
+    )
+    .await;
+    cancel.cancel();
+    http_cancel.cancel();
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    match result {
+        Ok(s) => {
+            info!(
+                consumed = s.consumed,
+                delivered = s.delivered,
+                drained = s.drained,
+                "fairgate stopped"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,14 @@
+//! The commands around the service: offline replay, synthetic traffic, the
+//! demo and the end-to-end benchmark. None of it is on the service's path.
+//!
+//! * [`check`] — `fairgate check`: the core over a file of JSON lines, offline.
+//! * [`synth`] — realistic synthetic decisions (load generator, demo, benches).
+//! * [`loadgen`] — synthetic decisions to a Kafka topic at a set rate.
+//! * [`demo`] — the whole product on librdkafka's in-process mock cluster.
+//! * [`bench_e2e`] — the end-to-end benchmark through one broker.
+
+pub mod bench_e2e;
+pub mod check;
+pub mod demo;
+pub mod loadgen;
+pub mod synth;
