@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use fairgate::clock::SystemClock;
 use fairgate::config::{Config, LogFormat};
+use fairgate::tools::bench_e2e::BenchOptions;
 use fairgate::tools::check;
 use fairgate::tools::loadgen::{self, LoadgenOptions, LoadgenStats};
 use fairgate::{CompiledPolicy, Guard};
@@ -38,136 +39,154 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the guard on Kafka: consume, judge, publish.
-    Run {
-        /// The service configuration.
-        #[arg(long, default_value = "config/fairgate.toml")]
-        config: PathBuf,
-        /// Only validate the configuration and the policy, then exit.
-        #[arg(long)]
-        check: bool,
-    },
+    Run(RunArgs),
     /// The whole product with nothing installed: in-process broker, load, pipeline, HTTP.
-    Demo {
-        /// The policy file.
-        #[arg(long, default_value = "config/policy.toml")]
-        policy: PathBuf,
-        /// HTTP address (status page, metrics, API).
-        #[arg(long, default_value = "127.0.0.1:9464")]
-        http: String,
-        /// Decisions per second.
-        #[arg(long, default_value_t = 2000)]
-        rate: u64,
-        /// Campaigns.
-        #[arg(long, default_value_t = 12)]
-        campaigns: usize,
-        /// Skewed campaigns among them.
-        #[arg(long, default_value_t = 1)]
-        skewed: usize,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration_secs: Option<u64>,
-        /// Seconds between summary lines.
-        #[arg(long, default_value_t = 5)]
-        summary_secs: u64,
-    },
+    Demo(DemoArgs),
     /// Produce realistic decisions to a topic at a set rate.
-    Loadgen {
-        /// bootstrap.servers
-        #[arg(long)]
-        brokers: String,
-        /// Topic to produce to.
-        #[arg(long, default_value = "decisions")]
-        topic: String,
-        /// Decisions per second (0: as fast as possible).
-        #[arg(long, default_value_t = 1000)]
-        rate: u64,
-        /// How many decisions (0: until Ctrl-C).
-        #[arg(long, default_value_t = 10_000)]
-        count: u64,
-        /// Campaigns.
-        #[arg(long, default_value_t = 20)]
-        campaigns: usize,
-        /// Skewed campaigns among them.
-        #[arg(long, default_value_t = 1)]
-        skewed: usize,
-        /// One in this many is malformed (0: none).
-        #[arg(long, default_value_t = 0)]
-        malformed_every: u64,
-        /// Random seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
+    Loadgen(LoadgenArgs),
     /// Run the guard over a file of JSON-lines decisions, offline.
-    Check {
-        /// The policy file.
-        #[arg(long)]
-        policy: PathBuf,
-        /// Input file of JSON lines, or `-` for standard input.
-        #[arg(long, default_value = "-")]
-        input: String,
-        /// Write alert events here, as JSON lines.
-        #[arg(long)]
-        alerts: Option<PathBuf>,
-        /// Write a per-campaign report here, as one JSON document.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Judge as if the clock read this (epoch ms); default: event time.
-        #[arg(long)]
-        now_ms: Option<i64>,
-    },
+    Check(CheckArgs),
     /// End-to-end benchmark: pass-through vs fairgate through one broker.
-    BenchE2e {
-        /// bootstrap.servers
-        #[arg(long)]
-        brokers: String,
-        /// Decisions for the throughput passes.
-        #[arg(long, default_value_t = 200_000)]
-        count: u64,
-        /// Partitions of the benchmark topics.
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        /// Paced rate of the latency phase (decisions/s).
-        #[arg(long, default_value_t = 2_000)]
-        latency_rate: u64,
-        /// Decisions in the latency phase.
-        #[arg(long, default_value_t = 20_000)]
-        latency_count: u64,
-        /// The policy file.
-        #[arg(long, default_value = "config/policy.toml")]
-        policy: PathBuf,
-        /// Write the report as JSON here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    BenchE2e(BenchE2eArgs),
     /// Policy tools.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
     /// Write synthetic decisions as JSON lines (for trying policies).
-    Generate {
-        /// How many decisions.
-        #[arg(long, default_value_t = 10_000)]
-        count: u64,
-        /// How many campaigns.
-        #[arg(long, default_value_t = 20)]
-        campaigns: usize,
-        /// How many of them are skewed.
-        #[arg(long, default_value_t = 1)]
-        skewed: usize,
-        /// Random seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Timestamp of the first decision (epoch ms).
-        #[arg(long, default_value_t = 1_795_000_000_000)]
-        start_ms: i64,
-        /// Milliseconds between decisions.
-        #[arg(long, default_value_t = 50)]
-        step_ms: i64,
-        /// One in this many is malformed (0: none).
-        #[arg(long, default_value_t = 0)]
-        malformed_every: u64,
-    },
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The service configuration.
+    #[arg(long, default_value = "config/fairgate.toml")]
+    config: PathBuf,
+    /// Only validate the configuration and the policy, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// The policy file.
+    #[arg(long, default_value = "config/policy.toml")]
+    policy: PathBuf,
+    /// HTTP address (status page, metrics, API).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    http: String,
+    /// Decisions per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
+    /// Campaigns.
+    #[arg(long, default_value_t = 12)]
+    campaigns: usize,
+    /// Skewed campaigns among them.
+    #[arg(long, default_value_t = 1)]
+    skewed: usize,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Seconds between summary lines.
+    #[arg(long, default_value_t = 5)]
+    summary_secs: u64,
+}
+
+#[derive(Args)]
+struct LoadgenArgs {
+    /// bootstrap.servers
+    #[arg(long)]
+    brokers: String,
+    /// Topic to produce to.
+    #[arg(long, default_value = "decisions")]
+    topic: String,
+    /// Decisions per second (0: as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// How many decisions (0: until Ctrl-C).
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Campaigns.
+    #[arg(long, default_value_t = 20)]
+    campaigns: usize,
+    /// Skewed campaigns among them.
+    #[arg(long, default_value_t = 1)]
+    skewed: usize,
+    /// One in this many is malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    malformed_every: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The policy file.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Input file of JSON lines, or `-` for standard input.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Write alert events here, as JSON lines.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
+    /// Write a per-campaign report here, as one JSON document.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Judge as if the clock read this (epoch ms); default: event time.
+    #[arg(long)]
+    now_ms: Option<i64>,
+}
+
+#[derive(Args)]
+struct BenchE2eArgs {
+    /// bootstrap.servers
+    #[arg(long)]
+    brokers: String,
+    /// Decisions for the throughput passes.
+    #[arg(long, default_value_t = 200_000)]
+    count: u64,
+    /// Partitions of the benchmark topics.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Paced rate of the latency phase (decisions/s).
+    #[arg(long, default_value_t = 2_000)]
+    latency_rate: u64,
+    /// Decisions in the latency phase.
+    #[arg(long, default_value_t = 20_000)]
+    latency_count: u64,
+    /// The policy file.
+    #[arg(long, default_value = "config/policy.toml")]
+    policy: PathBuf,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// How many decisions.
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// How many campaigns.
+    #[arg(long, default_value_t = 20)]
+    campaigns: usize,
+    /// How many of them are skewed.
+    #[arg(long, default_value_t = 1)]
+    skewed: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Timestamp of the first decision (epoch ms).
+    #[arg(long, default_value_t = 1_795_000_000_000)]
+    start_ms: i64,
+    /// Milliseconds between decisions.
+    #[arg(long, default_value_t = 50)]
+    step_ms: i64,
+    /// One in this many is malformed (0: none).
+    #[arg(long, default_value_t = 0)]
+    malformed_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -232,246 +251,228 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, check } => {
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("fairgate: {}: {e}", config.display());
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            let policy = match CompiledPolicy::load(&cfg.policy) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("fairgate: {}: {e}", cfg.policy.display());
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            if check {
-                println!(
-                    "{}: ok — input {} → output {}, policy {} ({})",
-                    config.display(),
-                    cfg.kafka.topics.input,
-                    cfg.kafka.topics.output,
-                    policy.version,
-                    cfg.policy.display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            init_logging(cfg.log.format, &cfg.log.level);
-            let cancel = CancellationToken::new();
-            runtime()?.block_on(fairgate::service::run(cfg, Arc::new(SystemClock), cancel))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Demo {
-            policy,
-            http,
-            rate,
-            campaigns,
-            skewed,
-            duration_secs,
-            summary_secs,
-        } => {
-            init_logging(LogFormat::Text, "warn");
-            runtime()?.block_on(fairgate::tools::demo::run(
-                fairgate::tools::demo::DemoOptions {
-                    policy,
-                    http,
-                    rate,
-                    campaigns,
-                    skewed,
-                    duration: duration_secs.map(Duration::from_secs),
-                    summary_every: Duration::from_secs(summary_secs.max(1)),
-                },
-            ))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::BenchE2e {
-            brokers,
-            count,
-            partitions,
-            latency_rate,
-            latency_count,
-            policy,
-            json,
-        } => {
-            init_logging(LogFormat::Text, "warn");
-            let r = runtime()?.block_on(fairgate::tools::bench_e2e::run(
-                fairgate::tools::bench_e2e::BenchOptions {
-                    brokers,
-                    count,
-                    partitions,
-                    latency_rate,
-                    latency_count,
-                    policy,
-                },
-            ))?;
-            println!(
-                "pass-through {:.0}/s, fairgate {:.0}/s, ratio {:.3}",
-                r.pass_through_per_second, r.fairgate_per_second, r.throughput_ratio
-            );
-            println!(
-                "latency at {}/s: pass-through p50 {:.1} ms p99 {:.1} ms; fairgate p50 {:.1} ms p99 {:.1} ms; added p50 {:+.1} ms, p99 {:+.1} ms",
-                r.latency_rate,
-                r.pass_through_latency_ms.p50,
-                r.pass_through_latency_ms.p99,
-                r.fairgate_latency_ms.p50,
-                r.fairgate_latency_ms.p99,
-                r.added_latency_ms_p50,
-                r.added_latency_ms_p99
-            );
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&r)?)?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Loadgen {
-            brokers,
-            topic,
-            rate,
-            count,
-            campaigns,
-            skewed,
-            malformed_every,
-            seed,
-        } => {
-            init_logging(LogFormat::Text, "warn");
-            let stats = Arc::new(LoadgenStats::default());
-            let cancel = CancellationToken::new();
-            let rt = runtime()?;
-            let start = std::time::Instant::now();
-            rt.block_on(async {
-                let c = cancel.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
-                    c.cancel();
-                });
-                loadgen::run(
-                    LoadgenOptions {
-                        brokers,
-                        topic,
-                        rate,
-                        count,
-                        campaigns,
-                        skewed,
-                        malformed_every,
-                        seed,
-                        id_prefix: "dec-".into(),
-                        extra: Default::default(),
-                    },
-                    Arc::new(SystemClock),
-                    stats.clone(),
-                    cancel,
-                )
-                .await
-            })?;
-            let acked = stats.acked.load(Ordering::Relaxed);
-            eprintln!(
-                "fairgate loadgen: {} sent, {} acknowledged, {} failed in {:.1}s",
-                stats.sent.load(Ordering::Relaxed),
-                acked,
-                stats.failed.load(Ordering::Relaxed),
-                start.elapsed().as_secs_f64()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run(a) => run_service(a.config, a.check),
+        Command::Demo(a) => demo(a),
+        Command::BenchE2e(a) => bench_e2e(
+            BenchOptions {
+                brokers: a.brokers,
+                count: a.count,
+                partitions: a.partitions,
+                latency_rate: a.latency_rate,
+                latency_count: a.latency_count,
+                policy: a.policy,
+            },
+            a.json,
+        ),
+        Command::Loadgen(a) => loadgen(LoadgenOptions {
+            brokers: a.brokers,
+            topic: a.topic,
+            rate: a.rate,
+            count: a.count,
+            campaigns: a.campaigns,
+            skewed: a.skewed,
+            malformed_every: a.malformed_every,
+            seed: a.seed,
+            id_prefix: "dec-".into(),
+            extra: Default::default(),
+        }),
         Command::Policy {
             command: PolicyCommand::Check { file },
-        } => match CompiledPolicy::load(&file) {
-            Ok(p) => {
-                println!(
-                    "{}: ok — policy {} ({} mode), {} dimension(s), {} pointer(s) stripped",
-                    file.display(),
-                    p.version,
-                    p.mode.as_str(),
-                    p.dimensions.len(),
-                    p.always.len() + p.unless_personalised.len()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                Ok(ExitCode::from(1))
-            }
+        } => policy_check(&file),
+        Command::Check(a) => check(
+            &a.policy,
+            &a.input,
+            a.alerts.as_deref(),
+            a.report.as_deref(),
+            a.now_ms,
+        ),
+        Command::Generate(a) => generate(a),
+    }
+}
+
+/// `fairgate demo`: the whole product on librdkafka's mock cluster.
+fn demo(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text, "warn");
+    runtime()?.block_on(fairgate::tools::demo::run(
+        fairgate::tools::demo::DemoOptions {
+            policy: a.policy,
+            http: a.http,
+            rate: a.rate,
+            campaigns: a.campaigns,
+            skewed: a.skewed,
+            duration: a.duration_secs.map(Duration::from_secs),
+            summary_every: Duration::from_secs(a.summary_secs.max(1)),
         },
-        Command::Check {
-            policy,
-            input,
-            alerts,
-            report,
-            now_ms,
-        } => {
-            let p = CompiledPolicy::load(&policy)
-                .with_context(|| format!("policy {}", policy.display()))?;
-            let guard = Guard::new(p);
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            let mut alert_file = match &alerts {
-                Some(path) => Some(BufWriter::new(
-                    File::create(path).with_context(|| format!("creating {}", path.display()))?,
-                )),
-                None => None,
-            };
-            let totals = if input == "-" {
-                let stdin = std::io::stdin();
-                check::run(
-                    &guard,
-                    stdin.lock(),
-                    &mut out,
-                    alert_file.as_mut().map(|w| w as &mut dyn Write),
-                    now_ms,
-                )?
-            } else {
-                let f = File::open(&input).with_context(|| format!("opening {input}"))?;
-                check::run(
-                    &guard,
-                    BufReader::new(f),
-                    &mut out,
-                    alert_file.as_mut().map(|w| w as &mut dyn Write),
-                    now_ms,
-                )?
-            };
-            if let Some(mut w) = alert_file {
-                w.flush()?;
-            }
-            eprintln!(
-                "fairgate check: {} lines: {} output, {} blocked, {} dead letter; {} alerts; {} late, {} early",
-                totals.lines,
-                totals.output,
-                totals.blocked,
-                totals.dead_letter,
-                totals.alerts,
-                totals.late,
-                totals.early
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fairgate generate`: synthetic decisions as JSON lines on stdout.
+fn generate(a: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let mut s = fairgate::tools::synth::Synth::new(a.seed, a.campaigns, a.skewed, a.start_ms);
+    s.malformed_every = a.malformed_every;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    for i in 0..a.count {
+        let (_, bytes) = s.next(a.start_ms + i as i64 * a.step_ms);
+        out.write_all(&bytes)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fairgate run`: load and check the configuration and the policy (every
+/// problem listed), then serve until a signal.
+fn run_service(config: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
+    let cfg = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fairgate: {}: {e}", config.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let policy = match CompiledPolicy::load(&cfg.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("fairgate: {}: {e}", cfg.policy.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if check {
+        println!(
+            "{}: ok — input {} → output {}, policy {} ({})",
+            config.display(),
+            cfg.kafka.topics.input,
+            cfg.kafka.topics.output,
+            policy.version,
+            cfg.policy.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging(cfg.log.format, &cfg.log.level);
+    let cancel = CancellationToken::new();
+    runtime()?.block_on(fairgate::service::run(cfg, Arc::new(SystemClock), cancel))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fairgate bench-e2e`: print the figures, and write them as JSON if asked.
+fn bench_e2e(opts: BenchOptions, json: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text, "warn");
+    let r = runtime()?.block_on(fairgate::tools::bench_e2e::run(opts))?;
+    println!(
+        "pass-through {:.0}/s, fairgate {:.0}/s, ratio {:.3}",
+        r.pass_through_per_second, r.fairgate_per_second, r.throughput_ratio
+    );
+    println!(
+        "latency at {}/s: pass-through p50 {:.1} ms p99 {:.1} ms; fairgate p50 {:.1} ms p99 {:.1} ms; added p50 {:+.1} ms, p99 {:+.1} ms",
+        r.latency_rate,
+        r.pass_through_latency_ms.p50,
+        r.pass_through_latency_ms.p99,
+        r.fairgate_latency_ms.p50,
+        r.fairgate_latency_ms.p99,
+        r.added_latency_ms_p50,
+        r.added_latency_ms_p99
+    );
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&r)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fairgate loadgen`: produce until the count is reached or Ctrl-C.
+fn loadgen(opts: LoadgenOptions) -> anyhow::Result<ExitCode> {
+    init_logging(LogFormat::Text, "warn");
+    let stats = Arc::new(LoadgenStats::default());
+    let cancel = CancellationToken::new();
+    let start = std::time::Instant::now();
+    runtime()?.block_on(async {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            c.cancel();
+        });
+        loadgen::run(opts, Arc::new(SystemClock), stats.clone(), cancel).await
+    })?;
+    eprintln!(
+        "fairgate loadgen: {} sent, {} acknowledged, {} failed in {:.1}s",
+        stats.sent.load(Ordering::Relaxed),
+        stats.acked.load(Ordering::Relaxed),
+        stats.failed.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fairgate policy check`: exit 0 when valid, 1 with every problem listed.
+fn policy_check(file: &Path) -> anyhow::Result<ExitCode> {
+    match CompiledPolicy::load(file) {
+        Ok(p) => {
+            println!(
+                "{}: ok — policy {} ({} mode), {} dimension(s), {} pointer(s) stripped",
+                file.display(),
+                p.version,
+                p.mode.as_str(),
+                p.dimensions.len(),
+                p.always.len() + p.unless_personalised.len()
             );
-            if let Some(path) = report {
-                let doc = check::report(&guard, totals);
-                let f =
-                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-                serde_json::to_writer_pretty(BufWriter::new(f), &doc)?;
-            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Generate {
-            count,
-            campaigns,
-            skewed,
-            seed,
-            start_ms,
-            step_ms,
-            malformed_every,
-        } => {
-            let mut s = fairgate::tools::synth::Synth::new(seed, campaigns, skewed, start_ms);
-            s.malformed_every = malformed_every;
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            for i in 0..count {
-                let (_, bytes) = s.next(start_ms + i as i64 * step_ms);
-                out.write_all(&bytes)?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `fairgate check`: the guard over JSON lines, judged lines on stdout.
+fn check(
+    policy: &Path,
+    input: &str,
+    alerts: Option<&Path>,
+    report: Option<&Path>,
+    now_ms: Option<i64>,
+) -> anyhow::Result<ExitCode> {
+    let p = CompiledPolicy::load(policy).with_context(|| format!("policy {}", policy.display()))?;
+    let guard = Guard::new(p);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut alert_file = match alerts {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let alert_sink = alert_file.as_mut().map(|w| w as &mut dyn Write);
+    let totals = if input == "-" {
+        check::run(
+            &guard,
+            std::io::stdin().lock(),
+            &mut out,
+            alert_sink,
+            now_ms,
+        )?
+    } else {
+        let f = File::open(input).with_context(|| format!("opening {input}"))?;
+        check::run(&guard, BufReader::new(f), &mut out, alert_sink, now_ms)?
+    };
+    if let Some(mut w) = alert_file {
+        w.flush()?;
+    }
+    eprintln!(
+        "fairgate check: {} lines: {} output, {} blocked, {} dead letter; {} alerts; {} late, {} early",
+        totals.lines,
+        totals.output,
+        totals.blocked,
+        totals.dead_letter,
+        totals.alerts,
+        totals.late,
+        totals.early
+    );
+    if let Some(path) = report {
+        let doc = check::report(&guard, totals);
+        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        serde_json::to_writer_pretty(BufWriter::new(f), &doc)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::mocking::MockCluster;
@@ -18,7 +17,7 @@ use super::loadgen::{self, LoadgenOptions, LoadgenStats};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::service;
+use crate::service::{self, App};
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -51,7 +50,37 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         mock.create_topic(t, 1, 1)?;
     }
     let token = std::env::var("FAIRGATE_ADMIN_TOKEN").unwrap_or_else(|_| "demo-token".into());
-    let toml = format!(
+    let config = Config::from_toml(&service_config(&opts, &brokers, &token))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (app, alerts_rx) = service::build(&config, clock.clone())?;
+    let cancel = CancellationToken::new();
+    print_banner(&opts, &brokers, &token);
+
+    let load = tokio::spawn(loadgen::run(
+        load_options(&opts, &brokers),
+        clock,
+        Arc::new(LoadgenStats::default()),
+        cancel.clone(),
+    ));
+    let summary = tokio::spawn(summarise(app.clone(), opts.summary_every, cancel.clone()));
+    if let Some(d) = opts.duration {
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            c.cancel();
+        });
+    }
+    let result = service::serve(config, app, alerts_rx, cancel.clone()).await;
+    cancel.cancel();
+    let _ = load.await;
+    let _ = summary.await;
+    drop(mock);
+    result
+}
+
+/// The service configuration of the demo: the mock cluster, the shipped policy.
+fn service_config(opts: &DemoOptions, brokers: &str, token: &str) -> String {
+    format!(
         r#"
 policy = "{policy}"
 [kafka]
@@ -77,12 +106,10 @@ level = "warn"
 "#,
         policy = opts.policy.display().to_string().replace('\\', "/"),
         http = opts.http,
-    );
-    let config = Config::from_toml(&toml)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (app, alerts_rx) = service::build(&config, clock.clone())?;
-    let cancel = CancellationToken::new();
+    )
+}
 
+fn print_banner(opts: &DemoOptions, brokers: &str, token: &str) {
     println!("fairgate demo");
     println!("  broker      in-process mock cluster at {brokers}");
     println!(
@@ -101,89 +128,67 @@ level = "warn"
     );
     println!("  stop        Ctrl-C");
     println!();
+}
 
-    let stats = Arc::new(LoadgenStats::default());
-    let lg = tokio::spawn(loadgen::run(
-        LoadgenOptions {
-            brokers: brokers.clone(),
-            topic: "decisions".into(),
-            rate: opts.rate,
-            count: 0,
-            campaigns: opts.campaigns,
-            skewed: opts.skewed,
-            malformed_every: 400,
-            seed: 7,
-            id_prefix: "dec-".into(),
-            extra: Default::default(),
-        },
-        clock.clone(),
-        stats.clone(),
-        cancel.clone(),
-    ));
-
-    let summary = {
-        let app = app.clone();
-        let cancel = cancel.clone();
-        let every = opts.summary_every;
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut last = (0u64, Instant::now());
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                let m = &app.metrics;
-                let (out, blocked, dead) = (
-                    route_total(m, "output"),
-                    route_total(m, "blocked"),
-                    route_total(m, "dead_letter"),
-                );
-                let total = out + blocked + dead;
-                let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64();
-                last = (total, Instant::now());
-                let states = app.guard.tracker().state_counts();
-                let flagged: Vec<String> = app
-                    .guard
-                    .tracker()
-                    .non_ok()
-                    .into_iter()
-                    .map(|(id, s)| format!("{id} ({})", s.as_str()))
-                    .collect();
-                println!(
-                    "[{:>4}s] {:>6.0} decisions/s | output {} · blocked {} · dead letter {} | campaigns: {} ok, {} flagged, {} blocked | {}",
-                    start.elapsed().as_secs(),
-                    rate,
-                    out,
-                    blocked,
-                    dead,
-                    states[0].1,
-                    states[1].1,
-                    states[2].1,
-                    if flagged.is_empty() {
-                        "nothing flagged yet".to_string()
-                    } else {
-                        format!("flagged: {}", flagged.join(", "))
-                    }
-                );
-                let _ = std::io::stdout().flush();
-                let _ = stats.sent.load(Ordering::Relaxed);
-            }
-        })
-    };
-    if let Some(d) = opts.duration {
-        let c = cancel.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            c.cancel();
-        });
+fn load_options(opts: &DemoOptions, brokers: &str) -> LoadgenOptions {
+    LoadgenOptions {
+        brokers: brokers.to_string(),
+        topic: "decisions".into(),
+        rate: opts.rate,
+        count: 0,
+        campaigns: opts.campaigns,
+        skewed: opts.skewed,
+        malformed_every: 400,
+        seed: 7,
+        id_prefix: "dec-".into(),
+        extra: Default::default(),
     }
-    let result = service::serve(config, app, alerts_rx, cancel.clone()).await;
-    cancel.cancel();
-    let _ = lg.await;
-    let _ = summary.await;
-    drop(mock);
-    result
+}
+
+/// Every `every`, one line: throughput, routes, campaign states.
+async fn summarise(app: Arc<App>, every: Duration, cancel: CancellationToken) {
+    let start = Instant::now();
+    let mut last = (0u64, Instant::now());
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let m = &app.metrics;
+        let (out, blocked, dead) = (
+            route_total(m, "output"),
+            route_total(m, "blocked"),
+            route_total(m, "dead_letter"),
+        );
+        let total = out + blocked + dead;
+        let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64();
+        last = (total, Instant::now());
+        let states = app.guard.tracker().state_counts();
+        let flagged: Vec<String> = app
+            .guard
+            .tracker()
+            .non_ok()
+            .into_iter()
+            .map(|(id, s)| format!("{id} ({})", s.as_str()))
+            .collect();
+        println!(
+            "[{:>4}s] {:>6.0} decisions/s | output {} · blocked {} · dead letter {} | campaigns: {} ok, {} flagged, {} blocked | {}",
+            start.elapsed().as_secs(),
+            rate,
+            out,
+            blocked,
+            dead,
+            states[0].1,
+            states[1].1,
+            states[2].1,
+            if flagged.is_empty() {
+                "nothing flagged yet".to_string()
+            } else {
+                format!("flagged: {}", flagged.join(", "))
+            }
+        );
+        let _ = std::io::stdout().flush();
+    }
 }
 
 /// Decisions sent to `route`, over all reasons (read back from the metrics,
