@@ -11,6 +11,18 @@
 //!    thresholds ordered, baselines naming known dimensions and groups).
 //!
 //! The result is a [`CompiledPolicy`]: lookups prepared for the hot path.
+//!
+//! # Layout
+//!
+//! * `file` — the format as written: [`PolicyFile`] and its sections;
+//! * `compile` — text to [`CompiledPolicy`], one function per section, each
+//!   returning its compiled part and listing its problems;
+//! * `compiled` — the compiled form the core reads;
+//! * `pointer` — JSON pointers, removal plans, the sensitive-segment matcher;
+//! * `quantile` — the normal quantile behind every confidence interval;
+//! * `error` — [`PolicyIssue`] and [`PolicyError`].
+//!
+//! Every item is re-exported here: use `crate::policy::X`.
 
 mod compile;
 mod compiled;
