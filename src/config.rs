@@ -264,97 +264,27 @@ impl Config {
         Ok(c)
     }
 
-    /// Parse and validate config text.
+    /// Parse and validate config text, listing every problem found.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(text).map_err(|e| {
-            let place = e
-                .span()
-                .map(|s| {
-                    format!(
-                        "line {}: ",
-                        text[..s.start.min(text.len())].matches('\n').count() + 1
-                    )
-                })
-                .unwrap_or_default();
-            ConfigError(vec![format!("{place}{}", e.message().trim())])
-        })?;
-        let mut problems = Vec::new();
-        let t = &c.kafka.topics;
-        let names = [
-            ("kafka.topics.input", &t.input),
-            ("kafka.topics.output", &t.output),
-            ("kafka.topics.blocked", &t.blocked),
-            ("kafka.topics.dead_letter", &t.dead_letter),
-            ("kafka.topics.alerts", &t.alerts),
-        ];
-        for (i, (field, name)) in names.iter().enumerate() {
-            if name.is_empty()
-                || name.len() > 249
-                || !name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-            {
-                problems.push(format!(
-                    "{field}: {name:?} is not a valid topic name (letters, digits, '.', '_', '-'; 1..249)"
-                ));
-            }
-            if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
-                problems.push(format!("{field}: same topic as {other} ({name:?})"));
-            }
-        }
-        if c.kafka.brokers.trim().is_empty() {
-            problems.push("kafka.brokers: must list at least one host:port".into());
-        }
-        if c.kafka.group_id.trim().is_empty() {
-            problems.push("kafka.group_id: must not be empty".into());
-        }
-        for (section, map) in [
-            ("kafka.common", &c.kafka.common),
-            ("kafka.consumer", &c.kafka.consumer),
-            ("kafka.producer", &c.kafka.producer),
-        ] {
-            for k in map.keys() {
-                if MANAGED.contains(&k.as_str()) {
-                    problems.push(format!(
-                        "{section}.\"{k}\": set by fairgate itself (delivery guarantees depend on it); use kafka.brokers / kafka.group_id"
-                    ));
-                }
-            }
-        }
-        if c.pipeline.max_in_flight == 0 || c.pipeline.max_in_flight > 1_000_000 {
-            problems.push("pipeline.max_in_flight: must be 1..=1000000".into());
-        }
-        if c.pipeline.workers.is_some_and(|w| w == 0 || w > 256) {
-            problems.push("pipeline.workers: must be 1..=256 (or unset for one per CPU)".into());
-        }
-        if c.pipeline.commit_interval_ms == 0 || c.pipeline.commit_interval_ms > 60_000 {
-            problems.push("pipeline.commit_interval_ms: must be 1..=60000".into());
-        }
-        if c.pipeline.grace_period_secs == 0 {
-            problems.push("pipeline.grace_period_secs: must be at least 1".into());
-        }
-        if c.http.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!(
-                "http.listen: {:?} is not an address such as 0.0.0.0:9464",
-                c.http.listen
-            ));
-        }
-        if let Some(url) = &c.alerts.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            problems.push("alerts.webhook_url: must start with http:// or https://".into());
-        }
-        if c.alerts.webhook_max_attempts == 0 {
-            problems.push("alerts.webhook_max_attempts: must be at least 1".into());
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
-            problems.push(format!("log.level: {e}"));
-        }
+        let c = parse(text)?;
+        let problems = c.problems();
         if problems.is_empty() {
             Ok(c)
         } else {
             Err(ConfigError(problems))
         }
+    }
+
+    /// Every problem of a parsed config, section by section, in file order.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        check_topics(&self.kafka.topics, &mut problems);
+        check_kafka(&self.kafka, &mut problems);
+        check_pipeline(&self.pipeline, &mut problems);
+        check_http(&self.http, &mut problems);
+        check_alerts(&self.alerts, &mut problems);
+        check_log(&self.log, &mut problems);
+        problems
     }
 
     /// The admin token: the config value, else the environment variable.
@@ -364,6 +294,116 @@ impl Config {
             .clone()
             .or_else(|| std::env::var(&self.http.admin_token_env).ok())
             .filter(|t| !t.is_empty())
+    }
+}
+
+/// TOML syntax and shape (`deny_unknown_fields`): one error, with its line.
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let place = e
+            .span()
+            .map(|s| {
+                format!(
+                    "line {}: ",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default();
+        ConfigError(vec![format!("{place}{}", e.message().trim())])
+    })
+}
+
+/// `[kafka.topics]`: valid Kafka topic names, no two the same.
+fn check_topics(t: &Topics, problems: &mut Vec<String>) {
+    let names = [
+        ("kafka.topics.input", &t.input),
+        ("kafka.topics.output", &t.output),
+        ("kafka.topics.blocked", &t.blocked),
+        ("kafka.topics.dead_letter", &t.dead_letter),
+        ("kafka.topics.alerts", &t.alerts),
+    ];
+    for (i, (field, name)) in names.iter().enumerate() {
+        if name.is_empty()
+            || name.len() > 249
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        {
+            problems.push(format!(
+                "{field}: {name:?} is not a valid topic name (letters, digits, '.', '_', '-'; 1..249)"
+            ));
+        }
+        if let Some((other, _)) = names[..i].iter().find(|(_, n)| n == name) {
+            problems.push(format!("{field}: same topic as {other} ({name:?})"));
+        }
+    }
+}
+
+/// `[kafka]`: brokers and group set, and no setting fairgate manages itself.
+fn check_kafka(k: &KafkaConfig, problems: &mut Vec<String>) {
+    if k.brokers.trim().is_empty() {
+        problems.push("kafka.brokers: must list at least one host:port".into());
+    }
+    if k.group_id.trim().is_empty() {
+        problems.push("kafka.group_id: must not be empty".into());
+    }
+    for (section, map) in [
+        ("kafka.common", &k.common),
+        ("kafka.consumer", &k.consumer),
+        ("kafka.producer", &k.producer),
+    ] {
+        for key in map.keys() {
+            if MANAGED.contains(&key.as_str()) {
+                problems.push(format!(
+                    "{section}.\"{key}\": set by fairgate itself (delivery guarantees depend on it); use kafka.brokers / kafka.group_id"
+                ));
+            }
+        }
+    }
+}
+
+/// `[pipeline]`: bounds of each setting.
+fn check_pipeline(p: &PipelineConfig, problems: &mut Vec<String>) {
+    if p.max_in_flight == 0 || p.max_in_flight > 1_000_000 {
+        problems.push("pipeline.max_in_flight: must be 1..=1000000".into());
+    }
+    if p.workers.is_some_and(|w| w == 0 || w > 256) {
+        problems.push("pipeline.workers: must be 1..=256 (or unset for one per CPU)".into());
+    }
+    if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
+        problems.push("pipeline.commit_interval_ms: must be 1..=60000".into());
+    }
+    if p.grace_period_secs == 0 {
+        problems.push("pipeline.grace_period_secs: must be at least 1".into());
+    }
+}
+
+/// `[http]`: the listen address parses.
+fn check_http(h: &HttpConfig, problems: &mut Vec<String>) {
+    if h.listen.parse::<SocketAddr>().is_err() {
+        problems.push(format!(
+            "http.listen: {:?} is not an address such as 0.0.0.0:9464",
+            h.listen
+        ));
+    }
+}
+
+/// `[alerts]`: an http(s) webhook, at least one attempt.
+fn check_alerts(a: &AlertsConfig, problems: &mut Vec<String>) {
+    if let Some(url) = &a.webhook_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        problems.push("alerts.webhook_url: must start with http:// or https://".into());
+    }
+    if a.webhook_max_attempts == 0 {
+        problems.push("alerts.webhook_max_attempts: must be at least 1".into());
+    }
+}
+
+/// `[log]`: the level is a filter `tracing` accepts.
+fn check_log(l: &LogConfig, problems: &mut Vec<String>) {
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&l.level) {
+        problems.push(format!("log.level: {e}"));
     }
 }
 

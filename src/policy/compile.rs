@@ -1,0 +1,873 @@
+//! Turning policy text into a [`CompiledPolicy`], listing every problem.
+//!
+//! One function per section (top level, `[consent]`, `[strip]`,
+//! `[fairness]`), each taking what it needs, noting what is wrong in
+//! [`Issues`] and returning its compiled part. [`Parts::finish`] builds the
+//! policy only when every part is present and no problem was found.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use super::compiled::{
+    Category, Coarsen, CoarsenOp, CompiledPolicy, Dimension, Limits, MAX_TOTAL_GROUPS,
+};
+use super::error::{PolicyError, PolicyIssue};
+use super::file::{
+    BaselineSpec, CoarsenMethod, CoarsenRule, ConsentPolicy, DimensionSpec, FairnessPolicy,
+    LimitsSpec, Mode, SegmentPolicy, StripPolicy,
+};
+use super::pointer::{Pointer, RemovalGroup, SegmentMatcher};
+use super::quantile::z_for_confidence;
+
+impl CompiledPolicy {
+    /// Read, parse and validate a policy file.
+    pub fn load(path: &Path) -> Result<CompiledPolicy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parse and validate policy text, listing every problem found.
+    pub fn from_toml(text: &str) -> Result<CompiledPolicy, PolicyError> {
+        compile(text).map_err(PolicyError::Invalid)
+    }
+}
+
+/// The problems found so far, each with its place.
+#[derive(Default)]
+struct Issues(Vec<PolicyIssue>);
+
+impl Issues {
+    fn push(&mut self, place: impl Into<String>, message: impl Into<String>) {
+        self.0.push(PolicyIssue {
+            place: place.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserialise one section or array entry; its problem is noted, not returned.
+    fn section<T: serde::de::DeserializeOwned>(
+        &mut self,
+        place: &str,
+        v: toml::Value,
+    ) -> Option<T> {
+        match T::deserialize(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.push(place, e.message().trim().to_string());
+                None
+            }
+        }
+    }
+
+    fn pointer(&mut self, place: String, text: &str) -> Option<Pointer> {
+        match Pointer::parse(text) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.push(place, e);
+                None
+            }
+        }
+    }
+}
+
+/// The three steps of the module doc. Each section is compiled on its own
+/// into its part; the parts become a policy only when none is missing and no
+/// problem was found anywhere.
+fn compile(text: &str) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
+    // Step 1: TOML syntax.
+    let table = parse(text)?;
+    // Step 2: each section on its own.
+    let mut issues = Issues::default();
+    let top = known_keys(table, &mut issues);
+    let version = version(&top, &mut issues);
+    let mode = mode(&top, &mut issues);
+    let sections = sections(&top, &mut issues);
+    // Step 3: field and cross-field checks, section by section.
+    let consent = sections.consent.map(|c| consent(c, &mut issues));
+    let strip = sections.strip.map(|s| strip(&s, &mut issues));
+    let fairness = sections.fairness.and_then(|f| fairness(f, &mut issues));
+    Parts {
+        version,
+        mode,
+        consent,
+        strip,
+        fairness,
+    }
+    .finish(issues)
+}
+
+// ---------------------------------------------------------------------------
+// Top level: syntax, keys, version, mode, sections
+// ---------------------------------------------------------------------------
+
+/// A syntax error is the only problem reported: nothing after it can be read.
+fn parse(text: &str) -> Result<toml::Table, Vec<PolicyIssue>> {
+    text.parse().map_err(|e: toml::de::Error| {
+        let place = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            }
+            None => "policy".to_string(),
+        };
+        vec![PolicyIssue {
+            place,
+            message: format!("TOML syntax error: {}", e.message().trim()),
+        }]
+    })
+}
+
+/// The top-level table without (and with a problem for) keys a policy does not have.
+fn known_keys(mut top: toml::Table, issues: &mut Issues) -> toml::Table {
+    for key in top.keys().cloned().collect::<Vec<_>>() {
+        if !["version", "mode", "consent", "strip", "fairness"].contains(&key.as_str()) {
+            issues.push(
+                key.clone(),
+                "unknown key (expected version, mode, consent, strip, fairness)",
+            );
+            top.remove(&key);
+        }
+    }
+    top
+}
+
+fn version(top: &toml::Table, issues: &mut Issues) -> Option<String> {
+    match top.get("version") {
+        Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(toml::Value::String(_)) => {
+            issues.push("version", "must not be empty");
+            None
+        }
+        Some(_) => {
+            issues.push("version", "must be a string");
+            None
+        }
+        None => {
+            issues.push(
+                "version",
+                "missing (a label carried on every published record)",
+            );
+            None
+        }
+    }
+}
+
+fn mode(top: &toml::Table, issues: &mut Issues) -> Option<Mode> {
+    match top.get("mode") {
+        None => Some(Mode::Monitor),
+        Some(v) => issues.section::<Mode>("mode", v.clone()),
+    }
+}
+
+/// The three sections as written; `None` where missing or malformed.
+struct Sections {
+    consent: Option<ConsentPolicy>,
+    strip: Option<StripPolicy>,
+    fairness: Option<FairnessPolicy>,
+}
+
+/// Missing sections are listed first, then the problems inside each section.
+fn sections(top: &toml::Table, issues: &mut Issues) -> Sections {
+    let mut take = |name: &str| -> Option<toml::Value> {
+        match top.get(name) {
+            Some(v) => Some(v.clone()),
+            None => {
+                issues.push(name, "missing section");
+                None
+            }
+        }
+    };
+    let consent_v = take("consent");
+    let strip_v = take("strip");
+    let fairness_v = take("fairness");
+    Sections {
+        consent: consent_v.and_then(|v| issues.section("consent", v)),
+        strip: strip_v.and_then(|v| issues.section("strip", v)),
+        fairness: fairness_v.and_then(|v| issues.section("fairness", v)),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// [consent]
+// ---------------------------------------------------------------------------
+
+/// `[consent]` checked: as written, plus the required purposes as a bit mask.
+struct ConsentPart {
+    spec: ConsentPolicy,
+    /// Bit `p` set for each required purpose `p`.
+    required_mask: u32,
+}
+
+fn consent(c: ConsentPolicy, issues: &mut Issues) -> ConsentPart {
+    let mut required_mask = 0u32;
+    if c.vendor_id == 0 {
+        issues.push(
+            "consent.vendor_id",
+            "must be a Global Vendor List id (1 or more)",
+        );
+    }
+    if c.required_purposes.is_empty() {
+        issues.push(
+            "consent.required_purposes",
+            "must name at least one purpose (TCF purposes 1..=11)",
+        );
+    }
+    for (i, p) in c.required_purposes.iter().enumerate() {
+        if !(1..=11).contains(p) {
+            issues.push(
+                format!("consent.required_purposes[{i}]"),
+                format!("purpose {p} does not exist (TCF v2.2 purposes are 1..=11)"),
+            );
+        } else {
+            required_mask |= 1 << p;
+        }
+    }
+    if c.max_age_days == 0 {
+        issues.push("consent.max_age_days", "must be at least 1");
+    }
+    if c.cache_entries == 0 {
+        issues.push("consent.cache_entries", "must be at least 1");
+    }
+    ConsentPart {
+        spec: c,
+        required_mask,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// [strip]
+// ---------------------------------------------------------------------------
+
+/// `[strip]` compiled: every well-formed pointer, coarsening and segment matcher.
+struct StripPart {
+    always: Vec<Pointer>,
+    unless: Vec<Pointer>,
+    coarsen: Vec<Coarsen>,
+    segments: Option<SegmentMatcher>,
+}
+
+fn strip(s: &StripPolicy, issues: &mut Issues) -> StripPart {
+    let always = pointers("strip.always", &s.always, issues);
+    let unless = pointers("strip.unless_personalised", &s.unless_personalised, issues);
+    let mut coarsen = Vec::new();
+    for (i, v) in s.coarsen.iter().enumerate() {
+        if let Some(c) = coarsen_rule(&format!("strip.coarsen[{i}]"), v, issues) {
+            coarsen.push(c);
+        }
+    }
+    let segments = s.segments.as_ref().and_then(|seg| segments(seg, issues));
+    listed_twice(&always, &unless, issues);
+    StripPart {
+        always,
+        unless,
+        coarsen,
+        segments,
+    }
+}
+
+/// The pointers of one list that parse (`place` is the list's, e.g. `strip.always`).
+fn pointers(place: &str, texts: &[String], issues: &mut Issues) -> Vec<Pointer> {
+    let mut out = Vec::new();
+    for (i, p) in texts.iter().enumerate() {
+        if let Some(p) = issues.pointer(format!("{place}[{i}]"), p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// One `[[strip.coarsen]]` entry; its operation is checked only once its pointer parses.
+fn coarsen_rule(place: &str, v: &toml::Value, issues: &mut Issues) -> Option<Coarsen> {
+    let rule = issues.section::<CoarsenRule>(place, v.clone())?;
+    let pointer = issues.pointer(format!("{place}.pointer"), &rule.pointer)?;
+    let op = coarsen_op(place, &rule, issues)?;
+    Some(Coarsen {
+        pointer,
+        op,
+        when: rule.when,
+    })
+}
+
+/// The operation of a coarsening. Bad IP prefixes are reported but still
+/// compiled; `round` and `truncate` without their setting are not compiled.
+fn coarsen_op(place: &str, rule: &CoarsenRule, issues: &mut Issues) -> Option<CoarsenOp> {
+    match rule.method {
+        CoarsenMethod::Ip => {
+            let v4 = rule.ipv4_prefix_bits.unwrap_or(24);
+            let v6 = rule.ipv6_prefix_bits.unwrap_or(56);
+            if v4 > 32 {
+                issues.push(format!("{place}.ipv4_prefix_bits"), "must be 0..=32");
+            }
+            if v6 > 128 {
+                issues.push(format!("{place}.ipv6_prefix_bits"), "must be 0..=128");
+            }
+            Some(CoarsenOp::Ip {
+                v4_bits: v4,
+                v6_bits: v6,
+            })
+        }
+        CoarsenMethod::Round => match rule.decimals {
+            Some(d) if d <= 6 => Some(CoarsenOp::Round { decimals: d }),
+            Some(_) => {
+                issues.push(format!("{place}.decimals"), "must be 0..=6");
+                None
+            }
+            None => {
+                issues.push(format!("{place}.decimals"), "required for method \"round\"");
+                None
+            }
+        },
+        CoarsenMethod::Truncate => match rule.keep_chars {
+            Some(k) => Some(CoarsenOp::Truncate { keep_chars: k }),
+            None => {
+                issues.push(
+                    format!("{place}.keep_chars"),
+                    "required for method \"truncate\"",
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `[strip.segments]`: the matcher, if its pointer parses.
+fn segments(seg: &SegmentPolicy, issues: &mut Issues) -> Option<SegmentMatcher> {
+    let p = issues.pointer("strip.segments.pointer".into(), &seg.pointer);
+    if seg.sensitive.is_empty() {
+        issues.push(
+            "strip.segments.sensitive",
+            "lists no pattern (remove [strip.segments] to keep every segment)",
+        );
+    }
+    for (i, pat) in seg.sensitive.iter().enumerate() {
+        if pat.trim().is_empty() || pat.chars().all(|c| c == '*') {
+            issues.push(
+                format!("strip.segments.sensitive[{i}]"),
+                "pattern would match every segment",
+            );
+        }
+    }
+    Some(SegmentMatcher::new(p?, &seg.sensitive))
+}
+
+/// The same pointer listed twice is harmless but suggests a mistake.
+fn listed_twice(always: &[Pointer], unless: &[Pointer], issues: &mut Issues) {
+    let mut seen = HashSet::new();
+    for p in always.iter().chain(unless) {
+        if !seen.insert(p.text.as_str()) {
+            issues.push("strip", format!("pointer {} is listed twice", p.text));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// [fairness]
+// ---------------------------------------------------------------------------
+
+/// `[fairness]` compiled. There is one only when the window and the confidence
+/// are usable; the other problems are listed all the same.
+struct FairnessPart {
+    spec: FairnessPolicy,
+    window: Window,
+    /// The normal quantile of `spec.confidence`.
+    z: f64,
+    dimensions: Vec<Dimension>,
+    limits: HashMap<Category, Limits>,
+    baselines: Baselines,
+}
+
+/// campaign id -> dimension index -> shares per group.
+type Baselines = HashMap<String, Vec<Option<Vec<f64>>>>;
+
+fn fairness(f: FairnessPolicy, issues: &mut Issues) -> Option<FairnessPart> {
+    let window = window(f.window_secs, f.bucket_secs, issues);
+    let z = confidence(f.confidence, issues);
+    if f.min_campaign_considered == 0 || f.min_campaign_selected == 0 || f.min_group_considered == 0
+    {
+        issues.push(
+            "fairness",
+            "min_campaign_considered, min_campaign_selected and min_group_considered must be at least 1 (no verdict on no data)",
+        );
+    }
+    let dimensions = dimensions(&f.dimensions, f.confidence, issues);
+    let limits = limits(&f.limits, issues);
+    let baselines = baselines(&f.baselines, &dimensions, issues);
+    Some(FairnessPart {
+        window: window?,
+        z: z?,
+        dimensions,
+        limits,
+        baselines,
+        spec: f,
+    })
+}
+
+/// A window that is a whole number of buckets.
+struct Window {
+    window_secs: u64,
+    bucket_secs: u64,
+    buckets: u64,
+}
+
+fn window(window_secs: u64, bucket_secs: u64, issues: &mut Issues) -> Option<Window> {
+    if bucket_secs == 0 {
+        issues.push("fairness.bucket_secs", "must be at least 1");
+        return None;
+    }
+    if window_secs == 0 || !window_secs.is_multiple_of(bucket_secs) {
+        issues.push(
+            "fairness.window_secs",
+            format!("must be a positive multiple of bucket_secs ({bucket_secs})"),
+        );
+        return None;
+    }
+    let buckets = window_secs / bucket_secs;
+    if buckets > 1440 {
+        issues.push(
+            "fairness.window_secs",
+            "more than 1440 buckets per window: use larger buckets",
+        );
+        return None;
+    }
+    Some(Window {
+        window_secs,
+        bucket_secs,
+        buckets,
+    })
+}
+
+/// Whether a confidence level is accepted.
+fn usable_confidence(confidence: f64) -> bool {
+    (0.5..0.9995).contains(&confidence)
+}
+
+/// The normal quantile of the confidence level, if the level is usable.
+fn confidence(confidence: f64, issues: &mut Issues) -> Option<f64> {
+    if !usable_confidence(confidence) {
+        issues.push("fairness.confidence", "must be between 0.5 and 0.999");
+        return None;
+    }
+    Some(z_for_confidence(confidence))
+}
+
+/// `[[fairness.dimensions]]`: every entry whose pointer parses, in order.
+fn dimensions(specs: &[toml::Value], confidence: f64, issues: &mut Issues) -> Vec<Dimension> {
+    if specs.is_empty() {
+        issues.push("fairness.dimensions", "at least one dimension is needed");
+    }
+    let mut dims = Vec::new();
+    for (i, v) in specs.iter().enumerate() {
+        let place = format!("fairness.dimensions[{i}]");
+        if let Some(d) = dimension(&place, v, confidence, &dims, issues) {
+            dims.push(d);
+        }
+    }
+    let total: usize = dims.iter().map(|d| d.groups.len()).sum();
+    if total > MAX_TOTAL_GROUPS {
+        issues.push(
+            "fairness.dimensions",
+            format!(
+                "{total} groups in all; at most {} are counted",
+                MAX_TOTAL_GROUPS
+            ),
+        );
+    }
+    dims
+}
+
+/// One dimension, checked against those compiled before it.
+fn dimension(
+    place: &str,
+    v: &toml::Value,
+    confidence: f64,
+    before: &[Dimension],
+    issues: &mut Issues,
+) -> Option<Dimension> {
+    let d = issues.section::<DimensionSpec>(place, v.clone())?;
+    let pointer = issues.pointer(format!("{place}.pointer"), &d.pointer);
+    dimension_name(place, &d.name, before, issues);
+    dimension_groups(place, &d.groups, issues);
+    let bands = bands(place, &d, issues);
+    if d.transform.is_some() && d.bands.is_empty() {
+        issues.push(
+            format!("{place}.transform"),
+            "needs bands to map the number to groups",
+        );
+    }
+    let pointer = pointer?;
+    // Bonferroni over the groups; an unusable confidence is reported
+    // elsewhere, the usual 0.95 stands in meanwhile.
+    let k = d.groups.len().max(1) as f64;
+    let conf = if usable_confidence(confidence) {
+        confidence
+    } else {
+        0.95
+    };
+    Some(Dimension {
+        z: z_for_confidence(1.0 - (1.0 - conf) / k),
+        name: d.name,
+        pointer,
+        groups: d.groups,
+        bands,
+        transform: d.transform,
+    })
+}
+
+/// The name becomes a metric label, and names the dimension in baselines.
+fn dimension_name(place: &str, name: &str, before: &[Dimension], issues: &mut Issues) {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        issues.push(
+            format!("{place}.name"),
+            "must be non-empty letters, digits and '_' (it becomes a metric label)",
+        );
+    }
+    if before.iter().any(|x| x.name == name) {
+        issues.push(
+            format!("{place}.name"),
+            format!("dimension {name:?} defined twice"),
+        );
+    }
+}
+
+fn dimension_groups(place: &str, groups: &[String], issues: &mut Issues) {
+    if groups.len() < 2 {
+        issues.push(
+            format!("{place}.groups"),
+            "at least two groups are needed to compare",
+        );
+    }
+    if groups.len() > 32 {
+        issues.push(format!("{place}.groups"), "at most 32 groups");
+    }
+    for (gi, g) in groups.iter().enumerate() {
+        if groups[..gi].contains(g) {
+            issues.push(
+                format!("{place}.groups[{gi}]"),
+                format!("group {g:?} listed twice"),
+            );
+        }
+    }
+}
+
+/// `(min, max, group index)` of each band naming one of the dimension's groups.
+fn bands(place: &str, d: &DimensionSpec, issues: &mut Issues) -> Vec<(i64, i64, usize)> {
+    let mut bands = Vec::new();
+    for (bi, b) in d.bands.iter().enumerate() {
+        if b.min > b.max {
+            issues.push(format!("{place}.bands[{bi}]"), "min is above max");
+        }
+        match d.groups.iter().position(|g| *g == b.group) {
+            Some(gi) => bands.push((b.min, b.max, gi)),
+            None => issues.push(
+                format!("{place}.bands[{bi}].group"),
+                format!("{:?} is not one of this dimension's groups", b.group),
+            ),
+        }
+    }
+    bands
+}
+
+/// `[fairness.limits.<category>]`: `default` is required.
+fn limits(specs: &BTreeMap<String, toml::Value>, issues: &mut Issues) -> HashMap<Category, Limits> {
+    if !specs.contains_key("default") {
+        issues.push("fairness.limits", "[fairness.limits.default] is required");
+    }
+    let mut out = HashMap::new();
+    for (name, v) in specs {
+        let place = format!("fairness.limits.{name}");
+        let Some(cat) = Category::parse(name) else {
+            issues.push(
+                place,
+                "unknown category (expected default, housing, employment or credit)",
+            );
+            continue;
+        };
+        let Some(l) = issues.section::<LimitsSpec>(&place, v.clone()) else {
+            continue;
+        };
+        check_limits(&place, &l, issues);
+        out.insert(cat, compiled_limits(&l));
+    }
+    out
+}
+
+/// Every ratio and distance in 0..=1, and the thresholds ordered.
+fn check_limits(place: &str, l: &LimitsSpec, issues: &mut Issues) {
+    for (field, x) in [
+        ("flag_ratio", l.flag_ratio),
+        ("clear_ratio", l.clear_ratio),
+        ("block_ratio", l.block_ratio),
+        ("flag_distance", l.flag_distance),
+        ("clear_distance", l.clear_distance),
+        ("block_distance", l.block_distance),
+    ] {
+        if !(0.0..=1.0).contains(&x) || x.is_nan() {
+            issues.push(format!("{place}.{field}"), "must be between 0 and 1");
+        }
+    }
+    if !(l.block_ratio <= l.flag_ratio && l.flag_ratio <= l.clear_ratio) {
+        issues.push(
+            place,
+            "ratios must be ordered block_ratio <= flag_ratio <= clear_ratio",
+        );
+    }
+    if !(l.clear_distance <= l.flag_distance && l.flag_distance <= l.block_distance) {
+        issues.push(
+            place,
+            "distances must be ordered clear_distance <= flag_distance <= block_distance",
+        );
+    }
+}
+
+fn compiled_limits(l: &LimitsSpec) -> Limits {
+    Limits {
+        flag_ratio: l.flag_ratio,
+        clear_ratio: l.clear_ratio,
+        block_ratio: l.block_ratio,
+        flag_distance: l.flag_distance,
+        clear_distance: l.clear_distance,
+        block_distance: l.block_distance,
+        block_after_ms: (l.block_after_secs as i64).saturating_mul(1000),
+        min_dwell_ms: (l.min_dwell_secs as i64).saturating_mul(1000),
+    }
+}
+
+/// `[[fairness.baselines]]`, against the compiled dimensions.
+fn baselines(specs: &[toml::Value], dims: &[Dimension], issues: &mut Issues) -> Baselines {
+    let mut out = Baselines::new();
+    for (i, v) in specs.iter().enumerate() {
+        let place = format!("fairness.baselines[{i}]");
+        if let Some(b) = issues.section::<BaselineSpec>(&place, v.clone()) {
+            baseline(&place, b, dims, &mut out, issues);
+        }
+    }
+    out
+}
+
+/// One campaign's baseline for one dimension, at most one per pair.
+fn baseline(
+    place: &str,
+    b: BaselineSpec,
+    dims: &[Dimension],
+    out: &mut Baselines,
+    issues: &mut Issues,
+) {
+    let Some(di) = dims.iter().position(|d| d.name == b.dimension) else {
+        issues.push(
+            format!("{place}.dimension"),
+            format!("{:?} is not a configured dimension", b.dimension),
+        );
+        return;
+    };
+    let shares = shares(place, &b, &dims[di], issues);
+    let entry = out.entry(b.campaign.clone()).or_default();
+    if entry.len() < dims.len() {
+        entry.resize(dims.len(), None);
+    }
+    if entry[di].is_some() {
+        issues.push(
+            place,
+            format!(
+                "campaign {:?} already has a baseline for {:?}",
+                b.campaign, b.dimension
+            ),
+        );
+    }
+    if let Some(shares) = shares {
+        entry[di] = Some(shares);
+    }
+}
+
+/// The shares in the dimension's group order, if each names a group, lies in
+/// 0..=1, and they sum to one.
+fn shares(place: &str, b: &BaselineSpec, dim: &Dimension, issues: &mut Issues) -> Option<Vec<f64>> {
+    let mut shares = vec![0.0; dim.groups.len()];
+    let mut ok = true;
+    for (g, s) in &b.shares {
+        match dim.group_index(g) {
+            Some(gi) => shares[gi] = *s,
+            None => {
+                ok = false;
+                issues.push(
+                    format!("{place}.shares.{g}"),
+                    format!("not a group of dimension {:?}", dim.name),
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(s) {
+            ok = false;
+            issues.push(format!("{place}.shares.{g}"), "must be between 0 and 1");
+        }
+    }
+    let sum: f64 = shares.iter().sum();
+    if (sum - 1.0).abs() > 0.01 {
+        ok = false;
+        issues.push(format!("{place}.shares"), format!("sum to {sum:.3}, not 1"));
+    }
+    ok.then_some(shares)
+}
+
+// ---------------------------------------------------------------------------
+// Assembly
+// ---------------------------------------------------------------------------
+
+/// Every part of a policy, each `None` where its section could not be compiled
+/// (a problem was then listed for it).
+struct Parts {
+    version: Option<String>,
+    mode: Option<Mode>,
+    consent: Option<ConsentPart>,
+    strip: Option<StripPart>,
+    fairness: Option<FairnessPart>,
+}
+
+impl Parts {
+    /// The policy, when every part is there and no problem was found.
+    fn finish(self, issues: Issues) -> Result<CompiledPolicy, Vec<PolicyIssue>> {
+        match self {
+            Parts {
+                version: Some(version),
+                mode: Some(mode),
+                consent: Some(consent),
+                strip: Some(strip),
+                fairness: Some(fairness),
+            } if issues.0.is_empty() => Ok(assemble(version, mode, consent, strip, fairness)),
+            // A missing part always comes with its problem.
+            _ => Err(issues.0),
+        }
+    }
+}
+
+fn assemble(
+    version: String,
+    mode: Mode,
+    consent: ConsentPart,
+    strip: StripPart,
+    fairness: FairnessPart,
+) -> CompiledPolicy {
+    let (c, f, w) = (consent.spec, fairness.spec, fairness.window);
+    let (group_offsets, total_groups) = group_offsets(&fairness.dimensions);
+    CompiledPolicy {
+        version,
+        mode,
+        vendor_id: c.vendor_id,
+        required_purposes_mask: consent.required_mask,
+        required_purposes: c.required_purposes,
+        max_age_ms: c.max_age_days as i64 * 86_400_000,
+        gdpr_unknown: c.gdpr_unknown,
+        no_consent: c.no_consent,
+        opt_out: c.opt_out,
+        child: c.child,
+        cache_entries: c.cache_entries,
+        always_plan: RemovalGroup::plan(&strip.always),
+        personal_plan: RemovalGroup::plan(&strip.unless),
+        always: strip.always,
+        unless_personalised: strip.unless,
+        coarsen: strip.coarsen,
+        segments: strip.segments,
+        window_ms: (w.window_secs * 1000) as i64,
+        bucket_ms: (w.bucket_secs * 1000) as i64,
+        buckets: w.buckets as usize,
+        max_future_ms: (f.max_future_secs * 1000) as i64,
+        idle_evict_ms: (f.idle_evict_secs * 1000) as i64,
+        confidence: f.confidence,
+        z: fairness.z,
+        min_campaign_considered: f.min_campaign_considered,
+        min_campaign_selected: f.min_campaign_selected,
+        min_group_considered: f.min_group_considered,
+        dimensions: fairness.dimensions,
+        group_offsets,
+        total_groups,
+        limits: fairness.limits,
+        baselines: fairness.baselines,
+    }
+}
+
+/// Offset of each dimension's first group in a flat per-group array, and the
+/// number of groups in all.
+fn group_offsets(dimensions: &[Dimension]) -> (Vec<usize>, usize) {
+    let mut offsets = Vec::with_capacity(dimensions.len());
+    let mut total = 0;
+    for d in dimensions {
+        offsets.push(total);
+        total += d.groups.len();
+    }
+    (offsets, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../config/policy.toml");
+
+    #[test]
+    fn example_policy_compiles() {
+        let p = CompiledPolicy::from_toml(EXAMPLE).unwrap();
+        assert_eq!(p.vendor_id, 755);
+        assert_eq!(p.required_purposes, vec![1, 3, 4]);
+        let dims: Vec<_> = p
+            .dimensions
+            .iter()
+            .map(|d| d.pointer.text.as_str())
+            .collect();
+        assert!(dims.contains(&"/audience/sex"));
+        assert!(dims.contains(&"/audience/age_band"));
+        assert_eq!(p.buckets as i64 * p.bucket_ms, p.window_ms);
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let bad = EXAMPLE
+            .replace("vendor_id = 755", "vendor_id = 0")
+            .replace(
+                "required_purposes = [1, 3, 4]",
+                "required_purposes = [1, 3, 14]",
+            )
+            .replace("\"/audience\"", "\"audience\"")
+            .replace("flag_ratio = 0.8", "flag_ratio = 1.8");
+        let err = CompiledPolicy::from_toml(&bad).unwrap_err();
+        let places: Vec<_> = err.issues().iter().map(|i| i.place.clone()).collect();
+        assert!(
+            places.contains(&"consent.vendor_id".to_string()),
+            "{places:?}"
+        );
+        assert!(
+            places.contains(&"consent.required_purposes[2]".to_string()),
+            "{places:?}"
+        );
+        assert!(
+            places.contains(&"strip.always[0]".to_string()),
+            "{places:?}"
+        );
+        assert!(
+            places
+                .iter()
+                .any(|p| p.starts_with("fairness.limits.default")),
+            "{places:?}"
+        );
+        assert!(err.issues().len() >= 4);
+    }
+
+    #[test]
+    fn unknown_fields_in_several_sections_are_all_reported() {
+        let bad = EXAMPLE
+            .replace("[consent]", "[consent]\nvendorid = 1")
+            .replace("[fairness]", "[fairness]\nwindow = 3");
+        let err = CompiledPolicy::from_toml(&bad).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("consent:"), "{text}");
+        assert!(text.contains("fairness:"), "{text}");
+        assert!(text.contains("vendorid"), "{text}");
+        assert!(text.contains("window"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = CompiledPolicy::from_toml("version = \"x\"\n[consent\n").unwrap_err();
+        assert_eq!(err.issues()[0].place, "line 2");
+    }
+}
