@@ -196,6 +196,17 @@ fn campaign_families(r: &Registry) -> CampaignFamilies {
     }
 }
 
+/// Seconds to judge one decision: 2 µs to 10 ms.
+const PROCESSING_BUCKETS: [f64; 11] = [
+    0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
+    0.01,
+];
+
+/// Seconds from a decision's `ts` to its acknowledgement: 1 ms to 5 min.
+const PUBLISH_LAG_BUCKETS: [f64; 15] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
 /// The Kafka pipeline: timing, lag, queues, deliveries, commits, rebalances.
 struct PipelineFamilies {
     processing: Histogram,
@@ -214,19 +225,13 @@ fn pipeline_families(r: &Registry) -> PipelineFamilies {
             r,
             "fairgate_processing_duration_seconds",
             "Time to judge one decision (parse, consent, exposure, strip, serialise).",
-            vec![
-                0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
-                0.001, 0.005, 0.01,
-            ],
+            PROCESSING_BUCKETS.to_vec(),
         ),
         publish_lag: histogram(
             r,
             "fairgate_decision_publish_lag_seconds",
             "From the decision's own ts to the broker's acknowledgement of its published record.",
-            vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                300.0,
-            ],
+            PUBLISH_LAG_BUCKETS.to_vec(),
         ),
         consumer_lag: gauge(
             r,
