@@ -9,6 +9,7 @@
 //! campaigns that are flagged or blocked, capped by config — campaign ids.
 //! Never a user id, decision id or consent string.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -76,202 +77,313 @@ pub struct Metrics {
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("registered once");
-    c
+    register(r, c)
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("registered once");
-    g
+    register(r, g)
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid");
-    r.register(Box::new(h.clone())).expect("registered once");
-    h
+    register(r, h)
+}
+
+/// A family without labels.
+fn single<M: Collector + Clone + 'static>(
+    r: &Registry,
+    new: fn(String, String) -> prometheus::Result<M>,
+    name: &str,
+    help: &str,
+) -> M {
+    register(r, new(name.into(), help.into()).expect("valid"))
+}
+
+fn register<M: Collector + Clone + 'static>(r: &Registry, m: M) -> M {
+    r.register(Box::new(m.clone())).expect("registered once");
+    m
+}
+
+/// What happened to decisions: routes, consent, stripping, window timing.
+struct DecisionFamilies {
+    decisions: IntCounterVec,
+    consent_signals: IntCounterVec,
+    consent_outcomes: IntCounterVec,
+    pointers_removed: IntCounterVec,
+    window_decisions: IntCounterVec,
+    dead_letters: IntCounterVec,
+}
+
+fn decision_families(r: &Registry) -> DecisionFamilies {
+    DecisionFamilies {
+        decisions: counter(
+            r,
+            "fairgate_decisions_total",
+            "Decisions handled, by route (output, blocked, dead_letter) and reason.",
+            &["route", "reason"],
+        ),
+        consent_signals: counter(
+            r,
+            "fairgate_consent_signals_total",
+            "Consent signals evaluated, by signal (tcf, usp, gpp, gpc, coppa) and result (allowed, denied, invalid).",
+            &["signal", "result"],
+        ),
+        consent_outcomes: counter(
+            r,
+            "fairgate_consent_outcomes_total",
+            "Consent results, by outcome (personalised, contextual, withheld) and reason code.",
+            &["outcome", "reason"],
+        ),
+        pointers_removed: counter(
+            r,
+            "fairgate_pointers_removed_total",
+            "Fields removed or coarsened, by category (always, personal, coarsened, uncoarsenable, segment).",
+            &["category"],
+        ),
+        window_decisions: counter(
+            r,
+            "fairgate_window_decisions_total",
+            "Decisions by where their ts fell: counted in the window, late (older than the window) or early (ahead of the clock).",
+            &["timing"],
+        ),
+        dead_letters: counter(
+            r,
+            "fairgate_dead_letters_total",
+            "Records sent to the dead-letter topic, by error kind.",
+            &["kind"],
+        ),
+    }
+}
+
+/// Campaigns: how many in each state, their transitions, skew and evictions.
+struct CampaignFamilies {
+    campaigns: IntGaugeVec,
+    transitions: IntCounterVec,
+    campaign_skew: GaugeVec,
+    campaigns_evicted: IntCounter,
+}
+
+fn campaign_families(r: &Registry) -> CampaignFamilies {
+    let campaign_skew = GaugeVec::new(
+        Opts::new(
+            "fairgate_campaign_skew_ratio",
+            "Skew measure behind a flagged or blocked campaign (selection-rate ratio or share distance); only non-ok campaigns, capped by config.",
+        ),
+        &["campaign", "state", "dimension", "measure"],
+    )
+    .expect("valid");
+    CampaignFamilies {
+        campaigns: gauge(
+            r,
+            "fairgate_campaigns",
+            "Campaigns tracked, by effective state (ok, flagged, blocked).",
+            &["state"],
+        ),
+        transitions: counter(
+            r,
+            "fairgate_campaign_transitions_total",
+            "Campaign state changes (kind=transition) and manual overrides (kind=override), by old and new state.",
+            &["kind", "from", "to"],
+        ),
+        campaign_skew: register(r, campaign_skew),
+        campaigns_evicted: single(
+            r,
+            IntCounter::new,
+            "fairgate_campaigns_evicted_total",
+            "Idle campaigns forgotten (state ok, no decision for idle_evict_secs).",
+        ),
+    }
+}
+
+/// Seconds to judge one decision: 2 µs to 10 ms.
+const PROCESSING_BUCKETS: [f64; 11] = [
+    0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
+    0.01,
+];
+
+/// Seconds from a decision's `ts` to its acknowledgement: 1 ms to 5 min.
+const PUBLISH_LAG_BUCKETS: [f64; 15] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// The Kafka pipeline: timing, lag, queues, deliveries, commits, rebalances.
+struct PipelineFamilies {
+    processing: Histogram,
+    publish_lag: Histogram,
+    consumer_lag: IntGaugeVec,
+    producer_queue: IntGauge,
+    delivery_errors: IntCounterVec,
+    in_flight: IntGauge,
+    commits: IntCounterVec,
+    rebalances: IntCounterVec,
+}
+
+fn pipeline_families(r: &Registry) -> PipelineFamilies {
+    PipelineFamilies {
+        processing: histogram(
+            r,
+            "fairgate_processing_duration_seconds",
+            "Time to judge one decision (parse, consent, exposure, strip, serialise).",
+            PROCESSING_BUCKETS.to_vec(),
+        ),
+        publish_lag: histogram(
+            r,
+            "fairgate_decision_publish_lag_seconds",
+            "From the decision's own ts to the broker's acknowledgement of its published record.",
+            PUBLISH_LAG_BUCKETS.to_vec(),
+        ),
+        consumer_lag: gauge(
+            r,
+            "fairgate_consumer_lag_messages",
+            "Messages between the consumer's position and the end of each input partition.",
+            &["topic", "partition"],
+        ),
+        producer_queue: single(
+            r,
+            IntGauge::new,
+            "fairgate_producer_queue_messages",
+            "Messages waiting in the producer queue (not yet acknowledged by the broker).",
+        ),
+        delivery_errors: counter(
+            r,
+            "fairgate_delivery_errors_total",
+            "Failed deliveries to a topic, by topic role (output, blocked, dead_letter, alerts) and action (retried, fatal).",
+            &["topic", "action"],
+        ),
+        in_flight: single(
+            r,
+            IntGauge::new,
+            "fairgate_in_flight_messages",
+            "Input records consumed whose offsets are not yet committed (bounded by pipeline.max_in_flight).",
+        ),
+        commits: counter(
+            r,
+            "fairgate_offset_commits_total",
+            "Offset commits, by result (ok, error).",
+            &["result"],
+        ),
+        rebalances: counter(
+            r,
+            "fairgate_rebalances_total",
+            "Consumer group rebalances, by kind (assign, revoke, error).",
+            &["kind"],
+        ),
+    }
+}
+
+/// The process: policy, alerts, readiness, consent cache, start time.
+struct ProcessFamilies {
+    policy_reloads: IntCounterVec,
+    policy_info: IntGaugeVec,
+    alerts: IntCounterVec,
+    ready: IntGauge,
+    consent_cache_entries: IntGauge,
+    start_time: Gauge,
+}
+
+fn process_families(r: &Registry) -> ProcessFamilies {
+    ProcessFamilies {
+        policy_reloads: counter(
+            r,
+            "fairgate_policy_reloads_total",
+            "Policy reload attempts, by result (applied, rejected).",
+            &["result"],
+        ),
+        policy_info: gauge(
+            r,
+            "fairgate_policy_info",
+            "The live policy (value 1), labelled with its version and mode.",
+            &["version", "mode"],
+        ),
+        alerts: counter(
+            r,
+            "fairgate_alerts_total",
+            "Alert events, by sink (topic, webhook) and result (sent, failed, dropped).",
+            &["sink", "result"],
+        ),
+        ready: single(
+            r,
+            IntGauge::new,
+            "fairgate_ready",
+            "1 when the consumer holds its assignment and the producer is healthy.",
+        ),
+        consent_cache_entries: single(
+            r,
+            IntGauge::new,
+            "fairgate_consent_cache_entries",
+            "Decoded consent strings held in the bounded cache.",
+        ),
+        start_time: single(
+            r,
+            Gauge::new,
+            "fairgate_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+        ),
+    }
 }
 
 impl Metrics {
     /// Create and register every family on `registry`.
     pub fn new(registry: Registry, campaign_series_cap: usize) -> Metrics {
-        let r = &registry;
-        let decisions = counter(
-            r,
-            "fairgate_decisions_total",
-            "Decisions handled, by route (output, blocked, dead_letter) and reason.",
-            &["route", "reason"],
-        );
-        let consent_signals = counter(
-            r,
-            "fairgate_consent_signals_total",
-            "Consent signals evaluated, by signal (tcf, usp, gpp, gpc, coppa) and result (allowed, denied, invalid).",
-            &["signal", "result"],
-        );
-        let consent_outcomes = counter(
-            r,
-            "fairgate_consent_outcomes_total",
-            "Consent results, by outcome (personalised, contextual, withheld) and reason code.",
-            &["outcome", "reason"],
-        );
-        let pointers_removed = counter(
-            r,
-            "fairgate_pointers_removed_total",
-            "Fields removed or coarsened, by category (always, personal, coarsened, uncoarsenable, segment).",
-            &["category"],
-        );
-        let window_decisions = counter(
-            r,
-            "fairgate_window_decisions_total",
-            "Decisions by where their ts fell: counted in the window, late (older than the window) or early (ahead of the clock).",
-            &["timing"],
-        );
-        let campaigns = gauge(
-            r,
-            "fairgate_campaigns",
-            "Campaigns tracked, by effective state (ok, flagged, blocked).",
-            &["state"],
-        );
-        let transitions = counter(
-            r,
-            "fairgate_campaign_transitions_total",
-            "Campaign state changes (kind=transition) and manual overrides (kind=override), by old and new state.",
-            &["kind", "from", "to"],
-        );
-        let campaign_skew = GaugeVec::new(
-            Opts::new(
-                "fairgate_campaign_skew_ratio",
-                "Skew measure behind a flagged or blocked campaign (selection-rate ratio or share distance); only non-ok campaigns, capped by config.",
-            ),
-            &["campaign", "state", "dimension", "measure"],
-        )
-        .expect("valid");
-        r.register(Box::new(campaign_skew.clone())).expect("once");
-        let processing = histogram(
-            r,
-            "fairgate_processing_duration_seconds",
-            "Time to judge one decision (parse, consent, exposure, strip, serialise).",
-            vec![
-                0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5,
-                0.001, 0.005, 0.01,
-            ],
-        );
-        let publish_lag = histogram(
-            r,
-            "fairgate_decision_publish_lag_seconds",
-            "From the decision's own ts to the broker's acknowledgement of its published record.",
-            vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                300.0,
-            ],
-        );
-        let consumer_lag = gauge(
-            r,
-            "fairgate_consumer_lag_messages",
-            "Messages between the consumer's position and the end of each input partition.",
-            &["topic", "partition"],
-        );
-        let producer_queue = IntGauge::new(
-            "fairgate_producer_queue_messages",
-            "Messages waiting in the producer queue (not yet acknowledged by the broker).",
-        )
-        .expect("valid");
-        r.register(Box::new(producer_queue.clone())).expect("once");
-        let delivery_errors = counter(
-            r,
-            "fairgate_delivery_errors_total",
-            "Failed deliveries to a topic, by topic role (output, blocked, dead_letter, alerts) and action (retried, fatal).",
-            &["topic", "action"],
-        );
-        let in_flight = IntGauge::new(
-            "fairgate_in_flight_messages",
-            "Input records consumed whose offsets are not yet committed (bounded by pipeline.max_in_flight).",
-        )
-        .expect("valid");
-        r.register(Box::new(in_flight.clone())).expect("once");
-        let dead_letters = counter(
-            r,
-            "fairgate_dead_letters_total",
-            "Records sent to the dead-letter topic, by error kind.",
-            &["kind"],
-        );
-        let policy_reloads = counter(
-            r,
-            "fairgate_policy_reloads_total",
-            "Policy reload attempts, by result (applied, rejected).",
-            &["result"],
-        );
-        let policy_info = gauge(
-            r,
-            "fairgate_policy_info",
-            "The live policy (value 1), labelled with its version and mode.",
-            &["version", "mode"],
-        );
-        let alerts = counter(
-            r,
-            "fairgate_alerts_total",
-            "Alert events, by sink (topic, webhook) and result (sent, failed, dropped).",
-            &["sink", "result"],
-        );
-        let commits = counter(
-            r,
-            "fairgate_offset_commits_total",
-            "Offset commits, by result (ok, error).",
-            &["result"],
-        );
-        let ready = IntGauge::new(
-            "fairgate_ready",
-            "1 when the consumer holds its assignment and the producer is healthy.",
-        )
-        .expect("valid");
-        r.register(Box::new(ready.clone())).expect("once");
-        let rebalances = counter(
-            r,
-            "fairgate_rebalances_total",
-            "Consumer group rebalances, by kind (assign, revoke, error).",
-            &["kind"],
-        );
-        let consent_cache_entries = IntGauge::new(
-            "fairgate_consent_cache_entries",
-            "Decoded consent strings held in the bounded cache.",
-        )
-        .expect("valid");
-        r.register(Box::new(consent_cache_entries.clone()))
-            .expect("once");
-        let campaigns_evicted = IntCounter::new(
-            "fairgate_campaigns_evicted_total",
-            "Idle campaigns forgotten (state ok, no decision for idle_evict_secs).",
-        )
-        .expect("valid");
-        r.register(Box::new(campaigns_evicted.clone()))
-            .expect("once");
-        let start_time = Gauge::new(
-            "fairgate_start_time_seconds",
-            "Start time of the process since the Unix epoch, in seconds.",
-        )
-        .expect("valid");
-        r.register(Box::new(start_time.clone())).expect("once");
-        // Known label sets exist from the start, so rate() and increase()
-        // see the first event and dashboards show zeros, not gaps.
+        let d = decision_families(&registry);
+        let c = campaign_families(&registry);
+        let p = pipeline_families(&registry);
+        let s = process_families(&registry);
+        let m = Metrics {
+            registry,
+            decisions: d.decisions,
+            consent_signals: d.consent_signals,
+            consent_outcomes: d.consent_outcomes,
+            pointers_removed: d.pointers_removed,
+            window_decisions: d.window_decisions,
+            campaigns: c.campaigns,
+            transitions: c.transitions,
+            campaign_skew: c.campaign_skew,
+            processing: p.processing,
+            publish_lag: p.publish_lag,
+            consumer_lag: p.consumer_lag,
+            producer_queue: p.producer_queue,
+            delivery_errors: p.delivery_errors,
+            in_flight: p.in_flight,
+            dead_letters: d.dead_letters,
+            policy_reloads: s.policy_reloads,
+            policy_info: s.policy_info,
+            alerts: s.alerts,
+            commits: p.commits,
+            ready: s.ready,
+            rebalances: p.rebalances,
+            consent_cache_entries: s.consent_cache_entries,
+            campaigns_evicted: c.campaigns_evicted,
+            start_time: s.start_time,
+            campaign_series_cap,
+        };
+        m.create_known_label_sets();
+        m
+    }
+
+    /// Known label sets exist from the start, so rate() and increase() see
+    /// the first event and dashboards show zeros, not gaps.
+    fn create_known_label_sets(&self) {
         for s in State::ALL {
-            campaigns.with_label_values(&[s.as_str()]).set(0);
+            self.campaigns.with_label_values(&[s.as_str()]).set(0);
         }
         for r in ["applied", "rejected"] {
-            policy_reloads.with_label_values(&[r]);
+            self.policy_reloads.with_label_values(&[r]);
         }
         for t in ["output", "blocked", "dead_letter", "alerts"] {
             for a in ["retried", "fatal"] {
-                delivery_errors.with_label_values(&[t, a]);
+                self.delivery_errors.with_label_values(&[t, a]);
             }
         }
         for r in ["ok", "error"] {
-            commits.with_label_values(&[r]);
+            self.commits.with_label_values(&[r]);
         }
         for k in ["assign", "revoke", "error"] {
-            rebalances.with_label_values(&[k]);
+            self.rebalances.with_label_values(&[k]);
         }
         for t in ["counted", "late", "early"] {
-            window_decisions.with_label_values(&[t]);
+            self.window_decisions.with_label_values(&[t]);
         }
         for (sink, result) in [
             ("topic", "sent"),
@@ -279,35 +391,7 @@ impl Metrics {
             ("webhook", "failed"),
             ("webhook", "dropped"),
         ] {
-            alerts.with_label_values(&[sink, result]);
-        }
-        Metrics {
-            registry,
-            decisions,
-            consent_signals,
-            consent_outcomes,
-            pointers_removed,
-            window_decisions,
-            campaigns,
-            transitions,
-            campaign_skew,
-            processing,
-            publish_lag,
-            consumer_lag,
-            producer_queue,
-            delivery_errors,
-            in_flight,
-            dead_letters,
-            policy_reloads,
-            policy_info,
-            alerts,
-            commits,
-            ready,
-            rebalances,
-            consent_cache_entries,
-            campaigns_evicted,
-            start_time,
-            campaign_series_cap,
+            self.alerts.with_label_values(&[sink, result]);
         }
     }
 

@@ -343,6 +343,154 @@ pub fn normalise(v: Value) -> Result<Value, Reject> {
     })
 }
 
+/// `id`: a non-empty string, required.
+fn read_id(id: Option<&Value>) -> Result<String, Reject> {
+    match id {
+        None => Err(Reject::Missing("id")),
+        Some(v) => match v.as_str() {
+            Some("") => Err(Reject::Invalid {
+                field: "id",
+                why: "must not be empty",
+            }),
+            Some(s) => Ok(s.to_string()),
+            None => Err(Reject::WrongType {
+                field: "id",
+                expected: "a string",
+                found: type_name(v),
+            }),
+        },
+    }
+}
+
+/// `ts`: epoch milliseconds, a non-negative integer, required.
+fn read_ts(ts: Option<&Value>) -> Result<i64, Reject> {
+    match ts {
+        None => Err(Reject::Missing("ts")),
+        Some(v) => match v.is_number().then(|| as_i64(v)).flatten() {
+            Some(t) if t >= 0 => Ok(t),
+            Some(_) => Err(Reject::Invalid {
+                field: "ts",
+                why: "must be epoch milliseconds, not negative",
+            }),
+            None => Err(Reject::WrongType {
+                field: "ts",
+                expected: "an integer (epoch milliseconds)",
+                found: type_name(v),
+            }),
+        },
+    }
+}
+
+/// `campaign`: an object with a non-empty `id` of at most 256 bytes
+/// (required) and an optional string `category`.
+fn read_campaign(campaign: Option<&Value>) -> Result<(String, Option<String>), Reject> {
+    let campaign = match campaign {
+        None => return Err(Reject::Missing("campaign.id")),
+        Some(v) => v.as_object().ok_or_else(|| Reject::WrongType {
+            field: "campaign",
+            expected: "an object",
+            found: type_name(v),
+        })?,
+    };
+    let [campaign_id, category] = fields(campaign, ["id", "category"]);
+    let campaign_id = match string(campaign_id, "campaign.id")? {
+        None => return Err(Reject::Missing("campaign.id")),
+        Some("") => {
+            return Err(Reject::Invalid {
+                field: "campaign.id",
+                why: "must not be empty",
+            });
+        }
+        Some(s) if s.len() > 256 => {
+            return Err(Reject::Invalid {
+                field: "campaign.id",
+                why: "longer than 256 bytes",
+            });
+        }
+        Some(s) => s.to_string(),
+    };
+    let category = string(category, "campaign.category")?.map(str::to_string);
+    Ok((campaign_id, category))
+}
+
+/// `selected`: a boolean, true when absent.
+fn read_selected(selected: Option<&Value>) -> Result<bool, Reject> {
+    match selected {
+        None => Ok(true),
+        Some(v) => v.as_bool().ok_or_else(|| Reject::WrongType {
+            field: "selected",
+            expected: "a boolean",
+            found: type_name(v),
+        }),
+    }
+}
+
+/// `user`: an optional object whose `consent`, if any, is a string (read
+/// later, borrowed, by [`Decision::consent_inputs`]).
+fn read_user(user: Option<&Value>) -> Result<(), Reject> {
+    let user = object(user, "user")?;
+    string(user.and_then(|u| get(u, "consent")), "user.consent")?;
+    Ok(())
+}
+
+/// The `regs` fields a decision keeps; `us_privacy` and `gpp` are only
+/// type-checked here and read later, borrowed.
+struct Regs {
+    gdpr: Option<bool>,
+    coppa: bool,
+    gpc: bool,
+    gpp_sid: Vec<i64>,
+}
+
+/// `regs`: an optional object of flags, consent strings and GPP section ids.
+fn read_regs(regs: Option<&Value>) -> Result<Regs, Reject> {
+    let regs = object(regs, "regs")?;
+    let [gdpr, coppa, gpc, usp, gpp, gpp_sid] = match regs {
+        Some(r) => fields(r, ["gdpr", "coppa", "gpc", "us_privacy", "gpp", "gpp_sid"]),
+        None => [None; 6],
+    };
+    let gdpr = flag(gdpr, "regs.gdpr")?;
+    let coppa = flag(coppa, "regs.coppa")?.unwrap_or(false);
+    let gpc = flag(gpc, "regs.gpc")?.unwrap_or(false);
+    string(usp, "regs.us_privacy")?;
+    string(gpp, "regs.gpp")?;
+    let gpp_sid = read_gpp_sid(gpp_sid)?;
+    Ok(Regs {
+        gdpr,
+        coppa,
+        gpc,
+        gpp_sid,
+    })
+}
+
+/// `regs.gpp_sid`: an array of integers, empty when absent.
+fn read_gpp_sid(gpp_sid: Option<&Value>) -> Result<Vec<i64>, Reject> {
+    let Some(v) = gpp_sid else {
+        return Ok(Vec::new());
+    };
+    let Some(a) = v.as_array() else {
+        return Err(Reject::WrongType {
+            field: "regs.gpp_sid",
+            expected: "an array of integers",
+            found: type_name(v),
+        });
+    };
+    let mut out = Vec::with_capacity(a.len());
+    for x in a.iter() {
+        match as_i64(x) {
+            Some(i) => out.push(i),
+            None => {
+                return Err(Reject::WrongType {
+                    field: "regs.gpp_sid",
+                    expected: "an array of integers",
+                    found: "an array with a non-integer",
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl Decision {
     /// Parse and validate one record.
     pub fn parse(bytes: &[u8]) -> Result<Decision, Reject> {
@@ -360,6 +508,9 @@ impl Decision {
     }
 
     /// Validate an already parsed value (repeated keys are normalised first).
+    ///
+    /// Fields are checked in a fixed order — id, ts, campaign, selected,
+    /// user, regs, device — and the first problem found is the rejection.
     pub fn from_value(value: Value) -> Result<Decision, Reject> {
         let value = normalise(value)?;
         let Some(root) = value.as_object() else {
@@ -369,128 +520,12 @@ impl Decision {
             root,
             ["id", "ts", "campaign", "selected", "user", "regs", "device"],
         );
-        let id = match id {
-            None => return Err(Reject::Missing("id")),
-            Some(v) => match v.as_str() {
-                Some("") => {
-                    return Err(Reject::Invalid {
-                        field: "id",
-                        why: "must not be empty",
-                    });
-                }
-                Some(s) => s.to_string(),
-                None => {
-                    return Err(Reject::WrongType {
-                        field: "id",
-                        expected: "a string",
-                        found: type_name(v),
-                    });
-                }
-            },
-        };
-        let ts = match ts {
-            None => return Err(Reject::Missing("ts")),
-            Some(v) => match v.is_number().then(|| as_i64(v)).flatten() {
-                Some(t) if t >= 0 => t,
-                Some(_) => {
-                    return Err(Reject::Invalid {
-                        field: "ts",
-                        why: "must be epoch milliseconds, not negative",
-                    });
-                }
-                None => {
-                    return Err(Reject::WrongType {
-                        field: "ts",
-                        expected: "an integer (epoch milliseconds)",
-                        found: type_name(v),
-                    });
-                }
-            },
-        };
-        let campaign = match campaign {
-            None => return Err(Reject::Missing("campaign.id")),
-            Some(v) => match v.as_object() {
-                Some(o) => o,
-                None => {
-                    return Err(Reject::WrongType {
-                        field: "campaign",
-                        expected: "an object",
-                        found: type_name(v),
-                    });
-                }
-            },
-        };
-        let [campaign_id, category] = fields(campaign, ["id", "category"]);
-        let campaign_id = match string(campaign_id, "campaign.id")? {
-            None => return Err(Reject::Missing("campaign.id")),
-            Some("") => {
-                return Err(Reject::Invalid {
-                    field: "campaign.id",
-                    why: "must not be empty",
-                });
-            }
-            Some(s) if s.len() > 256 => {
-                return Err(Reject::Invalid {
-                    field: "campaign.id",
-                    why: "longer than 256 bytes",
-                });
-            }
-            Some(s) => s.to_string(),
-        };
-        let category = string(category, "campaign.category")?.map(str::to_string);
-        let selected = match selected {
-            None => true,
-            Some(v) => match v.as_bool() {
-                Some(b) => b,
-                None => {
-                    return Err(Reject::WrongType {
-                        field: "selected",
-                        expected: "a boolean",
-                        found: type_name(v),
-                    });
-                }
-            },
-        };
-        let user = object(user, "user")?;
-        string(user.and_then(|u| get(u, "consent")), "user.consent")?;
-        let regs = object(regs, "regs")?;
-        let [gdpr, coppa, gpc, usp, gpp, gpp_sid] = match regs {
-            Some(r) => fields(r, ["gdpr", "coppa", "gpc", "us_privacy", "gpp", "gpp_sid"]),
-            None => [None; 6],
-        };
-        let gdpr = flag(gdpr, "regs.gdpr")?;
-        let coppa = flag(coppa, "regs.coppa")?.unwrap_or(false);
-        let gpc = flag(gpc, "regs.gpc")?.unwrap_or(false);
-        string(usp, "regs.us_privacy")?;
-        string(gpp, "regs.gpp")?;
-        let gpp_sid = match gpp_sid {
-            None => Vec::new(),
-            Some(v) => match v.as_array() {
-                Some(a) => {
-                    let mut out = Vec::with_capacity(a.len());
-                    for x in a.iter() {
-                        match as_i64(x) {
-                            Some(i) => out.push(i),
-                            None => {
-                                return Err(Reject::WrongType {
-                                    field: "regs.gpp_sid",
-                                    expected: "an array of integers",
-                                    found: "an array with a non-integer",
-                                });
-                            }
-                        }
-                    }
-                    out
-                }
-                None => {
-                    return Err(Reject::WrongType {
-                        field: "regs.gpp_sid",
-                        expected: "an array of integers",
-                        found: type_name(v),
-                    });
-                }
-            },
-        };
+        let id = read_id(id)?;
+        let ts = read_ts(ts)?;
+        let (campaign_id, category) = read_campaign(campaign)?;
+        let selected = read_selected(selected)?;
+        read_user(user)?;
+        let regs = read_regs(regs)?;
         object(device, "device")?;
         Ok(Decision {
             value,
@@ -499,10 +534,10 @@ impl Decision {
             campaign_id,
             category,
             selected,
-            gdpr,
-            coppa,
-            gpc,
-            gpp_sid,
+            gdpr: regs.gdpr,
+            coppa: regs.coppa,
+            gpc: regs.gpc,
+            gpp_sid: regs.gpp_sid,
         })
     }
 

@@ -19,11 +19,11 @@ use sonic_rs::JsonValueTrait;
 use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
 use crate::core::decision::{self, Decision, lookup};
 use crate::core::edit::Node;
-use crate::core::strip;
+use crate::core::strip::{self, Stripped};
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
 use crate::fairness::campaign::{OverrideAction, State};
-use crate::fairness::tracker::{CampaignReport, OverrideError, Timing, Tracker};
+use crate::fairness::tracker::{CampaignReport, OverrideError, Recorded, Timing, Tracker};
 use crate::policy::{BandTransform, Category, CompiledPolicy, MAX_TOTAL_GROUPS};
 
 /// Header names on published records.
@@ -263,6 +263,9 @@ impl Guard {
     }
 
     /// Judge one input record. Never panics on input; never loses it.
+    ///
+    /// The pipeline order: parse and validate (or dead-letter), consent,
+    /// count and re-judge the campaign, strip, route, headers, serialize.
     pub fn judge(&self, key: Option<&[u8]>, bytes: &[u8], now: Now) -> Judgement {
         let live = self.live.load();
         let policy = &live.policy;
@@ -270,21 +273,47 @@ impl Guard {
             Ok(d) => d,
             Err(e) => return self.dead_letter(&live, key, bytes, e),
         };
-        let now_ms = match now {
-            Now::At(ms) => ms,
-            Now::EventTime => {
-                let prev = self
-                    .event_time
-                    .fetch_max(d.ts, std::sync::atomic::Ordering::Relaxed);
-                prev.max(d.ts)
-            }
-        };
+        let now_ms = self.now_ms(now, d.ts);
         let verdict = live.consent.evaluate(&d.consent_inputs());
+        let rec = self.record(policy, &d, now_ms);
 
+        // Stripping edits a copy-on-write view; untouched parts are written
+        // straight from the parsed document.
+        let mut edited = Node::Doc(&d.value);
+        let stripped = strip::strip(policy, &mut edited, &verdict);
+        let (route, reason) = route_of(&verdict, rec.state);
+        let headers = published_headers(&live, &d, &verdict, &rec, &stripped, route, reason);
+        let mut payload = Vec::with_capacity(bytes.len());
+        edited.write(&mut payload);
+        let facts = Facts {
+            reason,
+            consent: Some(verdict),
+            removed_always: stripped.always.len(),
+            removed_personal: stripped.personal.len(),
+            coarsened: stripped.coarsened.len(),
+            uncoarsenable: stripped.uncoarsenable.len(),
+            segments: stripped.segments,
+            timing: Some(rec.timing),
+            state: Some(rec.state),
+            ts_ms: Some(d.ts),
+            policy_version: live.version.clone(),
+        };
+        Judgement {
+            route,
+            key: Some(d.campaign_id.into_bytes()),
+            headers,
+            payload,
+            alert: rec.alert,
+            facts,
+        }
+    }
+
+    /// Count the decision in its campaign's window and re-judge the campaign.
+    fn record(&self, policy: &CompiledPolicy, d: &Decision, now_ms: i64) -> Recorded {
         let mut groups = [0usize; MAX_TOTAL_GROUPS];
-        let n = Self::groups(policy, &d, &mut groups);
+        let n = Self::groups(policy, d, &mut groups);
         let category = Category::of_campaign(d.category.as_deref());
-        let rec = self.tracker.record(
+        self.tracker.record(
             policy,
             &d.campaign_id,
             category,
@@ -292,69 +321,20 @@ impl Guard {
             &groups[..n],
             d.selected,
             now_ms,
-        );
+        )
+    }
 
-        // Stripping edits a copy-on-write view; untouched parts are written
-        // straight from the parsed document.
-        let mut edited = Node::Doc(&d.value);
-        let stripped = strip::strip(policy, &mut edited, &verdict);
-        let (route, reason) = if verdict.outcome == Outcome::Withheld {
-            (Route::Blocked, "consent_withheld")
-        } else if rec.state == State::Blocked {
-            (Route::Blocked, "campaign_blocked")
-        } else {
-            (Route::Output, verdict.reason.as_str())
-        };
-
-        let mut h: Vec<(&'static str, String)> = Vec::with_capacity(10);
-        h.push((headers::DECISION_ID, d.id.clone()));
-        h.push((headers::POLICY_VERSION, live.version.to_string()));
-        h.push((headers::CONSENT, verdict.outcome.as_str().to_string()));
-        h.push((headers::CONSENT_REASON, verdict.reason.as_str().to_string()));
-        h.push((headers::CAMPAIGN_STATE, rec.state.as_str().to_string()));
-        let removed = stripped.removed_header();
-        if !removed.is_empty() {
-            h.push((headers::REMOVED, removed));
-        }
-        if !stripped.coarsened.is_empty() {
-            h.push((headers::COARSENED, stripped.coarsened.join(",")));
-        }
-        if stripped.segments > 0 {
-            h.push((headers::SEGMENTS_REMOVED, stripped.segments.to_string()));
-        }
-        if rec.state != State::Ok {
-            h.push((
-                headers::FLAG,
-                flag_value(policy, rec.finding.as_ref(), rec.acknowledged),
-            ));
-        }
-        if route == Route::Blocked {
-            h.push((headers::REASON, reason.to_string()));
-        }
-        if rec.timing != Timing::Counted {
-            h.push((headers::TIMING, rec.timing.as_str().to_string()));
-        }
-        let mut payload = Vec::with_capacity(bytes.len());
-        edited.write(&mut payload);
-        Judgement {
-            route,
-            key: Some(d.campaign_id.into_bytes()),
-            headers: h,
-            payload,
-            alert: rec.alert,
-            facts: Facts {
-                reason,
-                consent: Some(verdict),
-                removed_always: stripped.always.len(),
-                removed_personal: stripped.personal.len(),
-                coarsened: stripped.coarsened.len(),
-                uncoarsenable: stripped.uncoarsenable.len(),
-                segments: stripped.segments,
-                timing: Some(rec.timing),
-                state: Some(rec.state),
-                ts_ms: Some(d.ts),
-                policy_version: live.version.clone(),
-            },
+    /// The current time for one call: the caller's, or with event time the
+    /// latest decision `ts` seen (this one included).
+    fn now_ms(&self, now: Now, ts: i64) -> i64 {
+        match now {
+            Now::At(ms) => ms,
+            Now::EventTime => {
+                let prev = self
+                    .event_time
+                    .fetch_max(ts, std::sync::atomic::Ordering::Relaxed);
+                prev.max(ts)
+            }
         }
     }
 
@@ -380,6 +360,57 @@ impl Guard {
         self.tracker
             .apply_override(&self.live.load().policy, id, action, by, reason, now_ms)
     }
+}
+
+/// Where a judged decision goes, and the reason given for it: withheld
+/// consent first, then a blocked campaign, else the output.
+fn route_of(verdict: &Verdict, state: State) -> (Route, &'static str) {
+    if verdict.outcome == Outcome::Withheld {
+        (Route::Blocked, "consent_withheld")
+    } else if state == State::Blocked {
+        (Route::Blocked, "campaign_blocked")
+    } else {
+        (Route::Output, verdict.reason.as_str())
+    }
+}
+
+/// The headers of a judged (not dead-lettered) record, in publishing order.
+fn published_headers(
+    live: &Live,
+    d: &Decision,
+    verdict: &Verdict,
+    rec: &Recorded,
+    stripped: &Stripped<'_>,
+    route: Route,
+    reason: &'static str,
+) -> Vec<(&'static str, String)> {
+    let mut h: Vec<(&'static str, String)> = Vec::with_capacity(10);
+    h.push((headers::DECISION_ID, d.id.clone()));
+    h.push((headers::POLICY_VERSION, live.version.to_string()));
+    h.push((headers::CONSENT, verdict.outcome.as_str().to_string()));
+    h.push((headers::CONSENT_REASON, verdict.reason.as_str().to_string()));
+    h.push((headers::CAMPAIGN_STATE, rec.state.as_str().to_string()));
+    let removed = stripped.removed_header();
+    if !removed.is_empty() {
+        h.push((headers::REMOVED, removed));
+    }
+    if !stripped.coarsened.is_empty() {
+        h.push((headers::COARSENED, stripped.coarsened.join(",")));
+    }
+    if stripped.segments > 0 {
+        h.push((headers::SEGMENTS_REMOVED, stripped.segments.to_string()));
+    }
+    if rec.state != State::Ok {
+        let flag = flag_value(&live.policy, rec.finding.as_ref(), rec.acknowledged);
+        h.push((headers::FLAG, flag));
+    }
+    if route == Route::Blocked {
+        h.push((headers::REASON, reason.to_string()));
+    }
+    if rec.timing != Timing::Counted {
+        h.push((headers::TIMING, rec.timing.as_str().to_string()));
+    }
+    h
 }
 
 /// Calendar year of an epoch-ms timestamp (UTC), for age bands.

@@ -8,12 +8,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
+use dashmap::mapref::one::RefMut;
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::fairness::alert::{self, AlertEvent, AlertKind, Context, OverrideInfo, WindowInfo};
 use crate::fairness::assess::{self, Assessment, DimensionNumbers, Finding, Level};
-use crate::fairness::campaign::{Cause, OverrideAction, OverrideRecord, State, StateMachine};
+use crate::fairness::campaign::{
+    Cause, OverrideAction, OverrideRecord, State, StateMachine, Transition,
+};
 use crate::fairness::exposure::{Placement, Window};
 use crate::fairness::measures::Counts;
 use crate::policy::{Category, CompiledPolicy, MAX_TOTAL_GROUPS};
@@ -69,6 +72,130 @@ struct Campaign {
 /// tracker's cost. A transition is at most this many decisions late.
 const ASSESS_EVERY: u32 = 8;
 
+impl Campaign {
+    /// A campaign first seen at `seen_ms`, with an empty window and state ok
+    /// since `now_ms`, judged at its first decision.
+    fn new(policy: &CompiledPolicy, category: Category, seen_ms: i64, now_ms: i64) -> Campaign {
+        Campaign {
+            window: Window::new(policy.buckets, policy.total_groups),
+            machine: StateMachine::new(now_ms),
+            category,
+            first_seen_ms: seen_ms,
+            last_seen_ms: seen_ms,
+            unassessed: ASSESS_EVERY,
+        }
+    }
+
+    /// The campaign step of [`Tracker::record`]: count the decision in the
+    /// campaign's window, moved up to the platform's `head`.
+    fn count(&mut self, d: &Seen<'_>, timing: Timing, head: Option<i64>) {
+        self.category = d.category;
+        if timing != Timing::Early {
+            self.last_seen_ms = self.last_seen_ms.max(d.ts_ms);
+        }
+        if let Some(h) = head {
+            self.window.advance(h);
+        }
+        if timing == Timing::Counted {
+            self.window.add(d.bucket, d.groups, d.selected);
+        }
+    }
+
+    /// The assessment step of [`Tracker::record`]: every [`ASSESS_EVERY`]
+    /// decisions, judge the campaign against the platform and step its state
+    /// machine (with an alert on a transition); in between, report the state
+    /// as it stands.
+    fn judge(&mut self, d: &Seen<'_>, timing: Timing, platform: &[Counts]) -> Recorded {
+        self.unassessed += 1;
+        if self.unassessed < ASSESS_EVERY {
+            let state = self.machine.effective();
+            let finding = self.machine.last_assessment.and_then(|a| a.finding);
+            return Recorded {
+                state,
+                timing,
+                finding: if state == State::Ok { None } else { finding },
+                acknowledged: self.machine.acknowledged.is_some(),
+                alert: None,
+            };
+        }
+        self.unassessed = 0;
+        let (policy, campaign) = (d.policy, d.campaign);
+        let limits = policy.limits_for(d.category);
+        let a = assess::assess(policy, limits, campaign, self.window.totals(), platform);
+        let before = self.machine.effective();
+        let alert = self
+            .machine
+            .step(&a, limits, policy.mode, d.now_ms)
+            .map(|t| self.transition_alert(d, &a, platform, before, t));
+        let state = self.machine.effective();
+        Recorded {
+            state,
+            timing,
+            finding: if state == State::Ok { None } else { a.finding },
+            acknowledged: self.machine.acknowledged.is_some(),
+            alert,
+        }
+    }
+
+    /// The alert for a transition of the state machine, just stepped from `before`.
+    fn transition_alert(
+        &self,
+        d: &Seen<'_>,
+        a: &Assessment,
+        platform: &[Counts],
+        before: State,
+        t: Transition,
+    ) -> AlertEvent {
+        let (policy, campaign, category) = (d.policy, d.campaign, d.category);
+        let numbers = assess::detail(policy, campaign, self.window.totals(), platform);
+        let ctx = context(policy, campaign, category, a.finding.as_ref(), &numbers);
+        let message = alert::transition_message(&ctx, t.from, t.to, t.cause);
+        alert_event(
+            policy,
+            campaign,
+            category,
+            a.finding,
+            numbers,
+            self.window.head(),
+            d.now_ms,
+            AlertParts {
+                kind: AlertKind::Transition,
+                old_state: before,
+                new_state: self.machine.effective(),
+                measured_state: self.machine.state,
+                cause: Some(t.cause),
+                since_ms: t.prev_since_ms,
+                override_: None,
+                message,
+            },
+        )
+    }
+}
+
+/// One decision as [`Tracker::record`] passes it through its steps.
+struct Seen<'a> {
+    policy: &'a CompiledPolicy,
+    campaign: &'a str,
+    category: Category,
+    ts_ms: i64,
+    /// `ts_ms`'s bucket.
+    bucket: i64,
+    groups: &'a [usize],
+    selected: bool,
+    now_ms: i64,
+}
+
+/// What the platform step of [`Tracker::record`] hands on, the mutex released.
+struct PlatformSeen {
+    timing: Timing,
+    /// The platform window's newest bucket.
+    head: Option<i64>,
+    /// The platform window's totals (the first `total_groups` are used).
+    totals: [Counts; MAX_TOTAL_GROUPS],
+    /// A newer head than any swept before: sweep idle campaigns up to it.
+    sweep: Option<i64>,
+}
+
 #[derive(Debug)]
 struct Platform {
     window: Window,
@@ -84,6 +211,22 @@ pub struct TrackerCounters {
 }
 
 /// All campaigns' windows and states.
+///
+/// Lock order. There are two kinds of lock, neither re-entrant: the platform
+/// mutex (`platform`) and the shard locks of the `campaigns` `DashMap` (one
+/// `RwLock` per shard: `get`, `get_mut` and `entry` take one shard's and hold
+/// it in the `Ref`/`RefMut` they return; `iter` and `iter_mut` take one shard's
+/// at a time; `len` and `retain` take every shard's in turn).
+///
+/// - The platform mutex may be held while shard locks are taken
+///   (`reset_windows` does), never the other way round: nothing takes the
+///   platform mutex while it holds a campaign entry or iterates `campaigns`.
+/// - A thread holds at most one campaign entry at a time and, while it does,
+///   calls nothing else on `campaigns` — in particular not `sweep` (`len`,
+///   `retain`), which would wait for the entry's own shard, held by the same
+///   thread: a deadlock. `record` drops its entry before it sweeps.
+/// - What runs under either lock (assessment, alert messages) takes no lock
+///   of the tracker's.
 #[derive(Debug)]
 pub struct Tracker {
     campaigns: DashMap<Box<str>, Campaign>,
@@ -171,6 +314,26 @@ fn alert_event(
     }
 }
 
+/// What an alert's message is written from.
+fn context<'a>(
+    policy: &'a CompiledPolicy,
+    campaign: &'a str,
+    category: Category,
+    finding: Option<&'a Finding>,
+    numbers: &'a [DimensionNumbers],
+) -> Context<'a> {
+    Context {
+        campaign,
+        category,
+        finding,
+        numbers,
+        limits: policy.limits_for(category),
+        mode: policy.mode,
+        confidence: policy.confidence,
+        window_secs: policy.window_ms / 1000,
+    }
+}
+
 fn window_info(policy: &CompiledPolicy, head: Option<i64>) -> WindowInfo {
     let end = head.map(|h| (h + 1) * policy.bucket_ms).unwrap_or(0);
     WindowInfo {
@@ -223,132 +386,80 @@ impl Tracker {
         selected: bool,
         now_ms: i64,
     ) -> Recorded {
-        let bucket = ts_ms.div_euclid(policy.bucket_ms);
-        let mut timing = if ts_ms > now_ms.saturating_add(policy.max_future_ms) {
-            Timing::Early
-        } else {
-            Timing::Counted
+        let d = Seen {
+            policy,
+            campaign,
+            category,
+            ts_ms,
+            bucket: ts_ms.div_euclid(policy.bucket_ms),
+            groups,
+            selected,
+            now_ms,
         };
-        let mut platform = [Counts::default(); MAX_TOTAL_GROUPS];
-        let head;
-        let mut sweep = None;
-        {
-            let mut p = self.platform.lock();
-            if timing == Timing::Counted
-                && p.window.add(bucket, groups, selected) == Placement::Late
-            {
-                timing = Timing::Late;
-            }
-            head = p.window.head();
-            let totals = p.window.totals();
-            platform[..totals.len()].copy_from_slice(totals);
-            if let Some(h) = head
-                && h > p.swept_bucket
-            {
-                p.swept_bucket = h;
-                sweep = Some(h);
-            }
-        }
-        match timing {
+        let early = ts_ms > now_ms.saturating_add(policy.max_future_ms);
+        let p = self.count_in_platform(&d, early);
+        match p.timing {
             Timing::Late => self.counters.late.fetch_add(1, Ordering::Relaxed),
             Timing::Early => self.counters.early.fetch_add(1, Ordering::Relaxed),
             Timing::Counted => 0,
         };
-        let platform = &platform[..policy.total_groups];
-
-        let mut entry = match self.campaigns.get_mut(campaign) {
-            Some(e) => e,
-            None => self
-                .campaigns
-                .entry(campaign.into())
-                .or_insert_with(|| Campaign {
-                    window: Window::new(policy.buckets, policy.total_groups),
-                    machine: StateMachine::new(now_ms),
-                    category,
-                    first_seen_ms: ts_ms,
-                    last_seen_ms: ts_ms,
-                    unassessed: ASSESS_EVERY,
-                }),
-        };
-        let c = &mut *entry;
-        c.category = category;
-        if timing != Timing::Early {
-            c.last_seen_ms = c.last_seen_ms.max(ts_ms);
-        }
-        if let Some(h) = head {
-            c.window.advance(h);
-        }
-        if timing == Timing::Counted {
-            c.window.add(bucket, groups, selected);
-        }
-        let limits = policy.limits_for(category);
-        c.unassessed += 1;
-        if c.unassessed < ASSESS_EVERY {
-            let state = c.machine.effective();
-            let finding = c.machine.last_assessment.and_then(|a| a.finding);
-            let rec = Recorded {
-                state,
-                timing,
-                finding: if state == State::Ok { None } else { finding },
-                acknowledged: c.machine.acknowledged.is_some(),
-                alert: None,
-            };
-            drop(entry);
-            if let Some(h) = sweep {
-                self.sweep(policy, h);
-            }
-            return rec;
-        }
-        c.unassessed = 0;
-        let a = assess::assess(policy, limits, campaign, c.window.totals(), platform);
-        let before = c.machine.effective();
-        let alert = c.machine.step(&a, limits, policy.mode, now_ms).map(|t| {
-            let numbers = assess::detail(policy, campaign, c.window.totals(), platform);
-            let ctx = Context {
-                campaign,
-                category,
-                finding: a.finding.as_ref(),
-                numbers: &numbers,
-                limits,
-                mode: policy.mode,
-                confidence: policy.confidence,
-                window_secs: policy.window_ms / 1000,
-            };
-            let message = alert::transition_message(&ctx, t.from, t.to, t.cause);
-            let f = a.finding;
-            alert_event(
-                policy,
-                campaign,
-                category,
-                f,
-                numbers,
-                c.window.head(),
-                now_ms,
-                AlertParts {
-                    kind: AlertKind::Transition,
-                    old_state: before,
-                    new_state: c.machine.effective(),
-                    measured_state: c.machine.state,
-                    cause: Some(t.cause),
-                    since_ms: t.prev_since_ms,
-                    override_: None,
-                    message,
-                },
-            )
-        });
-        let state = c.machine.effective();
-        let rec = Recorded {
-            state,
-            timing,
-            finding: if state == State::Ok { None } else { a.finding },
-            acknowledged: c.machine.acknowledged.is_some(),
-            alert,
-        };
+        let mut entry = self.campaign_entry(&d);
+        entry.count(&d, p.timing, p.head);
+        let rec = entry.judge(&d, p.timing, &p.totals[..policy.total_groups]);
+        // Lock order: `entry` holds its shard's write lock and `sweep` takes
+        // every shard's (`len`, `retain`); the locks are not re-entrant, so
+        // the entry is dropped first or this thread waits on itself forever.
         drop(entry);
-        if let Some(h) = sweep {
+        if let Some(h) = p.sweep {
             self.sweep(policy, h);
         }
         rec
+    }
+
+    /// The platform step of [`Tracker::record`]: count the decision in the
+    /// platform window (unless it is early) and copy out what the campaign
+    /// step needs. Holds the platform mutex, and only it, for the step.
+    fn count_in_platform(&self, d: &Seen<'_>, early: bool) -> PlatformSeen {
+        let mut timing = if early {
+            Timing::Early
+        } else {
+            Timing::Counted
+        };
+        let mut totals = [Counts::default(); MAX_TOTAL_GROUPS];
+        let mut sweep = None;
+        let mut p = self.platform.lock();
+        if timing == Timing::Counted
+            && p.window.add(d.bucket, d.groups, d.selected) == Placement::Late
+        {
+            timing = Timing::Late;
+        }
+        let head = p.window.head();
+        let t = p.window.totals();
+        totals[..t.len()].copy_from_slice(t);
+        if let Some(h) = head
+            && h > p.swept_bucket
+        {
+            p.swept_bucket = h;
+            sweep = Some(h);
+        }
+        PlatformSeen {
+            timing,
+            head,
+            totals,
+            sweep,
+        }
+    }
+
+    /// The decision's campaign, made when first seen. The returned entry
+    /// holds its shard's write lock: see the lock order on [`Tracker`].
+    fn campaign_entry(&self, d: &Seen<'_>) -> RefMut<'_, Box<str>, Campaign> {
+        match self.campaigns.get_mut(d.campaign) {
+            Some(e) => e,
+            None => self
+                .campaigns
+                .entry(d.campaign.into())
+                .or_insert_with(|| Campaign::new(d.policy, d.category, d.ts_ms, d.now_ms)),
+        }
     }
 
     /// Forget campaigns in state ok, without override, idle past `idle_evict_secs`.
@@ -471,14 +582,10 @@ impl Tracker {
             return Err(OverrideError::MissingWhoOrWhy);
         }
         let (platform, head) = self.platform_totals(policy);
-        let mut c = self.campaigns.entry(id.into()).or_insert_with(|| Campaign {
-            window: Window::new(policy.buckets, policy.total_groups),
-            machine: StateMachine::new(now_ms),
-            category: Category::Default,
-            first_seen_ms: now_ms,
-            last_seen_ms: now_ms,
-            unassessed: ASSESS_EVERY,
-        });
+        let mut c = self
+            .campaigns
+            .entry(id.into())
+            .or_insert_with(|| Campaign::new(policy, Category::Default, now_ms, now_ms));
         if let Some(h) = head {
             c.window.advance(h);
         }
@@ -494,22 +601,12 @@ impl Tracker {
             .machine
             .last_assessment
             .and_then(|a: Assessment| a.finding);
-        let limits = policy.limits_for(c.category);
         let info = OverrideInfo {
             action,
             by: by.to_string(),
             reason: reason.to_string(),
         };
-        let ctx = Context {
-            campaign: id,
-            category: c.category,
-            finding: finding.as_ref(),
-            numbers: &numbers,
-            limits,
-            mode: policy.mode,
-            confidence: policy.confidence,
-            window_secs: policy.window_ms / 1000,
-        };
+        let ctx = context(policy, id, c.category, finding.as_ref(), &numbers);
         let message = alert::override_message(&ctx, &info, before, after);
         Ok(alert_event(
             policy,

@@ -192,9 +192,12 @@ pub struct ConsentEvaluator {
     required_mask: u32,
     max_age_ms: i64,
     gdpr_unknown: GdprUnknown,
-    no_consent: Fallback,
-    opt_out: Fallback,
-    child: Fallback,
+    /// What a decision becomes without the consent it needs.
+    no_consent: Outcome,
+    /// What a decision becomes when the user opts out.
+    opt_out: Outcome,
+    /// What a decision becomes when the user is a child.
+    child: Outcome,
     tcf_cache: Cache<Box<str>, Result<TcfFacts, ()>>,
     gpp_cache: Cache<Box<str>, Arc<Result<GppFacts, ()>>>,
 }
@@ -209,18 +212,63 @@ impl std::fmt::Debug for ConsentEvaluator {
     }
 }
 
+/// What the signals read so far say; `evaluate` passes it through one
+/// function per signal, then turns it into the verdict.
 struct Acc {
     outcome: Outcome,
     reason: Reason,
+    /// A signal says the user is a child.
     child: bool,
+    signals: Signals,
+    /// A privacy regime applies (so personalised means "consented").
+    any_regime: bool,
+    /// TCF applies, through GDPR or a GPP TCF section.
+    tcf_applies: bool,
+    /// TCF Special Feature 1 (precise geolocation) is opted in.
+    sf1: bool,
+    /// A US GPP section denies precise geolocation.
+    geo_denied: bool,
 }
 
 impl Acc {
+    fn new() -> Acc {
+        Acc {
+            outcome: Outcome::Personalised,
+            reason: Reason::NoRegime,
+            child: false,
+            signals: Signals::default(),
+            any_regime: false,
+            tcf_applies: false,
+            sf1: false,
+            geo_denied: false,
+        }
+    }
+
     /// Keep the strictest result; on a tie the first reason found stays.
     fn deny(&mut self, outcome: Outcome, reason: Reason) {
         if outcome > self.outcome {
             self.outcome = outcome;
             self.reason = reason;
+        }
+    }
+
+    fn verdict(mut self) -> Verdict {
+        if self.outcome == Outcome::Personalised {
+            self.reason = if self.any_regime {
+                Reason::Consented
+            } else {
+                Reason::NoRegime
+            };
+        }
+        let precise_geo = self.outcome == Outcome::Personalised
+            && !self.child
+            && !self.geo_denied
+            && (!self.tcf_applies || self.sf1);
+        Verdict {
+            outcome: self.outcome,
+            reason: self.reason,
+            precise_geo,
+            signals: self.signals,
         }
     }
 }
@@ -233,9 +281,9 @@ impl ConsentEvaluator {
             required_mask: policy.required_purposes_mask,
             max_age_ms: policy.max_age_ms,
             gdpr_unknown: policy.gdpr_unknown,
-            no_consent: policy.no_consent,
-            opt_out: policy.opt_out,
-            child: policy.child,
+            no_consent: Outcome::from_fallback(policy.no_consent),
+            opt_out: Outcome::from_fallback(policy.opt_out),
+            child: Outcome::from_fallback(policy.child),
             tcf_cache: Cache::new(entries),
             gpp_cache: Cache::new(entries / 4 + 16),
         }
@@ -246,7 +294,7 @@ impl ConsentEvaluator {
         self.tcf_cache.len() + self.gpp_cache.len()
     }
 
-    fn tcf(&self, s: &str) -> Result<TcfFacts, ()> {
+    fn decoded_tcf(&self, s: &str) -> Result<TcfFacts, ()> {
         if let Some(hit) = self.tcf_cache.get(s) {
             return hit;
         }
@@ -255,7 +303,7 @@ impl ConsentEvaluator {
         facts
     }
 
-    fn gpp(&self, s: &str) -> Arc<Result<GppFacts, ()>> {
+    fn decoded_gpp(&self, s: &str) -> Arc<Result<GppFacts, ()>> {
         if let Some(hit) = self.gpp_cache.get(s) {
             return hit;
         }
@@ -282,198 +330,188 @@ impl ConsentEvaluator {
     }
 
     /// Evaluate one decision's signals.
+    ///
+    /// The signals are read in a fixed order — COPPA, TCF under GDPR, US
+    /// Privacy, GPP, GPC — and the order decides which reason wins when two
+    /// signals call for the same outcome: the first reason found stays.
     pub fn evaluate(&self, inp: &Inputs<'_>) -> Verdict {
-        let mut acc = Acc {
-            outcome: Outcome::Personalised,
-            reason: Reason::NoRegime,
-            child: false,
-        };
-        let mut signals = Signals::default();
-        let mut any_regime = false;
-        let mut tcf_applies = false;
-        let mut sf1 = false;
-        let mut geo_denied = false;
-        let no_consent = Outcome::from_fallback(self.no_consent);
-        let opt_out = Outcome::from_fallback(self.opt_out);
-        let child = Outcome::from_fallback(self.child);
+        let mut acc = Acc::new();
+        self.coppa(inp, &mut acc);
+        self.tcf_under_gdpr(inp, &mut acc);
+        self.us_privacy(inp, &mut acc);
+        self.gpp(inp, &mut acc);
+        self.gpc(inp, &mut acc);
+        acc.verdict()
+    }
 
+    /// `regs.coppa = 1`: a child, whatever else says.
+    fn coppa(&self, inp: &Inputs<'_>, acc: &mut Acc) {
         if inp.coppa {
-            signals.coppa = SignalResult::Denied;
+            acc.signals.coppa = SignalResult::Denied;
             acc.child = true;
-            acc.deny(child, Reason::Coppa);
-            any_regime = true;
+            acc.deny(self.child, Reason::Coppa);
+            acc.any_regime = true;
         }
+    }
 
-        // TCF v2.2 under GDPR.
+    /// TCF v2.2, where GDPR applies (or is unknown and the policy says it applies).
+    fn tcf_under_gdpr(&self, inp: &Inputs<'_>, acc: &mut Acc) {
         let gdpr = inp
             .gdpr
             .unwrap_or(self.gdpr_unknown == GdprUnknown::Applies);
-        if gdpr {
-            any_regime = true;
-            tcf_applies = true;
-            match inp.tcf {
-                None => {
-                    signals.tcf = SignalResult::Invalid;
-                    acc.deny(no_consent, Reason::TcfMissing);
-                }
-                Some("") => {
-                    signals.tcf = SignalResult::Invalid;
-                    acc.deny(no_consent, Reason::TcfMissing);
-                }
-                Some(s) => match self.tcf(s) {
-                    Err(()) => {
-                        signals.tcf = SignalResult::Invalid;
-                        acc.deny(no_consent, Reason::TcfUndecodable);
-                    }
-                    Ok(f) => {
-                        sf1 = f.special_feature_1;
-                        match self.judge_tcf(&f, inp.ts_ms) {
-                            None => signals.tcf = SignalResult::Allowed,
-                            Some(Reason::TcfExpired) => {
-                                signals.tcf = SignalResult::Invalid;
-                                acc.deny(no_consent, Reason::TcfExpired);
-                            }
-                            Some(r) => {
-                                signals.tcf = SignalResult::Denied;
-                                acc.deny(no_consent, r);
-                            }
+        if !gdpr {
+            return;
+        }
+        acc.any_regime = true;
+        acc.tcf_applies = true;
+        let (result, reason) = match inp.tcf {
+            None | Some("") => (SignalResult::Invalid, Some(Reason::TcfMissing)),
+            Some(s) => match self.decoded_tcf(s) {
+                Err(()) => (SignalResult::Invalid, Some(Reason::TcfUndecodable)),
+                Ok(f) => {
+                    acc.sf1 = f.special_feature_1;
+                    match self.judge_tcf(&f, inp.ts_ms) {
+                        None => (SignalResult::Allowed, None),
+                        Some(Reason::TcfExpired) => {
+                            (SignalResult::Invalid, Some(Reason::TcfExpired))
                         }
-                    }
-                },
-            }
-        }
-
-        // US Privacy.
-        if let Some(s) = inp.usp {
-            match decode_usp(s) {
-                Err(_) => {
-                    signals.usp = SignalResult::Invalid;
-                    acc.deny(opt_out, Reason::UspInvalid);
-                    any_regime = true;
-                }
-                Ok(None) => {}
-                Ok(Some(opted_out)) => {
-                    any_regime = true;
-                    if opted_out {
-                        signals.usp = SignalResult::Denied;
-                        acc.deny(opt_out, Reason::UspOptOut);
-                    } else {
-                        signals.usp = SignalResult::Allowed;
+                        Some(r) => (SignalResult::Denied, Some(r)),
                     }
                 }
-            }
+            },
+        };
+        acc.signals.tcf = result;
+        if let Some(r) = reason {
+            acc.deny(self.no_consent, r);
         }
+    }
 
-        // GPP: only the sections listed in gpp_sid apply.
-        if !inp.gpp_sid.is_empty() || inp.gpp.is_some() {
-            let applicable: Vec<i64> = inp.gpp_sid.iter().copied().filter(|&s| s > 0).collect();
-            if inp.gpp_sid.iter().any(|&s| s <= 0 || s > 63) {
-                signals.gpp = SignalResult::Invalid;
-                acc.deny(opt_out.max(no_consent), Reason::GppSidInvalid);
+    /// US Privacy (`regs.us_privacy`); a string that says "not applicable" is no regime.
+    fn us_privacy(&self, inp: &Inputs<'_>, acc: &mut Acc) {
+        let Some(s) = inp.usp else { return };
+        match decode_usp(s) {
+            Err(_) => {
+                acc.signals.usp = SignalResult::Invalid;
+                acc.deny(self.opt_out, Reason::UspInvalid);
+                acc.any_regime = true;
             }
-            if !applicable.is_empty() {
-                any_regime = true;
-                match inp.gpp {
-                    None | Some("") => {
-                        signals.gpp = SignalResult::Invalid;
-                        acc.deny(opt_out.max(no_consent), Reason::GppMissing);
-                    }
-                    Some(s) => {
-                        let facts = self.gpp(s);
-                        match facts.as_ref() {
-                            Err(()) => {
-                                signals.gpp = SignalResult::Invalid;
-                                acc.deny(opt_out.max(no_consent), Reason::GppUndecodable);
-                            }
-                            Ok(g) => {
-                                let mut result = SignalResult::Allowed;
-                                for sid in applicable {
-                                    match g.section(sid as u16) {
-                                        None => {
-                                            result = SignalResult::Invalid;
-                                            acc.deny(
-                                                opt_out.max(no_consent),
-                                                Reason::GppSectionMissing,
-                                            );
-                                        }
-                                        Some(SectionFacts::Unsupported) => {
-                                            result = SignalResult::Invalid;
-                                            acc.deny(
-                                                opt_out.max(no_consent),
-                                                Reason::GppSectionUnsupported,
-                                            );
-                                        }
-                                        Some(SectionFacts::Undecodable) => {
-                                            result = SignalResult::Invalid;
-                                            acc.deny(
-                                                opt_out.max(no_consent),
-                                                Reason::GppUndecodable,
-                                            );
-                                        }
-                                        Some(SectionFacts::Tcf(f)) => {
-                                            tcf_applies = true;
-                                            sf1 |= f.special_feature_1;
-                                            if let Some(r) = self.judge_tcf(f, inp.ts_ms) {
-                                                result = SignalResult::Denied;
-                                                acc.deny(no_consent, r);
-                                            }
-                                        }
-                                        Some(SectionFacts::Usp(opted_out)) => {
-                                            if *opted_out {
-                                                result = SignalResult::Denied;
-                                                acc.deny(opt_out, Reason::GppOptOut);
-                                            }
-                                        }
-                                        Some(SectionFacts::Us(u)) => {
-                                            if u.known_child {
-                                                result = SignalResult::Denied;
-                                                acc.child = true;
-                                                acc.deny(child, Reason::KnownChild);
-                                            }
-                                            if u.opted_out {
-                                                result = SignalResult::Denied;
-                                                acc.deny(opt_out, Reason::GppOptOut);
-                                            }
-                                            if u.gpc {
-                                                signals.gpc = SignalResult::Denied;
-                                                acc.deny(opt_out, Reason::Gpc);
-                                            }
-                                            geo_denied |= u.precise_geo_denied;
-                                        }
-                                    }
-                                }
-                                if signals.gpp != SignalResult::Invalid {
-                                    signals.gpp = result;
-                                }
-                            }
-                        }
-                    }
+            Ok(None) => {}
+            Ok(Some(opted_out)) => {
+                acc.any_regime = true;
+                if opted_out {
+                    acc.signals.usp = SignalResult::Denied;
+                    acc.deny(self.opt_out, Reason::UspOptOut);
+                } else {
+                    acc.signals.usp = SignalResult::Allowed;
                 }
             }
         }
+    }
 
+    /// GPP: only the sections listed in `gpp_sid` apply.
+    fn gpp(&self, inp: &Inputs<'_>, acc: &mut Acc) {
+        if inp.gpp_sid.is_empty() && inp.gpp.is_none() {
+            return;
+        }
+        let invalid = self.opt_out.max(self.no_consent);
+        let applicable: Vec<i64> = inp.gpp_sid.iter().copied().filter(|&s| s > 0).collect();
+        if inp.gpp_sid.iter().any(|&s| s <= 0 || s > 63) {
+            acc.signals.gpp = SignalResult::Invalid;
+            acc.deny(invalid, Reason::GppSidInvalid);
+        }
+        if applicable.is_empty() {
+            return;
+        }
+        acc.any_regime = true;
+        let Some(s) = inp.gpp.filter(|s| !s.is_empty()) else {
+            acc.signals.gpp = SignalResult::Invalid;
+            acc.deny(invalid, Reason::GppMissing);
+            return;
+        };
+        let facts = self.decoded_gpp(s);
+        let Ok(g) = facts.as_ref() else {
+            acc.signals.gpp = SignalResult::Invalid;
+            acc.deny(invalid, Reason::GppUndecodable);
+            return;
+        };
+        // The last section that is not allowed gives the signal's result.
+        let mut result = SignalResult::Allowed;
+        for sid in applicable {
+            if let Some(r) = self.gpp_section(g.section(sid as u16), inp.ts_ms, acc) {
+                result = r;
+            }
+        }
+        if acc.signals.gpp != SignalResult::Invalid {
+            acc.signals.gpp = result;
+        }
+    }
+
+    /// One applicable GPP section. Returns the GPP signal's result when this
+    /// section changes it (invalid or denied), `None` when it allows.
+    fn gpp_section(
+        &self,
+        section: Option<&SectionFacts>,
+        ts_ms: i64,
+        acc: &mut Acc,
+    ) -> Option<SignalResult> {
+        let invalid = self.opt_out.max(self.no_consent);
+        match section {
+            None => {
+                acc.deny(invalid, Reason::GppSectionMissing);
+                Some(SignalResult::Invalid)
+            }
+            Some(SectionFacts::Unsupported) => {
+                acc.deny(invalid, Reason::GppSectionUnsupported);
+                Some(SignalResult::Invalid)
+            }
+            Some(SectionFacts::Undecodable) => {
+                acc.deny(invalid, Reason::GppUndecodable);
+                Some(SignalResult::Invalid)
+            }
+            Some(SectionFacts::Tcf(f)) => {
+                acc.tcf_applies = true;
+                acc.sf1 |= f.special_feature_1;
+                let r = self.judge_tcf(f, ts_ms)?;
+                acc.deny(self.no_consent, r);
+                Some(SignalResult::Denied)
+            }
+            Some(SectionFacts::Usp(opted_out)) => {
+                if !*opted_out {
+                    return None;
+                }
+                acc.deny(self.opt_out, Reason::GppOptOut);
+                Some(SignalResult::Denied)
+            }
+            Some(SectionFacts::Us(u)) => self.gpp_us_section(u, acc),
+        }
+    }
+
+    /// A US national or state GPP section: known child, opt-out, GPC, precise geolocation.
+    fn gpp_us_section(&self, u: &UsFacts, acc: &mut Acc) -> Option<SignalResult> {
+        let mut result = None;
+        if u.known_child {
+            result = Some(SignalResult::Denied);
+            acc.child = true;
+            acc.deny(self.child, Reason::KnownChild);
+        }
+        if u.opted_out {
+            result = Some(SignalResult::Denied);
+            acc.deny(self.opt_out, Reason::GppOptOut);
+        }
+        if u.gpc {
+            acc.signals.gpc = SignalResult::Denied;
+            acc.deny(self.opt_out, Reason::Gpc);
+        }
+        acc.geo_denied |= u.precise_geo_denied;
+        result
+    }
+
+    /// `regs.gpc = 1`: the user opts out.
+    fn gpc(&self, inp: &Inputs<'_>, acc: &mut Acc) {
         if inp.gpc {
-            any_regime = true;
-            signals.gpc = SignalResult::Denied;
-            acc.deny(opt_out, Reason::Gpc);
-        }
-
-        if acc.outcome == Outcome::Personalised {
-            acc.reason = if any_regime {
-                Reason::Consented
-            } else {
-                Reason::NoRegime
-            };
-        }
-        let precise_geo = acc.outcome == Outcome::Personalised
-            && !acc.child
-            && !geo_denied
-            && (!tcf_applies || sf1);
-        Verdict {
-            outcome: acc.outcome,
-            reason: acc.reason,
-            precise_geo,
-            signals,
+            acc.any_regime = true;
+            acc.signals.gpc = SignalResult::Denied;
+            acc.deny(self.opt_out, Reason::Gpc);
         }
     }
 }
