@@ -1,101 +1,11 @@
 //! Kafka: client settings, the consume → guard → produce pipeline.
 //!
+//! * [`client`] — librdkafka settings for our clients, and error classification.
 //! * [`offsets`] — which input offsets may be committed (pure).
 //! * [`pipeline`] — the at-least-once loop.
 
+pub mod client;
 pub mod offsets;
 pub mod pipeline;
 
-use std::collections::BTreeMap;
-
-use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-
-/// librdkafka settings for the consumer: ours, then the pass-through ones.
-pub fn consumer_config(
-    brokers: &str,
-    group: &str,
-    common: &BTreeMap<String, String>,
-    extra: &BTreeMap<String, String>,
-) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        // Offsets are committed by the pipeline, only once every record an
-        // input produced is acknowledged.
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        // The consume loop polls continuously, even while held back by
-        // max_in_flight, so a member silent for a minute is stuck. This is
-        // also the rebalance timeout: how long a group waits for members that
-        // vanished (a broker restart can leave one behind) before it moves on.
-        .set("max.poll.interval.ms", "60000")
-        .set("queued.max.messages.kbytes", "16384")
-        // A guardrail sits on the request path: when a fetch finds nothing
-        // new, ask again soon rather than after librdkafka's 500 ms default.
-        .set("fetch.wait.max.ms", "100")
-        .set("statistics.interval.ms", "5000");
-    for (k, v) in common.iter().chain(extra) {
-        c.set(k, v);
-    }
-    c
-}
-
-/// librdkafka settings for the producer: ours, then the pass-through ones.
-pub fn producer_config(
-    brokers: &str,
-    common: &BTreeMap<String, String>,
-    extra: &BTreeMap<String, String>,
-) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        // Idempotent: retries never duplicate or reorder within a partition.
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // Never give up on a record by itself: a broker outage stalls the
-        // pipeline (bounded by max_in_flight) instead of failing deliveries.
-        .set("message.timeout.ms", "0")
-        .set("linger.ms", "5")
-        .set("statistics.interval.ms", "5000");
-    for (k, v) in common.iter().chain(extra) {
-        c.set(k, v);
-    }
-    c
-}
-
-/// What to do about a Kafka error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Transient: try again (after a pause).
-    Retriable,
-    /// The record can never be delivered as is: stop without committing it.
-    Fatal,
-}
-
-/// Classify a production or delivery error.
-pub fn classify(e: &KafkaError) -> ErrorClass {
-    use RDKafkaErrorCode as C;
-    match e.rdkafka_error_code() {
-        Some(
-            C::MessageSizeTooLarge
-            | C::InvalidMessageSize
-            | C::InvalidMessage
-            | C::TopicAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::TransactionalIdAuthorizationFailed
-            | C::Fatal
-            | C::InvalidRecord
-            | C::UnsupportedForMessageFormat
-            | C::InvalidTopic
-            | C::InvalidArgument
-            | C::InvalidProducerEpoch
-            | C::ProducerFenced
-            | C::UnknownProducerId,
-        ) => ErrorClass::Fatal,
-        _ => ErrorClass::Retriable,
-    }
-}
+pub use client::{ErrorClass, classify, consumer_config, producer_config};

@@ -28,7 +28,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::core::guard::Guard;
 use crate::fairness::alert::AlertEvent;
-use crate::kafka::pipeline::{self, PipelineParts, Stage};
+use crate::kafka::pipeline::{self, GuardStage, PipelineParts};
 use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
 
@@ -101,10 +101,16 @@ pub async fn serve(
         ));
         tx
     });
+    let stage = GuardStage::new(
+        app.guard.clone(),
+        app.metrics.clone(),
+        app.clock.clone(),
+        fanout.clone(),
+    );
     let result = pipeline::run(
         PipelineParts {
             config: config.clone(),
-            stage: Stage::Guard(app.guard.clone()),
+            stage: Arc::new(stage),
             metrics: app.metrics.clone(),
             health: app.health.clone(),
             clock: app.clock.clone(),

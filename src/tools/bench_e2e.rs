@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::core::guard::Guard;
-use crate::kafka::pipeline::{self, Health, PipelineParts, Stage};
+use crate::kafka::pipeline::{
+    self, GuardStage, Health, Input, Out, PipelineParts, Produced, Role, Stage,
+};
 use crate::metrics::Metrics;
 use crate::policy::CompiledPolicy;
 use crate::tools::loadgen::{self, LoadgenOptions, LoadgenStats};
@@ -127,24 +129,71 @@ level = "warn"
     Config::from_toml(&toml).expect("bench config is valid")
 }
 
+/// The baseline: each input to the output topic unchanged, its decision-id
+/// header carried over (the latency phase matches records by it).
+struct PassThrough;
+
+const DECISION_ID: &str = "fairgate-decision-id";
+
+impl Stage for PassThrough {
+    fn process(&self, input: Input) -> Vec<Produced> {
+        vec![Produced {
+            out: Out {
+                role: Role::Output,
+                key: input.key,
+                headers: input.headers,
+                payload: input.payload,
+            },
+            event_ts_ms: None,
+        }]
+    }
+
+    fn policy_version(&self) -> String {
+        String::new()
+    }
+
+    fn input_headers(&self) -> &'static [&'static str] {
+        &[DECISION_ID]
+    }
+}
+
+/// The two kinds of pass.
+const PASS_THROUGH: &str = "pass_through";
+const FAIRGATE: &str = "fairgate";
+
 struct Running {
     health: Arc<Health>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<pipeline::RunSummary, pipeline::PipelineError>>,
 }
 
-fn start(cfg: Config, stage: Stage) -> Running {
+impl Running {
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Start a pipeline of `kind` (the guard loaded afresh from `policy`).
+fn start(cfg: Config, kind: &str, policy: &std::path::Path) -> anyhow::Result<Running> {
     let health = Arc::new(Health::default());
     let cancel = CancellationToken::new();
     let (_tx, rx) = tokio::sync::mpsc::channel(1);
     let metrics = Metrics::new(prometheus::Registry::new(), 10);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let stage: Arc<dyn Stage> = if kind == FAIRGATE {
+        let g = Arc::new(Guard::new(CompiledPolicy::load(policy)?));
+        Arc::new(GuardStage::new(g, metrics.clone(), clock.clone(), None))
+    } else {
+        Arc::new(PassThrough)
+    };
     let task = tokio::spawn(pipeline::run(
         PipelineParts {
             config: cfg,
             stage,
             metrics,
             health: health.clone(),
-            clock: Arc::new(SystemClock),
+            clock,
             alerts: rx,
             alert_fanout: None,
         },
@@ -152,11 +201,11 @@ fn start(cfg: Config, stage: Stage) -> Running {
     ));
     // No overrides here: the loop treats the closed channel as "no alerts".
     drop(_tx);
-    Running {
+    Ok(Running {
         health,
         cancel,
         task,
-    }
+    })
 }
 
 async fn wait_completed(h: &Health, n: u64, limit: Duration) -> bool {
@@ -186,6 +235,22 @@ async fn create_topics(brokers: &str, names: &[String], partitions: i32) -> anyh
     Ok(())
 }
 
+/// The decision id of a record read back: its header, else its payload's `id`.
+fn decision_id(m: &impl Message) -> Option<String> {
+    m.headers()
+        .and_then(|h| {
+            h.iter()
+                .find(|x| x.key == DECISION_ID)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+        .or_else(|| {
+            let p = m.payload()?;
+            let v: serde_json::Value = serde_json::from_slice(p).ok()?;
+            v["id"].as_str().map(str::to_string)
+        })
+}
+
 /// Read `topic` from the start: decision id → CreateTime (ms).
 fn timestamps(brokers: &str, topic: &str, want: usize, limit: Duration) -> HashMap<String, i64> {
     let c: BaseConsumer = ClientConfig::new()
@@ -203,20 +268,7 @@ fn timestamps(brokers: &str, topic: &str, want: usize, limit: Duration) -> HashM
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 idle = Instant::now();
-                let id = m
-                    .headers()
-                    .and_then(|h| {
-                        h.iter()
-                            .find(|x| x.key == "fairgate-decision-id")
-                            .and_then(|x| x.value)
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                    })
-                    .or_else(|| {
-                        let p = m.payload()?;
-                        let v: serde_json::Value = serde_json::from_slice(p).ok()?;
-                        v["id"].as_str().map(str::to_string)
-                    });
-                if let (Some(id), Some(ts)) = (id, m.timestamp().to_millis()) {
+                if let (Some(id), Some(ts)) = (decision_id(&m), m.timestamp().to_millis()) {
                     out.insert(id, ts);
                 }
             }
@@ -230,29 +282,53 @@ fn timestamps(brokers: &str, topic: &str, want: usize, limit: Duration) -> HashM
     out
 }
 
+/// This run's topics: one input, and a set of outputs for each kind of pass.
+struct BenchTopics {
+    input: String,
+    pass_through: String,
+    fairgate: String,
+}
+
+impl BenchTopics {
+    fn new(run_id: i64) -> BenchTopics {
+        BenchTopics {
+            input: format!("bench-{run_id}.in"),
+            pass_through: format!("bench-{run_id}.pass"),
+            fairgate: format!("bench-{run_id}.guard"),
+        }
+    }
+
+    fn output(&self, kind: &str) -> &str {
+        if kind == FAIRGATE {
+            &self.fairgate
+        } else {
+            &self.pass_through
+        }
+    }
+
+    fn all(&self) -> Vec<String> {
+        let mut names = vec![self.input.clone()];
+        for o in [&self.pass_through, &self.fairgate] {
+            for suffix in ["", ".blocked", ".dlq", ".alerts"] {
+                names.push(format!("{o}{suffix}"));
+            }
+        }
+        names
+    }
+}
+
 /// Run the benchmark.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let _ = CompiledPolicy::load(&opts.policy)?;
     let run_id = SystemClock.now_ms() % 100_000_000;
-    let input = format!("bench-{run_id}.in");
-    let (out_p, out_g) = (
-        format!("bench-{run_id}.pass"),
-        format!("bench-{run_id}.guard"),
-    );
-    let mut names = vec![input.clone()];
-    for o in [&out_p, &out_g] {
-        for suffix in ["", ".blocked", ".dlq", ".alerts"] {
-            names.push(format!("{o}{suffix}"));
-        }
-    }
-    create_topics(&opts.brokers, &names, opts.partitions).await?;
+    let topics = BenchTopics::new(run_id);
+    create_topics(&opts.brokers, &topics.all(), opts.partitions).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    eprintln!("producing {} decisions to {input}", opts.count);
-    let stats = Arc::new(LoadgenStats::default());
+    eprintln!("producing {} decisions to {}", opts.count, topics.input);
     let lg = LoadgenOptions {
         brokers: opts.brokers.clone(),
-        topic: input.clone(),
+        topic: topics.input.clone(),
         rate: 0,
         count: opts.count,
         campaigns: 200,
@@ -262,79 +338,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         id_prefix: "dec-".into(),
         extra: BTreeMap::new(),
     };
-    loadgen::run(
-        lg.clone(),
-        clock.clone(),
-        stats.clone(),
-        CancellationToken::new(),
-    )
-    .await?;
-
-    let mut passes = Vec::new();
-    let mut guards: Vec<Running> = Vec::new();
-    let mut plain: Vec<Running> = Vec::new();
-    for (i, kind) in ["pass_through", "fairgate", "fairgate", "pass_through"]
-        .iter()
-        .enumerate()
-    {
-        let (out, stage) = if *kind == "fairgate" {
-            let g = Arc::new(Guard::new(CompiledPolicy::load(&opts.policy)?));
-            (&out_g, Stage::Guard(g))
-        } else {
-            (&out_p, Stage::PassThrough)
-        };
-        let group = format!("bench-{run_id}-{i}");
-        let r = start(
-            config(&opts.brokers, &input, out, &group, &opts.policy),
-            stage,
-        );
-        while !r.health.assigned.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let t0 = Instant::now();
-        if !wait_completed(&r.health, opts.count, Duration::from_secs(600)).await {
-            anyhow::bail!("{kind} pass did not finish in 10 minutes");
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        eprintln!(
-            "{kind}: {} decisions in {secs:.2}s = {:.0}/s",
-            opts.count,
-            opts.count as f64 / secs
-        );
-        passes.push(Pass {
-            kind,
-            records: opts.count,
-            seconds: secs,
-            per_second: opts.count as f64 / secs,
-        });
-        // Keep one of each running for the latency phase.
-        if i == 1 {
-            guards.push(r);
-        } else if i == 3 {
-            plain.push(r);
-        } else {
-            r.cancel.cancel();
-            let _ = r.task.await;
-        }
-    }
-    let mean = |k: &str| {
-        let v: Vec<f64> = passes
-            .iter()
-            .filter(|p| p.kind == k)
-            .map(|p| p.per_second)
-            .collect();
-        v.iter().sum::<f64>() / v.len() as f64
-    };
-    let (pt, fg) = (mean("pass_through"), mean("fairgate"));
-
-    eprintln!(
-        "latency: {} decisions at {}/s through both",
-        opts.latency_count, opts.latency_rate
-    );
-    let before = (
-        guards[0].health.completed.load(Ordering::Relaxed),
-        plain[0].health.completed.load(Ordering::Relaxed),
-    );
+    produce(lg.clone(), &clock).await?;
+    let (passes, guard, plain) = throughput(&opts, &topics, run_id).await?;
     let paced = LoadgenOptions {
         rate: opts.latency_rate,
         count: opts.latency_count,
@@ -342,35 +347,116 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         id_prefix: "dec-lat-".into(),
         ..lg
     };
-    loadgen::run(
-        paced,
-        clock.clone(),
-        Arc::new(LoadgenStats::default()),
-        CancellationToken::new(),
-    )
-    .await?;
-    wait_completed(
-        &guards[0].health,
-        before.0 + opts.latency_count,
-        Duration::from_secs(120),
-    )
-    .await;
-    wait_completed(
-        &plain[0].health,
-        before.1 + opts.latency_count,
-        Duration::from_secs(120),
-    )
-    .await;
-    for r in guards.into_iter().chain(plain) {
-        r.cancel.cancel();
-        let _ = r.task.await;
+    paced_load(&opts, paced, &clock, guard, plain).await?;
+    let (pass_through, fairgate) = latencies(&opts, &topics).await?;
+    Ok(report(&opts, passes, pass_through, fairgate))
+}
+
+async fn produce(lg: LoadgenOptions, clock: &Arc<dyn Clock>) -> anyhow::Result<()> {
+    let stats = Arc::new(LoadgenStats::default());
+    loadgen::run(lg, clock.clone(), stats, CancellationToken::new()).await?;
+    Ok(())
+}
+
+/// The throughput passes, ABBA. Returns them, and one pipeline of each kind
+/// still running (caught up) for the latency phase.
+async fn throughput(
+    opts: &BenchOptions,
+    topics: &BenchTopics,
+    run_id: i64,
+) -> anyhow::Result<(Vec<Pass>, Running, Running)> {
+    let mut passes = Vec::new();
+    let (mut guard, mut plain) = (None, None);
+    for (i, kind) in [PASS_THROUGH, FAIRGATE, FAIRGATE, PASS_THROUGH]
+        .into_iter()
+        .enumerate()
+    {
+        let group = format!("bench-{run_id}-{i}");
+        let cfg = config(
+            &opts.brokers,
+            &topics.input,
+            topics.output(kind),
+            &group,
+            &opts.policy,
+        );
+        let (pass, r) = one_pass(opts, cfg, kind).await?;
+        passes.push(pass);
+        // Keep one of each running for the latency phase.
+        match i {
+            1 => guard = Some(r),
+            3 => plain = Some(r),
+            _ => r.stop().await,
+        }
     }
+    let both = guard.zip(plain).expect("both kinds ran");
+    Ok((passes, both.0, both.1))
+}
+
+/// One pass: a pipeline of `kind` drains the `count` decisions.
+async fn one_pass(
+    opts: &BenchOptions,
+    cfg: Config,
+    kind: &'static str,
+) -> anyhow::Result<(Pass, Running)> {
+    let r = start(cfg, kind, &opts.policy)?;
+    while !r.health.assigned.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let t0 = Instant::now();
+    if !wait_completed(&r.health, opts.count, Duration::from_secs(600)).await {
+        anyhow::bail!("{kind} pass did not finish in 10 minutes");
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{kind}: {} decisions in {secs:.2}s = {:.0}/s",
+        opts.count,
+        opts.count as f64 / secs
+    );
+    let pass = Pass {
+        kind,
+        records: opts.count,
+        seconds: secs,
+        per_second: opts.count as f64 / secs,
+    };
+    Ok((pass, r))
+}
+
+/// The latency load through both running pipelines; stops them once caught up.
+async fn paced_load(
+    opts: &BenchOptions,
+    paced: LoadgenOptions,
+    clock: &Arc<dyn Clock>,
+    guard: Running,
+    plain: Running,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "latency: {} decisions at {}/s through both",
+        opts.latency_count, opts.latency_rate
+    );
+    let before = (
+        guard.health.completed.load(Ordering::Relaxed),
+        plain.health.completed.load(Ordering::Relaxed),
+    );
+    produce(paced, clock).await?;
+    let limit = Duration::from_secs(120);
+    wait_completed(&guard.health, before.0 + opts.latency_count, limit).await;
+    wait_completed(&plain.health, before.1 + opts.latency_count, limit).await;
+    guard.stop().await;
+    plain.stop().await;
+    Ok(())
+}
+
+/// Latency percentiles of the paced records: pass-through, fairgate.
+async fn latencies(
+    opts: &BenchOptions,
+    topics: &BenchTopics,
+) -> anyhow::Result<(Percentiles, Percentiles)> {
     let total = (opts.count + opts.latency_count) as usize;
     let (b, i2, p2, g2) = (
         opts.brokers.clone(),
-        input.clone(),
-        out_p.clone(),
-        out_g.clone(),
+        topics.input.clone(),
+        topics.pass_through.clone(),
+        topics.fairgate.clone(),
     );
     let (ins, pass_out, guard_out) = tokio::task::spawn_blocking(move || {
         (
@@ -389,8 +475,20 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
                 .collect(),
         )
     };
-    let (lp, lg2) = (lat(&pass_out), lat(&guard_out));
-    Ok(Report {
+    Ok((lat(&pass_out), lat(&guard_out)))
+}
+
+fn report(opts: &BenchOptions, passes: Vec<Pass>, lp: Percentiles, lg: Percentiles) -> Report {
+    let mean = |k: &str| {
+        let v: Vec<f64> = passes
+            .iter()
+            .filter(|p| p.kind == k)
+            .map(|p| p.per_second)
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (pt, fg) = (mean(PASS_THROUGH), mean(FAIRGATE));
+    Report {
         decisions: opts.count,
         passes,
         pass_through_per_second: pt,
@@ -399,8 +497,32 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         latency_rate: opts.latency_rate,
         latency_records: opts.latency_count,
         pass_through_latency_ms: lp,
-        fairgate_latency_ms: lg2,
-        added_latency_ms_p50: lg2.p50 - lp.p50,
-        added_latency_ms_p99: lg2.p99 - lp.p99,
-    })
+        fairgate_latency_ms: lg,
+        added_latency_ms_p50: lg.p50 - lp.p50,
+        added_latency_ms_p99: lg.p99 - lp.p99,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pass_through_copies_the_record_and_its_decision_id() {
+        let s = PassThrough;
+        assert_eq!(s.input_headers(), &[DECISION_ID]);
+        let produced = s.process(Input {
+            partition: 2,
+            offset: 9,
+            key: Some(b"cmp-1".to_vec()),
+            payload: b"{\"id\":\"dec-1\"}".to_vec(),
+            headers: vec![(DECISION_ID, "dec-1".into())],
+        });
+        assert_eq!(produced.len(), 1);
+        let out = &produced[0].out;
+        assert_eq!(out.role, Role::Output);
+        assert_eq!(out.key.as_deref(), Some(&b"cmp-1"[..]));
+        assert_eq!(out.payload, b"{\"id\":\"dec-1\"}");
+        assert_eq!(out.headers, vec![(DECISION_ID, "dec-1".to_string())]);
+    }
 }

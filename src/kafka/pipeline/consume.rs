@@ -1,0 +1,174 @@
+//! The consume loop: reads input records and hands each to the judge thread
+//! that owns its partition; also sends again what failed transiently and
+//! publishes overrides' alerts. Everything but new input is served first (a
+//! `biased` select), and input stops while the in-flight bound is reached.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::ThreadedProducer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::context::{ConsumerCtx, ProducerCtx};
+use super::error::PipelineError;
+use super::records::{Token, alert_out, pick_headers};
+use super::send::{resend, send_async};
+use super::shared::Shared;
+use super::stage::{Input, Stage};
+use super::worker::Job;
+use crate::config::Topics;
+use crate::fairness::alert::AlertEvent;
+
+/// How long the consume loop may be held back by `max_in_flight` before it
+/// pauses its partitions and polls again.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// The consume loop's state. What it owns goes on to the drain.
+pub(super) struct ConsumeLoop {
+    pub(super) shared: Arc<Shared>,
+    pub(super) producer: ThreadedProducer<ProducerCtx>,
+    pub(super) consumer: Arc<StreamConsumer<ConsumerCtx>>,
+    pub(super) topics: Topics,
+    pub(super) stage: Arc<dyn Stage>,
+    /// One queue per judge thread; a partition's records go to `partition mod queues`.
+    pub(super) queues: Vec<mpsc::Sender<Job>>,
+    /// Alerts from elsewhere (overrides) to publish on the alerts topic.
+    pub(super) alerts: mpsc::Receiver<AlertEvent>,
+    /// Alerts to hand to other sinks (webhook) as well.
+    pub(super) alert_fanout: Option<mpsc::Sender<AlertEvent>>,
+    pub(super) retry_rx: mpsc::UnboundedReceiver<Box<Token>>,
+    pub(super) fatal_rx: mpsc::UnboundedReceiver<PipelineError>,
+    /// Input records read in this run.
+    pub(super) consumed: u64,
+    pub(super) alerts_open: bool,
+    /// The partitions are paused (held back for longer than [`PAUSE_AFTER`]).
+    pub(super) paused: bool,
+}
+
+impl ConsumeLoop {
+    /// Until `cancel` fires (returns `None`) or an error stops the pipeline.
+    pub(super) async fn run(&mut self, cancel: &CancellationToken) -> Option<PipelineError> {
+        loop {
+            let held_back = !self.paused && self.shared.in_flight.held_back();
+            let step = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return None,
+                Some(e) = self.fatal_rx.recv() => Err(e),
+                Some(token) = self.retry_rx.recv() => {
+                    resend(&self.shared, &self.producer, &self.topics, token).await
+                }
+                a = self.alerts.recv(), if self.alerts_open => self.publish_alert(a).await,
+                // Places came back: read again (resuming the partitions if
+                // they were paused).
+                _ = self.shared.in_flight.freed(), if held_back || self.paused => {
+                    self.resume_if_free();
+                    Ok(())
+                }
+                // Held back for a while (a slow or absent broker): pause the
+                // partitions and poll again, so that rebalances and group
+                // errors are served. Brief back-pressure leaves the fetched
+                // records in librdkafka's queue instead.
+                _ = tokio::time::sleep(PAUSE_AFTER), if held_back => {
+                    set_paused(&self.consumer, true);
+                    self.paused = true;
+                    Ok(())
+                }
+                m = self.consumer.recv(), if !held_back => match self.take(m) {
+                    Some(job) => self.hand_over(job).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = step {
+                return Some(e);
+            }
+        }
+    }
+
+    /// An override's alert: publish it, and hand it to the other sinks.
+    async fn publish_alert(&mut self, a: Option<AlertEvent>) -> Result<(), PipelineError> {
+        let Some(a) = a else {
+            self.alerts_open = false;
+            return Ok(());
+        };
+        let out = Arc::new(alert_out(&a, &self.stage.policy_version()));
+        if let Some(f) = &self.alert_fanout {
+            let _ = f.try_send(a);
+        }
+        send_async(
+            &self.shared,
+            &self.producer,
+            &self.topics,
+            Token::new(None, None, out),
+        )
+        .await
+    }
+
+    fn resume_if_free(&mut self) {
+        if self.paused && !self.shared.in_flight.held_back() {
+            set_paused(&self.consumer, false);
+            self.paused = false;
+        }
+    }
+
+    /// A record read: take its place in flight and make it a job. `None` for
+    /// a consume error, or a record of a partition no longer ours (its new
+    /// owner reads it).
+    fn take(&self, m: KafkaResult<BorrowedMessage<'_>>) -> Option<Job> {
+        let m = m
+            .inspect_err(|e| warn!(target: "fairgate::kafka", error = %e, "consume error"))
+            .ok()?;
+        let generation = self.shared.offsets.lock().generation(m.partition())?;
+        // One place per input record, given back at commit. A record that
+        // arrives while the consumer is paused (fetched before the pause) is
+        // taken over the limit and paid off first.
+        self.shared.in_flight.acquire_or_owe();
+        self.shared.health.consumed.fetch_add(1, Ordering::Relaxed);
+        let input = Input {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or(&[]).to_vec(),
+            headers: pick_headers(&m, self.stage.input_headers()),
+        };
+        Some(Job { generation, input })
+    }
+
+    /// To the judge thread that owns the record's partition. Never waits: a
+    /// queue can hold every record in flight.
+    async fn hand_over(&mut self, job: Job) -> Result<(), PipelineError> {
+        self.consumed += 1;
+        let at = job.input.partition.rem_euclid(self.queues.len() as i32) as usize;
+        self.queues[at]
+            .send(job)
+            .await
+            .map_err(|_| PipelineError::WorkerStopped)
+    }
+}
+
+/// Pause (or resume) fetching for every assigned partition: `max_in_flight`
+/// records are held. A paused consumer is still polled.
+fn set_paused(consumer: &StreamConsumer<ConsumerCtx>, pause: bool) {
+    let Ok(assigned) = consumer.assignment() else {
+        return;
+    };
+    let result = if pause {
+        consumer.pause(&assigned)
+    } else {
+        consumer.resume(&assigned)
+    };
+    match result {
+        Ok(()) => {
+            debug!(target: "fairgate::kafka", pause, partitions = assigned.count(), "max_in_flight records held: consumer paused or resumed")
+        }
+        Err(e) => {
+            warn!(target: "fairgate::kafka", error = %e, pause, "cannot pause or resume the consumer")
+        }
+    }
+}

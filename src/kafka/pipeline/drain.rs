@@ -1,0 +1,54 @@
+//! The drain: after the consume loop stops, let the judge threads finish
+//! what they hold, finish re-sends, wait for every acknowledgement and
+//! commit, all within the grace period.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::Producer;
+use tracing::debug;
+
+use super::commit::commit;
+use super::consume::ConsumeLoop;
+use super::error::PipelineError;
+use super::send::send_async;
+
+/// Until everything read is acknowledged and committed (returns true), the
+/// grace period ends, or an error stops the pipeline (returned). The judge
+/// threads' queues are closed already.
+pub(super) async fn drain(
+    lp: &mut ConsumeLoop,
+    threads: &[JoinHandle<()>],
+) -> Result<bool, PipelineError> {
+    let deadline = Instant::now() + lp.shared.grace;
+    while Instant::now() < deadline {
+        let resent = send_retries(lp).await;
+        if let Ok(e) = lp.fatal_rx.try_recv() {
+            return Err(e);
+        }
+        resent?;
+        let judging = threads.iter().filter(|t| !t.is_finished()).count();
+        let in_queue = lp.producer.in_flight_count();
+        if judging == 0 && in_queue == 0 && lp.retry_rx.is_empty() {
+            commit(&lp.shared, &lp.consumer).await;
+            if lp.shared.offsets.lock().all_committable().is_empty() {
+                return Ok(true);
+            }
+        }
+        debug!(target: "fairgate::kafka", judging, in_queue, held = lp.shared.offsets.lock().held(), "draining");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(false)
+}
+
+/// Send again what failed transiently, at once: no back-off while draining,
+/// the grace period is the bound. Returns the last error, if any.
+async fn send_retries(lp: &mut ConsumeLoop) -> Result<(), PipelineError> {
+    let mut failed = None;
+    while let Ok(token) = lp.retry_rx.try_recv() {
+        if let Err(e) = send_async(&lp.shared, &lp.producer, &lp.topics, token).await {
+            failed = Some(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}

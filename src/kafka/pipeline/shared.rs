@@ -1,0 +1,82 @@
+//! What the consume loop, the judge threads, the committer and librdkafka's
+//! callbacks share.
+//!
+//! Locks, and which may be held together:
+//!
+//! * `commit_lock` → `offsets`: a commit takes `commit_lock` first and holds
+//!   it across the commit call; `offsets` is taken inside it, briefly, and
+//!   never across a call to Kafka.
+//! * `offsets` alone everywhere else (the delivery callback, judge threads,
+//!   the consume loop, rebalances), and never while flushing the producer: a
+//!   flush waits for delivery callbacks, which take `offsets`.
+//! * The in-flight bound's lock is a leaf: places are given back after
+//!   `offsets` is let go.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::super::offsets::Offsets;
+use super::error::PipelineError;
+use super::in_flight::InFlight;
+use super::records::Token;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// Health of the pipeline, read by `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// The consumer holds a non-empty assignment.
+    pub assigned: AtomicBool,
+    /// The producer can reach the brokers (cleared on "all brokers down",
+    /// set again on the next acknowledged delivery).
+    pub producer_ok: AtomicBool,
+    /// The pipeline loop is running.
+    pub running: AtomicBool,
+    /// Set when the pipeline stopped on a fatal error.
+    pub fatal: Mutex<Option<String>>,
+    /// Input records consumed.
+    pub consumed: AtomicU64,
+    /// Input records whose every produced record is acknowledged.
+    pub completed: AtomicU64,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+            && self.assigned.load(Ordering::Relaxed)
+            && self.producer_ok.load(Ordering::Relaxed)
+            && self.fatal.lock().is_none()
+    }
+}
+
+/// State shared by the pipeline's tasks, threads and callbacks.
+pub(super) struct Shared {
+    /// Which input offsets may be committed. See the lock order above.
+    pub(super) offsets: Mutex<Offsets>,
+    /// Held while committing, so the periodic commit and the commit on
+    /// revocation never interleave (an older offset never lands after a
+    /// newer one). Taken before `offsets`.
+    pub(super) commit_lock: Mutex<()>,
+    /// At most `max_in_flight` records between read and commit.
+    pub(super) in_flight: InFlight,
+    pub(super) metrics: Metrics,
+    pub(super) health: Arc<Health>,
+    pub(super) clock: Arc<dyn Clock>,
+    /// Records whose delivery failed transiently, back to the consume loop.
+    pub(super) retry_tx: mpsc::UnboundedSender<Box<Token>>,
+    /// Errors that stop the pipeline, to the consume loop.
+    pub(super) fatal_tx: mpsc::UnboundedSender<PipelineError>,
+    pub(super) input_topic: String,
+    /// How long a flush or the drain may take.
+    pub(super) grace: Duration,
+    /// Produced records acknowledged.
+    pub(super) delivered: AtomicU64,
+    /// Set when the pipeline gives up on what it holds (fatal error, or the
+    /// grace period is over): judge threads drop their remaining records,
+    /// which stay uncommitted.
+    pub(super) abandon: AtomicBool,
+}
