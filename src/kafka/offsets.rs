@@ -193,24 +193,122 @@ mod tests {
         assert_eq!(o.committable(3), Some(8));
     }
 
+    /// One step of the model-based test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Read the partition's next offset, needing this many deliveries.
+        Begin(i32, u32),
+        /// Acknowledge one delivery of the n-th outstanding record (mod len).
+        Ack(i32, usize),
+        /// Commit what is committable.
+        Commit(i32),
+        /// The partition moves away and comes back (a new generation).
+        Reassign(i32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..2i32, 0..3u32).prop_map(|(p, d)| Op::Begin(p, d)),
+            5 => (0..2i32, any::<usize>()).prop_map(|(p, n)| Op::Ack(p, n)),
+            2 => (0..2i32).prop_map(Op::Commit),
+            1 => (0..2i32).prop_map(Op::Reassign),
+        ]
+    }
+
+    /// The plain model of one partition: every record read with its
+    /// outstanding deliveries, in offset order.
+    #[derive(Default)]
+    struct Model {
+        generation: u64,
+        next_offset: i64,
+        /// (offset, deliveries outstanding) of records not yet committed.
+        records: Vec<(i64, u32)>,
+        committed: Option<i64>,
+    }
+
+    impl Model {
+        /// The first offset not fully acknowledged, or one past the last read.
+        fn committable(&self) -> Option<i64> {
+            let next = match self.records.iter().find(|(_, n)| *n > 0) {
+                Some(&(off, _)) => off,
+                None => self.records.last()?.0 + 1,
+            };
+            self.committed.is_none_or(|c| next > c).then_some(next)
+        }
+    }
+
     proptest! {
-        /// Whatever the order of acknowledgements, the committable offset never
-        /// passes a record that is not fully acknowledged.
+        /// Against a plain model, under any interleaving of reads,
+        /// acknowledgements, commits and reassignments on two partitions: the
+        /// committable offset is exactly the first record not fully
+        /// acknowledged (never past it, never short of it), commits release
+        /// exactly the records below them, and a stale generation changes nothing.
         #[test]
-        fn never_commits_past_an_unacknowledged_record(order in Just((0..50i64).collect::<Vec<_>>()).prop_shuffle(), cut in 0usize..50) {
+        fn never_commits_past_an_unacknowledged_record(ops in prop::collection::vec(op(), 1..200)) {
             let mut o = Offsets::new();
-            let g = o.assign(0);
-            for off in 0..50 {
-                o.begin(0, g, off, 1);
+            let mut m: [Model; 2] = Default::default();
+            for p in 0..2 {
+                m[p as usize].generation = o.assign(p);
             }
-            for &off in &order[..cut] {
-                o.ack(0, g, off);
-            }
-            let acked: std::collections::HashSet<i64> = order[..cut].iter().copied().collect();
-            if let Some(next) = o.committable(0) {
-                for off in 0..next {
-                    prop_assert!(acked.contains(&off));
+            let mut stale: Vec<(i32, u64, i64)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Begin(p, d) => {
+                        let mp = &mut m[p as usize];
+                        prop_assert!(o.begin(p, mp.generation, mp.next_offset, d));
+                        mp.records.push((mp.next_offset, d));
+                        mp.next_offset += 1;
+                    }
+                    Op::Ack(p, n) => {
+                        let mp = &mut m[p as usize];
+                        let open: Vec<usize> = (0..mp.records.len()).filter(|&i| mp.records[i].1 > 0).collect();
+                        if open.is_empty() {
+                            continue;
+                        }
+                        let i = open[n % open.len()];
+                        mp.records[i].1 -= 1;
+                        let last = mp.records[i].1 == 0;
+                        prop_assert_eq!(o.ack(p, mp.generation, mp.records[i].0), last);
+                    }
+                    Op::Commit(p) => {
+                        let mp = &mut m[p as usize];
+                        if let Some(next) = o.committable(p) {
+                            let released = mp.records.iter().filter(|(off, _)| *off < next).count();
+                            prop_assert_eq!(o.committed(p, next), released);
+                            mp.records.retain(|(off, _)| *off >= next);
+                            mp.committed = Some(next);
+                        }
+                        // Committing the same offset again releases nothing.
+                        if let Some(c) = mp.committed {
+                            prop_assert_eq!(o.committed(p, c), 0);
+                        }
+                    }
+                    Op::Reassign(p) => {
+                        let mp = &mut m[p as usize];
+                        let held = mp.records.len();
+                        if let Some(&(off, _)) = mp.records.iter().find(|(_, n)| *n > 0) {
+                            stale.push((p, mp.generation, off));
+                        }
+                        prop_assert_eq!(o.revoke(p), held);
+                        prop_assert_eq!(o.committable(p), None);
+                        prop_assert!(!o.begin(p, mp.generation, mp.next_offset, 1));
+                        let next_offset = mp.committed.unwrap_or(0);
+                        *mp = Model { generation: o.assign(p), next_offset, ..Model::default() };
+                        prop_assert_ne!(Some(mp.generation), stale.last().map(|s| s.1));
+                    }
                 }
+                // An acknowledgement from an earlier ownership changes nothing.
+                for &(p, g, off) in &stale {
+                    prop_assert!(!o.ack(p, g, off));
+                }
+                for p in 0..2 {
+                    prop_assert_eq!(o.committable(p), m[p as usize].committable(), "partition {}", p);
+                    prop_assert_eq!(o.generation(p), Some(m[p as usize].generation));
+                }
+                prop_assert_eq!(o.held(), m[0].records.len() + m[1].records.len());
+                let all: Vec<(i32, i64)> = (0..2).filter_map(|p| m[p as usize].committable().map(|c| (p, c))).collect();
+                prop_assert_eq!(o.all_committable(), all);
+                prop_assert_eq!(o.partitions(), vec![0, 1]);
             }
         }
     }

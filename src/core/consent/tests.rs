@@ -231,7 +231,6 @@ fn missing_or_garbage_tcf_fails_closed() {
 
 #[test]
 fn gpp_strings_decode_as_the_iab_library_reads_them() {
-    let e = evaluator();
     let cases: Vec<Value> = serde_json::from_str(GPP).unwrap();
     for c in &cases {
         let name = c["name"].as_str().unwrap();
@@ -279,16 +278,192 @@ fn gpp_strings_decode_as_the_iab_library_reads_them() {
                 other => panic!("{name}: section {sid} not decoded: {other:?}"),
             }
         }
-        // Every listed section applies: the evaluator must give a verdict without panicking.
-        let sid_list: Vec<i64> = sids.iter().map(|&x| x as i64).collect();
-        let _ = e.evaluate(&Inputs {
-            gdpr: Some(false),
-            gpp: Some(s),
-            gpp_sid: &sid_list,
-            ts_ms: 1_718_440_200_000,
+    }
+}
+
+/// A day after the fixtures' TCF sections were last updated: none expired.
+const GPP_TS: i64 = 1_718_526_600_000;
+
+fn gpp_case(name: &str) -> (String, Vec<i64>) {
+    let cases: Vec<Value> = serde_json::from_str(GPP).unwrap();
+    let c = cases.iter().find(|c| c["name"] == name).unwrap();
+    let sids = c["section_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    (c["gpp_string"].as_str().unwrap().to_string(), sids)
+}
+
+fn gpp_verdict(e: &ConsentEvaluator, gpp: &str, sids: &[i64]) -> Verdict {
+    e.evaluate(&Inputs {
+        gdpr: Some(false),
+        gpp: Some(gpp),
+        gpp_sid: sids,
+        ts_ms: GPP_TS,
+        ..Inputs::default()
+    })
+}
+
+#[test]
+fn gpp_verdicts_follow_the_policy() {
+    use Outcome::{Contextual as C, Personalised as P};
+    use Reason::*;
+    // Every section listed in `gpp_sid` applies. Expected by reading each
+    // fixture's fields (tests/data/consent/gpp_cases.json) against README's
+    // rules: a US section's opt-out of sale, sharing or targeted advertising
+    // is an opt-out; any known-child value other than "not applicable" is a
+    // child; its GPC segment set is GPC; section 2 is judged as TCF.
+    let expected: &[(&str, Outcome, Reason, bool)] = &[
+        ("usnat_sale_opt_out", C, GppOptOut, false),
+        ("usnat_no_opt_out", P, Consented, true),
+        (
+            "usnat_no_opt_out_library_default_gpc_segment",
+            P,
+            Consented,
+            true,
+        ),
+        ("usnat_targeted_ads_opt_out", C, GppOptOut, false),
+        ("usnat_sharing_opt_out", C, GppOptOut, false),
+        ("usnat_known_child_consents_v2", C, KnownChild, false),
+        (
+            "usnat_known_child_consents_v2_consented",
+            C,
+            KnownChild,
+            false,
+        ),
+        ("usnat_v1_known_child_consents", C, KnownChild, false),
+        // Opted out of some sensitive data processing, not of precise geolocation (field 8).
+        ("usnat_sensitive_data_processing", P, Consented, true),
+        ("usnat_precise_geolocation_opt_out", P, Consented, false),
+        ("usnat_gpc_true", C, Gpc, false),
+        ("usnat_mspa_not_covered_all_zero", P, Consented, true),
+        ("uspv1_1YYN", C, GppOptOut, false),
+        ("uspv1_1YNN", P, Consented, true),
+        ("uspv1_1---", P, Consented, true),
+        ("tcfeuv2_purposes_1_3_4_v755", P, Consented, true),
+        ("tcfeuv2_v755_missing", C, TcfVendor, false),
+        // TCF case pub_restriction_not_allowed_p3_v755 inside GPP.
+        ("tcfeuv2_from_iabtcf_core_string", C, TcfRestricted, false),
+        ("usca_sale_opt_out", C, GppOptOut, false),
+        ("usca_no_opt_out", C, KnownChild, false),
+        ("usva_targeted_ads_opt_out", C, GppOptOut, false),
+        ("usco_no_opt_out", P, Consented, true),
+        ("usco_targeted_ads_opt_out_gpc", C, GppOptOut, false),
+        ("multi_tcfeuv2_uspv1_usnat", P, Consented, true),
+        (
+            "multi_uspv1_opt_out_usnat_sale_opt_out",
+            C,
+            GppOptOut,
+            false,
+        ),
+    ];
+    let all: Vec<Value> = serde_json::from_str(GPP).unwrap();
+    assert_eq!(
+        expected.len(),
+        all.len(),
+        "every fixture has an expected verdict"
+    );
+    let e = evaluator();
+    for &(name, outcome, reason, precise_geo) in expected {
+        let (s, sids) = gpp_case(name);
+        let v = gpp_verdict(&e, &s, &sids);
+        assert_eq!(
+            (v.outcome, v.reason, v.precise_geo),
+            (outcome, reason, precise_geo),
+            "{name}"
+        );
+        let want = if outcome == P {
+            SignalResult::Allowed
+        } else {
+            SignalResult::Denied
+        };
+        if reason != Gpc {
+            assert_eq!(v.signals.gpp, want, "{name}");
+        }
+    }
+    // The same strings under a policy that withholds on opt-out and on a child.
+    let strict = POLICY
+        .replace("opt_out = \"contextual\"", "opt_out = \"withheld\"")
+        .replace("child = \"contextual\"", "child = \"withheld\"");
+    let e = ConsentEvaluator::new(&CompiledPolicy::from_toml(&strict).unwrap());
+    for (name, reason) in [
+        ("usnat_sale_opt_out", GppOptOut),
+        ("usnat_known_child_consents_v2", KnownChild),
+        ("usnat_gpc_true", Gpc),
+        ("uspv1_1YYN", GppOptOut),
+    ] {
+        let (s, sids) = gpp_case(name);
+        let v = gpp_verdict(&e, &s, &sids);
+        assert_eq!((v.outcome, v.reason), (Outcome::Withheld, reason), "{name}");
+    }
+}
+
+#[test]
+fn only_the_gpp_sections_in_gpp_sid_apply() {
+    let e = evaluator();
+    // US Privacy allows, US National opts out: the section listed decides.
+    let (s, _) = gpp_case("multi_uspv1_opt_out_usnat_sale_opt_out");
+    let (t, _) = gpp_case("multi_tcfeuv2_uspv1_usnat");
+    assert_eq!(gpp_verdict(&e, &s, &[6]).reason, Reason::GppOptOut);
+    assert_eq!(gpp_verdict(&e, &t, &[6]).outcome, Outcome::Personalised);
+    // A TCF section that denies does not count when only US sections apply.
+    let (denies, _) = gpp_case("tcfeuv2_v755_missing");
+    assert_eq!(gpp_verdict(&e, &denies, &[2]).reason, Reason::TcfVendor);
+    let (usnat, _) = gpp_case("usnat_no_opt_out");
+    assert_eq!(gpp_verdict(&e, &usnat, &[7]).outcome, Outcome::Personalised);
+    // Listed but absent, or no string at all: fails closed.
+    assert_eq!(
+        gpp_verdict(&e, &usnat, &[7, 8]).reason,
+        Reason::GppSectionMissing
+    );
+    // A section id outside 1..=63 is invalid, whatever the string says.
+    for bad in [0, -1, 64, 1 << 40] {
+        let v = gpp_verdict(&e, &usnat, &[7, bad]);
+        assert_eq!(
+            (v.outcome, v.reason),
+            (Outcome::Contextual, Reason::GppSidInvalid),
+            "{bad}"
+        );
+        assert_eq!(v.signals.gpp, SignalResult::Invalid);
+    }
+    // A header that does not decode.
+    let v = gpp_verdict(&e, "not-a-gpp-string", &[7]);
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Contextual, Reason::GppUndecodable)
+    );
+    // A section the decoder cannot read (TCF Canada, id 5), listed as applying.
+    let v = gpp_verdict(
+        &e,
+        "DBABjw~BPXuQIAPXuQIAAfKABENB-CgAAAAAAAAAAAAAAAA.YAAAAAAAAAA~1YNN",
+        &[5],
+    );
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Contextual, Reason::GppSectionUnsupported)
+    );
+}
+
+#[test]
+fn precise_geolocation_follows_tcf_special_feature_1_and_us_sections() {
+    let e = evaluator();
+    let eu = |name: &str| {
+        let v = e.evaluate(&Inputs {
+            gdpr: Some(true),
+            tcf: Some(&case(name)),
+            ts_ms: GPP_TS,
             ..Inputs::default()
         });
-    }
+        (v.outcome, v.precise_geo)
+    };
+    assert_eq!(
+        eu("all_purposes_v755_sf1_bitfield"),
+        (Outcome::Personalised, true)
+    );
+    // Consent given, but not Special Feature 1: personalised without precise geo.
+    assert_eq!(eu("sf1_not_opted_in"), (Outcome::Personalised, false));
 }
 
 #[test]
@@ -359,12 +534,31 @@ fn decoded_strings_are_cached_and_bounded() {
         CompiledPolicy::from_toml(&POLICY.replace("cache_entries = 65536", "cache_entries = 32"))
             .unwrap();
     let e = ConsentEvaluator::new(&p);
+    // The same strings again and again are decoded once and kept.
     let cases: Vec<Value> = serde_json::from_str(TCF).unwrap();
     for _ in 0..3 {
-        for c in &cases {
+        for c in cases.iter().take(20) {
             e.evaluate(&eu(c["tc_string"].as_str().unwrap()));
         }
     }
-    assert!(e.cached() <= 32 + 24, "{}", e.cached());
-    assert!(e.cached() > 0);
+    assert!(
+        e.cached() >= 15,
+        "{} of 20 recurring strings cached",
+        e.cached()
+    );
+    // Many more distinct strings than fit, TCF and GPP, valid and not: the cache
+    // stays within its bound (32 TCF + 32/4 + 16 GPP entries).
+    for i in 0..120 {
+        let tcf = format!("{}{i}", case("no_consents"));
+        e.evaluate(&eu(&tcf));
+        let gpp = format!("DBABTA~1YN{}", if i % 2 == 0 { "N" } else { "Y" }).repeat(1 + i % 3);
+        let gpp = format!("{gpp}{i}");
+        e.evaluate(&Inputs {
+            gdpr: Some(false),
+            gpp: Some(&gpp),
+            gpp_sid: &[6],
+            ..Inputs::default()
+        });
+    }
+    assert!(e.cached() <= 32 + 24, "{} cached", e.cached());
 }

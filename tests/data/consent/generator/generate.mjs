@@ -531,6 +531,11 @@ const gppSpecs = [
     sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, SensitiveDataProcessing: [1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1], MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
   },
   {
+    name: "usnat_precise_geolocation_opt_out",
+    description: "opted out of sensitive data processing 8 (precise geolocation) only",
+    sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, SensitiveDataProcessing: [2, 2, 2, 2, 2, 2, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2], MspaCoveredTransaction: 2, GpcSegmentIncluded: false }]],
+  },
+  {
     name: "usnat_gpc_true",
     description: "no opt-outs in the core segment but the GPC segment says Gpc=true",
     sections: [["usnat", { ...NOTICES_GIVEN, ...NO_OPT_OUT, MspaCoveredTransaction: 2, GpcSegmentIncluded: true, Gpc: true }]],
