@@ -204,30 +204,72 @@ mod tests {
         assert_eq!(w.totals()[0].considered, 2);
     }
 
+    /// One step of the model-based test: a decision, or the clock moving.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add(i64, Vec<usize>, bool),
+        Advance(i64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (-5i64..40, proptest::collection::vec(0usize..4, 0..3), any::<bool>())
+                .prop_map(|(b, g, s)| Step::Add(b, g, s)),
+            1 => (-5i64..60).prop_map(Step::Advance),
+        ]
+    }
+
     proptest! {
-        /// Whatever the order of buckets, the running totals equal a direct
-        /// count of the decisions whose bucket is inside the window.
+        /// Against a plain list of every decision: whatever the order of
+        /// buckets and clock moves, a decision is late exactly when its bucket
+        /// is at least `n` behind the newest bucket seen, and the totals equal
+        /// a direct count of the decisions inside the window.
         #[test]
-        fn totals_equal_direct_count(events in proptest::collection::vec((0i64..40, 0usize..3, any::<bool>()), 1..300)) {
-            let n = 5;
-            let mut w = Window::new(n, 3);
-            let mut accepted: Vec<(i64, usize, bool)> = Vec::new();
-            let mut head = i64::MIN;
-            for (b, g, s) in events {
-                if w.add(b, &[g], s) == Placement::Counted {
-                    accepted.push((b, g, s));
+        fn totals_equal_direct_count(steps in proptest::collection::vec(step(), 1..300), n in 1usize..8) {
+            let mut w = Window::new(n, 4);
+            let mut kept: Vec<(i64, Vec<usize>, bool)> = Vec::new();
+            let mut head: Option<i64> = None;
+            for st in steps {
+                match st {
+                    Step::Add(b, groups, sel) => {
+                        let newest = head.map_or(b, |h| h.max(b));
+                        let late = b <= newest - n as i64;
+                        head = Some(newest);
+                        let want = if late { Placement::Late } else { Placement::Counted };
+                        prop_assert_eq!(w.add(b, &groups, sel), want, "bucket {} head {}", b, newest);
+                        if !late {
+                            kept.push((b, groups, sel));
+                        }
+                    }
+                    Step::Advance(to) => {
+                        w.advance(to);
+                        head = Some(head.map_or(to, |h| h.max(to)));
+                    }
                 }
-                head = head.max(b);
-            }
-            let mut expect = vec![Counts::default(); 3];
-            for (b, g, s) in accepted {
-                if b > head - n as i64 {
-                    expect[g].considered += 1;
-                    expect[g].selected += s as u64;
+                prop_assert_eq!(w.head(), head);
+                let h = head.unwrap();
+                prop_assert_eq!(w.first_live(), Some(h - n as i64 + 1));
+                let mut expect = vec![Counts::default(); 4];
+                for (b, groups, sel) in &kept {
+                    if *b > h - n as i64 {
+                        for &g in groups {
+                            expect[g].considered += 1;
+                            expect[g].selected += *sel as u64;
+                        }
+                    }
                 }
+                prop_assert_eq!(w.totals().to_vec(), expect.clone());
+                prop_assert_eq!(w.recount(), expect);
             }
-            prop_assert_eq!(w.totals().to_vec(), expect.clone());
-            prop_assert_eq!(w.recount(), expect);
         }
+    }
+
+    #[test]
+    fn memory_is_fixed_by_the_policy() {
+        // 60 buckets, 8 groups: 60 tags, 480 cells of two u32, 8 totals of two u64.
+        let w = Window::new(60, 8);
+        assert_eq!(w.heap_bytes(), 60 * 8 + 480 * 8 + 8 * 16);
+        assert_eq!(w.head(), None);
+        assert_eq!(w.first_live(), None);
     }
 }

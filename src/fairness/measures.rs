@@ -189,42 +189,174 @@ mod tests {
         assert!(share_distance(&[c(0, 5), c(0, 5)], &[0.5, 0.5], 100, 1.96).is_none());
     }
 
+    /// Newcombe (1998), "Two-sided confidence intervals for the single
+    /// proportion", Table I, method 3 (Wilson score, no continuity correction).
+    #[test]
+    fn wilson_matches_newcombes_table() {
+        for (k, n, lo, hi) in [
+            (81, 263, 0.2553, 0.3662),
+            (15, 148, 0.0624, 0.1605),
+            (0, 20, 0.0, 0.1611),
+            (1, 29, 0.0061, 0.1718),
+        ] {
+            let (l, h) = wilson(k, n, 1.959_964);
+            assert!(
+                (l - lo).abs() < 1e-4 && (h - hi).abs() < 1e-4,
+                "{k}/{n}: ({l}, {h})"
+            );
+        }
+        assert_eq!(wilson(0, 0, 1.96), (0.0, 1.0));
+        let (l, h) = wilson(20, 20, 1.959_964);
+        assert!((l - (1.0 - 0.1611)).abs() < 1e-4 && h == 1.0, "{l} {h}");
+    }
+
+    /// The Wilson interval's ends are the roots of
+    /// `(n + z²)p² − (2k + z²)p + k²/n = 0`: an oracle that shares no code
+    /// with `wilson`.
+    fn wilson_roots(k: u64, n: u64, z: f64) -> (f64, f64) {
+        let (k, n) = (k as f64, n as f64);
+        let a = n + z * z;
+        let b = -(2.0 * k + z * z);
+        let c = k * k / n;
+        let d = (b * b - 4.0 * a * c).max(0.0).sqrt();
+        (
+            ((-b - d) / (2.0 * a)).max(0.0),
+            ((-b + d) / (2.0 * a)).min(1.0),
+        )
+    }
+
+    #[test]
+    fn the_bounds_are_conservative_and_tighten_with_data() {
+        // 40% against 50%: ratio 0.8. The upper bound sits above it and closes
+        // in as the counts grow; at 10 million each it is within 0.002.
+        let mut last = f64::INFINITY;
+        for n in [100u64, 1_000, 10_000, 100_000, 10_000_000] {
+            let r = selection_rate_ratio(&[c(n, n * 4 / 10), c(n, n / 2)], 1, 1.96).unwrap();
+            assert!(r.upper > 0.8 && r.upper < last, "{n}: {}", r.upper);
+            last = r.upper;
+        }
+        assert!(last - 0.8 < 0.002, "{last}");
+        // A 70/30 delivery against a 50/50 baseline: distance 0.2, the lower
+        // bound below it, closing in with data.
+        let mut last = -1.0;
+        for n in [100u64, 10_000, 10_000_000] {
+            let d = share_distance(&[c(n, n * 7 / 10), c(n, n * 3 / 10)], &[0.5, 0.5], 1, 1.96)
+                .unwrap();
+            assert!((d.value - 0.2).abs() < 1e-9);
+            assert!(d.lower < 0.2 && d.lower > last, "{n}: {}", d.lower);
+            last = d.lower;
+        }
+        assert!(0.2 - last < 0.001, "{last}");
+        // A wider interval (higher z) gives a more cautious bound.
+        let g = [c(400, 120), c(400, 200)];
+        let loose = selection_rate_ratio(&g, 1, 1.64).unwrap().upper;
+        let strict = selection_rate_ratio(&g, 1, 2.58).unwrap().upper;
+        assert!(strict > loose, "{strict} {loose}");
+    }
+
+    #[test]
+    fn ratio_edge_cases() {
+        // Nobody selected anywhere: no ratio. The highest group at 0 after the
+        // lowest qualifies: none either.
+        assert!(selection_rate_ratio(&[c(100, 0), c(100, 0)], 1, 1.96).is_none());
+        // One group selected, one not at all: ratio 0, and the bound is below 1.
+        let r = selection_rate_ratio(&[c(1000, 0), c(1000, 500)], 1, 1.96).unwrap();
+        assert_eq!((r.value, r.low, r.high), (0.0, 0, 1));
+        assert!(r.upper > 0.0 && r.upper < 0.02, "{}", r.upper);
+        // A group exactly at the minimum counts; one below it does not.
+        assert!(selection_rate_ratio(&[c(50, 10), c(50, 20)], 50, 1.96).is_some());
+        assert!(selection_rate_ratio(&[c(49, 10), c(50, 20)], 50, 1.96).is_none());
+        // Empty groups never count, even with a minimum of 0.
+        assert!(selection_rate_ratio(&[c(0, 0), c(50, 20)], 0, 1.96).is_none());
+        // Too few selected for a distance; exactly the minimum is enough.
+        assert!(share_distance(&[c(0, 60), c(0, 39)], &[0.5, 0.5], 100, 1.96).is_none());
+        assert!(share_distance(&[c(0, 60), c(0, 40)], &[0.5, 0.5], 100, 1.96).is_some());
+        assert!(share_distance(&[c(0, 60), c(0, 40)], &[1.0], 1, 1.96).is_none());
+        assert_eq!(
+            considered_shares(&[c(30, 0), c(10, 0)]),
+            Some(vec![0.75, 0.25])
+        );
+        assert_eq!(considered_shares(&[c(0, 0)]), None);
+        assert_eq!(c(4, 1).rate(), Some(0.25));
+        assert_eq!(c(0, 0).rate(), None);
+    }
+
     proptest! {
         #[test]
+        fn wilson_agrees_with_the_quadratic(k in 0u64..5000, extra in 0u64..5000, z in 0.5f64..4.0) {
+            let n = k + extra + 1;
+            let (lo, hi) = wilson(k, n, z);
+            let (rlo, rhi) = wilson_roots(k, n, z);
+            prop_assert!((lo - rlo).abs() < 1e-9 && (hi - rhi).abs() < 1e-9, "{} {} vs {} {}", lo, hi, rlo, rhi);
+            let p = k as f64 / n as f64;
+            prop_assert!(lo <= p && p <= hi);
+        }
+
+        #[test]
         fn ratio_equals_direct_computation(
-            counts in proptest::collection::vec((1u64..5000, 0u64..5000), 2..8)
+            counts in proptest::collection::vec((1u64..5000, 0u64..5000), 2..8),
+            min_group in 1u64..3000,
         ) {
             let groups: Vec<Counts> = counts.iter().map(|&(n, k)| c(n, k.min(n))).collect();
-            let rates: Vec<f64> = groups.iter().map(|g| g.selected as f64 / g.considered as f64).collect();
-            let max = rates.iter().cloned().fold(f64::MIN, f64::max);
-            let min = rates.iter().cloned().fold(f64::MAX, f64::min);
-            match selection_rate_ratio(&groups, 1, 1.96) {
+            // The groups that qualify, and their rates, computed here.
+            let rated: Vec<(usize, f64)> = groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.considered >= min_group)
+                .map(|(i, g)| (i, g.selected as f64 / g.considered as f64))
+                .collect();
+            let lowest = rated.iter().copied().reduce(|a, b| if b.1 < a.1 { b } else { a });
+            let highest = rated.iter().copied().reduce(|a, b| if b.1 > a.1 { b } else { a });
+            match selection_rate_ratio(&groups, min_group, 1.96) {
                 Some(r) => {
-                    prop_assert!((r.value - min / max).abs() < 1e-12);
-                    prop_assert!(r.upper >= r.value - 1e-12 && r.upper <= 1.0);
+                    let ((li, lr), (hi, hr)) = (lowest.unwrap(), highest.unwrap());
+                    prop_assert!(rated.len() >= 2 && hr > 0.0);
+                    prop_assert_eq!((r.low, r.high), (li, hi));
+                    prop_assert!((r.value - lr / hr).abs() < 1e-12);
+                    let (_, low_hi) = wilson_roots(groups[li].selected, groups[li].considered, 1.96);
+                    let (high_lo, _) = wilson_roots(groups[hi].selected, groups[hi].considered, 1.96);
+                    let expect = if high_lo <= 0.0 { 1.0 } else { (low_hi / high_lo).min(1.0) }.max(lr / hr);
+                    prop_assert!((r.upper - expect).abs() < 1e-9, "{} vs {}", r.upper, expect);
                 }
-                None => prop_assert!(max == 0.0),
+                None => prop_assert!(rated.len() < 2 || highest.unwrap().1 == 0.0),
             }
         }
 
         #[test]
         fn distance_equals_direct_computation(
             sel in proptest::collection::vec(0u64..5000, 2..8),
-            raw in proptest::collection::vec(1u32..100, 8)
+            raw in proptest::collection::vec(1u32..100, 8),
+            min_selected in 1u64..2000,
         ) {
             let groups: Vec<Counts> = sel.iter().map(|&k| c(k, k)).collect();
             let w: Vec<f64> = raw[..groups.len()].iter().map(|&x| x as f64).collect();
             let sum: f64 = w.iter().sum();
             let baseline: Vec<f64> = w.iter().map(|x| x / sum).collect();
             let total: u64 = sel.iter().sum();
-            match share_distance(&groups, &baseline, 1, 1.96) {
+            match share_distance(&groups, &baseline, min_selected, 1.96) {
                 Some(d) => {
-                    let shares: Vec<f64> = sel.iter().map(|&k| k as f64 / total as f64).collect();
-                    prop_assert!((d.value - total_variation(&shares, &baseline)).abs() < 1e-12);
-                    prop_assert!(d.lower <= d.value + 1e-12 && d.lower >= 0.0);
+                    prop_assert!(total >= min_selected);
+                    let mut value = 0.0;
+                    let mut lower = 0.0;
+                    for (&k, &b) in sel.iter().zip(&baseline) {
+                        value += (k as f64 / total as f64 - b).abs() / 2.0;
+                        // The point of the group's interval nearest the baseline.
+                        let (lo, hi) = wilson_roots(k, total, 1.96);
+                        lower += (b.clamp(lo, hi) - b).abs() / 2.0;
+                    }
+                    prop_assert!((d.value - value).abs() < 1e-12);
+                    prop_assert!((d.lower - lower).abs() < 1e-9, "{} vs {}", d.lower, lower);
                 }
-                None => prop_assert_eq!(total, 0),
+                None => prop_assert!(total < min_selected),
             }
+        }
+
+        #[test]
+        fn total_variation_of_two_distributions(a in proptest::collection::vec(0.0f64..1.0, 1..8)) {
+            let rev: Vec<f64> = a.iter().rev().copied().collect();
+            let direct: f64 = a.iter().zip(&rev).map(|(x, y)| (x - y).abs()).sum::<f64>() / 2.0;
+            prop_assert!((total_variation(&a, &rev) - direct).abs() < 1e-12);
+            prop_assert_eq!(total_variation(&a, &a), 0.0);
         }
     }
 }
