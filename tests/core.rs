@@ -825,3 +825,206 @@ fn a_record_the_guard_fails_on_is_dead_lettered_whole() {
         "{error}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// README's promises, one test each
+// ---------------------------------------------------------------------------
+
+/// A decision that personalises (no regime applies) with the given segment ids.
+fn with_segments(ids: &[&str]) -> Vec<u8> {
+    let segs: Vec<Value> = ids.iter().map(|s| json!({"id": s})).collect();
+    serde_json::to_vec(
+        &json!({"id": "d", "ts": T0, "campaign": {"id": "seg"}, "regs": {"gdpr": 0},
+        "user": {"id": "u", "data": [{"id": "dmp", "segment": segs}]}}),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_sensitive_pattern_family_is_removed_and_the_rest_kept() {
+    let g = guard();
+    let file: toml::Value = toml::from_str(POLICY).unwrap();
+    let patterns: Vec<&str> = file["strip"]["segments"]["sensitive"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(patterns.len() >= 10);
+    // Near misses of the patterns stay: a segment is removed only when it matches.
+    let kept = [
+        "sports",
+        "auto-intender",
+        "healthy-food",
+        "my-health",
+        "unionist",
+    ];
+    for p in &patterns {
+        let id = p.replace('*', "x").replace('?', "y");
+        let j = g.judge(
+            None,
+            &with_segments(&[kept[0], &id, kept[1], kept[2], kept[3], kept[4]]),
+            Now::At(T0),
+        );
+        assert_eq!(header(&j, headers::CONSENT), Some("personalised"));
+        let out: Value = serde_json::from_slice(&j.payload).unwrap();
+        let ids: Vec<&str> = out["user"]["data"][0]["segment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, kept, "pattern {p}: segment {id}");
+        assert_eq!(
+            header(&j, headers::SEGMENTS_REMOVED),
+            Some("1"),
+            "pattern {p}"
+        );
+        assert_eq!(
+            out["user"]["id"], "u",
+            "personal fields stay when personalised"
+        );
+    }
+    // Several at once are counted; none removed means no header.
+    let j = g.judge(
+        None,
+        &with_segments(&["health-a", "sports", "religion-b", "union-c"]),
+        Now::At(T0),
+    );
+    assert_eq!(header(&j, headers::SEGMENTS_REMOVED), Some("3"));
+    let j = g.judge(None, &with_segments(&["sports"]), Now::At(T0));
+    assert_eq!(header(&j, headers::SEGMENTS_REMOVED), None);
+}
+
+#[test]
+fn numeric_fields_are_banded_and_labels_outside_groups_not_counted() {
+    let g = guard_with(|p| {
+        p + r#"
+[[fairness.dimensions]]
+name = "age_from_yob"
+pointer = "/user/yob"
+transform = "age_from_year"
+groups = ["under-35", "35-plus"]
+bands = [{ group = "under-35", min = 0, max = 34 }, { group = "35-plus", min = 35, max = 130 }]
+"#
+    });
+    // T0 is in 2026: born 1992 is 34, born 1991 is 35; a string number is read too.
+    for (yob, sex) in [
+        (json!(1992), "female"),
+        (json!(1991), "male"),
+        (json!("1960"), "FEMALE"),
+        (json!(1800), "other"),
+        (json!("x"), " male"),
+        (json!(2030), "female"),
+    ] {
+        let d = json!({"id": "d", "ts": T0, "campaign": {"id": "band"}, "regs": {"gdpr": 0},
+                       "user": {"yob": yob}, "audience": {"sex": sex}});
+        g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0));
+    }
+    let r = g.campaign("band").unwrap();
+    let counts = |dim: usize| -> Vec<u64> {
+        r.dimensions[dim]
+            .groups
+            .iter()
+            .map(|g| g.considered)
+            .collect()
+    };
+    // Only the exact labels "female" and "male" count (twice female, once male).
+    assert_eq!(counts(0), vec![2, 1]);
+    assert_eq!(r.dimensions[2].dimension, "age_from_yob");
+    // 1992 → 34 (under 35); 1991 and "1960" → 35-plus; 1800 (226), "x" and 2030 (−4) in no band.
+    assert_eq!(counts(2), vec![1, 2]);
+}
+
+#[test]
+fn the_platform_baseline_is_the_window_mix_of_considered_decisions() {
+    let g = guard();
+    // Campaign a: 600 female, 200 male considered; b: 200 and 200. The
+    // platform mix is 800 : 400, so a's baseline is 2/3 female.
+    for (campaign, female, male) in [("a", 600, 200), ("b", 200, 200)] {
+        for i in 0..female {
+            feed(&g, campaign, T0 + i, "female", i % 2 == 0);
+        }
+        for i in 0..male {
+            feed(&g, campaign, T0 + i, "male", true);
+        }
+    }
+    let r = g.campaign("a").unwrap();
+    let sex = &r.dimensions[0];
+    assert_eq!(
+        serde_json::to_value(sex.baseline).unwrap(),
+        json!("platform")
+    );
+    let base: Vec<f64> = sex
+        .groups
+        .iter()
+        .map(|g| g.baseline_share.unwrap())
+        .collect();
+    assert!(
+        (base[0] - 2.0 / 3.0).abs() < 1e-12 && (base[1] - 1.0 / 3.0).abs() < 1e-12,
+        "{base:?}"
+    );
+    // a selected 300 female and 200 male: shares 0.6 / 0.4 against 2/3 / 1/3.
+    let d = sex.share_distance.unwrap();
+    assert!((d - (2.0 / 3.0 - 0.6)).abs() < 1e-12, "{d}");
+}
+
+#[test]
+fn confidence_is_bonferroni_corrected_over_each_dimensions_groups() {
+    let p = CompiledPolicy::from_toml(POLICY).unwrap();
+    // confidence 0.95: sex has 2 groups → two-sided 1 − 0.05/2 = 97.5% → z 2.2414;
+    // age_band has 6 → 1 − 0.05/6 → z 2.6383. Uncorrected it would be 1.96.
+    let z: Vec<f64> = p.dimensions.iter().map(|d| d.z).collect();
+    assert!((z[0] - 2.241_403).abs() < 1e-4, "{z:?}");
+    assert!((z[1] - 2.638_257).abs() < 1e-4, "{z:?}");
+}
+
+#[test]
+fn max_future_secs_is_the_last_millisecond_counted() {
+    let g = guard();
+    feed(&g, "f", T0, "male", true);
+    let at = |ts: i64| {
+        let d = json!({"id": "d", "ts": ts, "campaign": {"id": "f"}, "regs": {"gdpr": 0}, "audience": {"sex": "female"}});
+        let j = g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0));
+        header(&j, headers::TIMING).map(str::to_string)
+    };
+    // max_future_secs = 300: exactly 300 s ahead still counts, a millisecond more is early.
+    assert_eq!(at(T0 + 300_000), None);
+    assert_eq!(at(T0 + 300_001).as_deref(), Some("early"));
+    assert_eq!(
+        g.campaign("f").unwrap().dimensions[0].groups[0].considered,
+        1
+    );
+}
+
+#[test]
+fn only_ok_campaigns_without_override_are_evicted() {
+    let g = guard();
+    // "skewed" is flagged, "kept" is ok with an override, "idle" is ok.
+    for i in 0..400 {
+        feed(&g, "skewed", T0 + i, "female", false);
+        feed(&g, "skewed", T0 + i, "male", true);
+    }
+    assert_eq!(g.campaign("skewed").unwrap().state, State::Flagged);
+    feed(&g, "kept", T0, "male", true);
+    feed(&g, "idle", T0, "male", true);
+    g.override_campaign(
+        "kept",
+        fairgate::fairness::campaign::OverrideAction::ForceAllow,
+        "ops",
+        "test",
+        T0,
+    )
+    .unwrap();
+    // Past idle_evict_secs (2 h) of event time.
+    feed(&g, "other", T0 + 130 * 60_000, "male", true);
+    assert!(g.campaign("idle").is_none());
+    assert!(g.campaign("kept").is_some());
+    assert!(g.campaign("skewed").is_some());
+    let evicted = g
+        .tracker()
+        .counters
+        .evicted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(evicted, 1);
+}
