@@ -865,6 +865,407 @@ mod tests {
         assert!(text.contains("window"), "{text}");
     }
 
+    /// The example policy with `from` replaced by `to` (which must occur).
+    fn edited(from: &str, to: &str) -> String {
+        assert!(EXAMPLE.contains(from), "example policy lacks {from:?}");
+        EXAMPLE.replacen(from, to, 1)
+    }
+
+    /// The example policy with the `[[fairness.dimensions]]` entries replaced.
+    fn with_dimensions(dims: &str) -> String {
+        let start = EXAMPLE.find("[[fairness.dimensions]]").unwrap();
+        let end = EXAMPLE.find("# A dimension may also band").unwrap();
+        format!("{}{dims}\n{}", &EXAMPLE[..start], &EXAMPLE[end..])
+            .replace("[[fairness.baselines]]\ncampaign = \"cmp-housing-1\"\ndimension = \"sex\"\nshares = { female = 0.5, male = 0.5 }", "")
+    }
+
+    const SEX: &str = "[[fairness.dimensions]]\nname = \"sex\"\npointer = \"/audience/sex\"\ngroups = [\"female\", \"male\"]\n";
+
+    /// Each rule on its own: the one bad value is refused, naming its place.
+    #[test]
+    fn each_rule_names_its_place() {
+        let sensitive_start = EXAMPLE.find("sensitive = [").unwrap();
+        let sensitive_end = sensitive_start + EXAMPLE[sensitive_start..].find(']').unwrap() + 1;
+        let no_patterns = format!(
+            "{}sensitive = []{}",
+            &EXAMPLE[..sensitive_start],
+            &EXAMPLE[sensitive_end..]
+        );
+        let banded = |bands: &str| {
+            with_dimensions(&format!(
+                "{SEX}[[fairness.dimensions]]\nname = \"yob\"\npointer = \"/user/yob\"\ngroups = [\"young\", \"old\"]\n{bands}\n"
+            ))
+        };
+        let groups = |n: usize| {
+            let g: Vec<String> = (0..n).map(|i| format!("\"g{i}\"")).collect();
+            with_dimensions(&format!(
+                "[[fairness.dimensions]]\nname = \"many\"\npointer = \"/a\"\ngroups = [{}]\n",
+                g.join(", ")
+            ))
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (format!("extra = 1\n{EXAMPLE}"), "extra"),
+            (
+                edited("version = \"2026-11-23.1\"", "version = \" \""),
+                "version",
+            ),
+            (
+                edited("version = \"2026-11-23.1\"", "version = 3"),
+                "version",
+            ),
+            (edited("version = \"2026-11-23.1\"", ""), "version"),
+            (edited("mode = \"monitor\"", "mode = \"loud\""), "mode"),
+            (edited("[consent]", "[consent_x]"), "consent"),
+            (edited("[consent]", "[consent]\nvendorid = 1"), "consent"),
+            (
+                edited("vendor_id = 755", "vendor_id = 0"),
+                "consent.vendor_id",
+            ),
+            (
+                edited("required_purposes = [1, 3, 4]", "required_purposes = []"),
+                "consent.required_purposes",
+            ),
+            (
+                edited(
+                    "required_purposes = [1, 3, 4]",
+                    "required_purposes = [1, 0]",
+                ),
+                "consent.required_purposes[1]",
+            ),
+            (
+                edited("required_purposes = [1, 3, 4]", "required_purposes = [12]"),
+                "consent.required_purposes[0]",
+            ),
+            (
+                edited("max_age_days = 390", "max_age_days = 0"),
+                "consent.max_age_days",
+            ),
+            (
+                edited("cache_entries = 65536", "cache_entries = 0"),
+                "consent.cache_entries",
+            ),
+            (
+                edited("always = [\"/audience\"]", "always = [\"audience\"]"),
+                "strip.always[0]",
+            ),
+            (
+                edited("  \"/user/id\",", "  \"user/id\","),
+                "strip.unless_personalised[0]",
+            ),
+            (
+                edited(
+                    "always = [\"/audience\"]",
+                    "always = [\"/audience\", \"/user/id\"]",
+                ),
+                "strip",
+            ),
+            (
+                edited("pointer = \"/device/ip\"\n", "pointer = \"device/ip\"\n"),
+                "strip.coarsen[0].pointer",
+            ),
+            (
+                edited("ipv4_prefix_bits = 24", "ipv4_prefix_bits = 33"),
+                "strip.coarsen[0].ipv4_prefix_bits",
+            ),
+            (
+                edited("ipv6_prefix_bits = 56", "ipv6_prefix_bits = 129"),
+                "strip.coarsen[0].ipv6_prefix_bits",
+            ),
+            (
+                edited("decimals = 2", "decimals = 7"),
+                "strip.coarsen[2].decimals",
+            ),
+            (edited("decimals = 2", ""), "strip.coarsen[2].decimals"),
+            (edited("keep_chars = 3", ""), "strip.coarsen[6].keep_chars"),
+            (
+                edited("method = \"ip\"              #", "method = \"shred\" #"),
+                "strip.coarsen[0]",
+            ),
+            (
+                edited("pointer = \"/user/data\"", "pointer = \"user/data\""),
+                "strip.segments.pointer",
+            ),
+            (no_patterns, "strip.segments.sensitive"),
+            (
+                edited("\"health-*\",", "\"**\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", "\"  \","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("bucket_secs = 60", "bucket_secs = 0"),
+                "fairness.bucket_secs",
+            ),
+            (
+                edited("window_secs = 3600", "window_secs = 3601"),
+                "fairness.window_secs",
+            ),
+            (
+                edited("window_secs = 3600", "window_secs = 0"),
+                "fairness.window_secs",
+            ),
+            (
+                edited("window_secs = 3600", "window_secs = 86460"),
+                "fairness.window_secs",
+            ),
+            (
+                edited("confidence = 0.95", "confidence = 0.4999"),
+                "fairness.confidence",
+            ),
+            (
+                edited("confidence = 0.95", "confidence = 0.9995"),
+                "fairness.confidence",
+            ),
+            (
+                edited(
+                    "min_campaign_considered = 300",
+                    "min_campaign_considered = 0",
+                ),
+                "fairness",
+            ),
+            (
+                edited("min_campaign_selected = 300", "min_campaign_selected = 0"),
+                "fairness",
+            ),
+            (
+                edited("min_group_considered = 50", "min_group_considered = 0"),
+                "fairness",
+            ),
+            (
+                with_dimensions("").replacen(
+                    "min_group_considered = 50",
+                    "min_group_considered = 50\ndimensions = []",
+                    1,
+                ),
+                "fairness.dimensions",
+            ),
+            (
+                edited("groups = [\"female\", \"male\"]", "groups = [\"female\"]"),
+                "fairness.dimensions[0].groups",
+            ),
+            (
+                edited(
+                    "groups = [\"female\", \"male\"]",
+                    "groups = [\"male\", \"male\"]",
+                ),
+                "fairness.dimensions[0].groups[1]",
+            ),
+            (groups(33), "fairness.dimensions[0].groups"),
+            (
+                edited("name = \"sex\"", "name = \"s-x\""),
+                "fairness.dimensions[0].name",
+            ),
+            (
+                edited("name = \"sex\"", "name = \"\""),
+                "fairness.dimensions[0].name",
+            ),
+            (
+                edited("name = \"age_band\"", "name = \"sex\""),
+                "fairness.dimensions[1].name",
+            ),
+            (
+                edited("pointer = \"/audience/sex\"", "pointer = \"audience/sex\""),
+                "fairness.dimensions[0].pointer",
+            ),
+            (
+                banded("bands = [{ group = \"young\", min = 40, max = 30 }]"),
+                "fairness.dimensions[1].bands[0]",
+            ),
+            (
+                banded("bands = [{ group = \"teen\", min = 0, max = 19 }]"),
+                "fairness.dimensions[1].bands[0].group",
+            ),
+            (
+                banded("transform = \"age_from_year\""),
+                "fairness.dimensions[1].transform",
+            ),
+            (
+                edited("[fairness.limits.default]", "[fairness.limits.other]"),
+                "fairness.limits",
+            ),
+            (
+                edited("[fairness.limits.default]", "[fairness.limits.other]"),
+                "fairness.limits.other",
+            ),
+            (
+                edited("flag_ratio = 0.8 ", "flag_ratio = 1.8 "),
+                "fairness.limits.default.flag_ratio",
+            ),
+            (
+                edited("flag_ratio = 0.8 ", "flag_ratio = nan "),
+                "fairness.limits.default.flag_ratio",
+            ),
+            (
+                edited("block_distance = 0.25", "block_distance = -0.1"),
+                "fairness.limits.default.block_distance",
+            ),
+            (
+                edited("block_ratio = 0.5", "block_ratio = 0.81"),
+                "fairness.limits.default",
+            ),
+            (
+                edited("clear_ratio = 0.85", "clear_ratio = 0.79"),
+                "fairness.limits.default",
+            ),
+            (
+                edited("clear_distance = 0.08", "clear_distance = 0.11"),
+                "fairness.limits.default",
+            ),
+            (
+                edited("block_distance = 0.25", "block_distance = 0.09"),
+                "fairness.limits.default",
+            ),
+            (
+                edited("min_dwell_secs = 300\n", "min_dwell_secs = \"x\"\n"),
+                "fairness.limits.default",
+            ),
+            (
+                edited("dimension = \"sex\"", "dimension = \"gender\""),
+                "fairness.baselines[0].dimension",
+            ),
+            (
+                edited("female = 0.5, male = 0.5", "female = 0.5, other = 0.5"),
+                "fairness.baselines[0].shares.other",
+            ),
+            (
+                edited("female = 0.5, male = 0.5", "female = 1.5, male = -0.5"),
+                "fairness.baselines[0].shares.female",
+            ),
+            (
+                edited("female = 0.5, male = 0.5", "female = 0.5, male = 0.4"),
+                "fairness.baselines[0].shares",
+            ),
+            (
+                edited(
+                    "[[fairness.baselines]]",
+                    "[[fairness.baselines]]\ncampaign = \"cmp-housing-1\"\ndimension = \"sex\"\nshares = { female = 0.5, male = 0.5 }\n\n[[fairness.baselines]]",
+                ),
+                "fairness.baselines[1]",
+            ),
+            (
+                edited(
+                    "[[fairness.baselines]]",
+                    "[[fairness.baselines]]\nweight = 1",
+                ),
+                "fairness.baselines[0]",
+            ),
+        ];
+        for (text, place) in &cases {
+            let err = CompiledPolicy::from_toml(text).expect_err(place);
+            let places: Vec<&str> = err.issues().iter().map(|i| i.place.as_str()).collect();
+            assert!(places.contains(place), "expected {place}, got {places:?}");
+        }
+    }
+
+    /// Values at the edge of each range are accepted.
+    #[test]
+    fn values_at_the_edge_of_each_range_are_accepted() {
+        let groups: Vec<String> = (0..32).map(|i| format!("\"g{i}\"")).collect();
+        let big = with_dimensions(&format!(
+            "[[fairness.dimensions]]\nname = \"a\"\npointer = \"/a\"\ngroups = [{0}]\n[[fairness.dimensions]]\nname = \"b\"\npointer = \"/b\"\ngroups = [{0}]\n",
+            groups.join(", ")
+        ));
+        for text in [
+            edited("vendor_id = 755", "vendor_id = 1"),
+            edited(
+                "required_purposes = [1, 3, 4]",
+                "required_purposes = [1, 11]",
+            ),
+            edited("max_age_days = 390", "max_age_days = 1"),
+            edited("cache_entries = 65536", "cache_entries = 1"),
+            edited("mode = \"monitor\"", ""),
+            edited("ipv4_prefix_bits = 24", "ipv4_prefix_bits = 32"),
+            edited("ipv6_prefix_bits = 56", "ipv6_prefix_bits = 128"),
+            edited("decimals = 2", "decimals = 6"),
+            edited("window_secs = 3600", "window_secs = 86400"),
+            edited("confidence = 0.95", "confidence = 0.5"),
+            edited("confidence = 0.95", "confidence = 0.9994"),
+            edited("min_group_considered = 50", "min_group_considered = 1"),
+            edited("clear_ratio = 0.85", "clear_ratio = 0.8"),
+            edited("block_ratio = 0.5", "block_ratio = 0.8"),
+            edited("flag_ratio = 0.8 ", "flag_ratio = 1.0 ")
+                .replace("clear_ratio = 0.85", "clear_ratio = 1.0"),
+            edited("clear_distance = 0.08", "clear_distance = 0.0"),
+            edited("block_distance = 0.25", "block_distance = 0.1"),
+            edited("female = 0.5, male = 0.5", "female = 0.505, male = 0.5"),
+            big,
+        ] {
+            if let Err(e) = CompiledPolicy::from_toml(&text) {
+                panic!("refused: {e}\n{text}");
+            }
+        }
+        // A mode left out is monitor; 65 groups in all are too many.
+        assert_eq!(
+            CompiledPolicy::from_toml(&edited("mode = \"monitor\"", ""))
+                .unwrap()
+                .mode,
+            Mode::Monitor
+        );
+        let g: Vec<String> = (0..32).map(|i| format!("\"g{i}\"")).collect();
+        let too_many = with_dimensions(&format!(
+            "[[fairness.dimensions]]\nname = \"a\"\npointer = \"/a\"\ngroups = [{0}]\n[[fairness.dimensions]]\nname = \"b\"\npointer = \"/b\"\ngroups = [{0}]\n{SEX}",
+            g.join(", ")
+        ));
+        let err = CompiledPolicy::from_toml(&too_many).unwrap_err();
+        assert!(
+            err.issues()
+                .iter()
+                .any(|i| i.place == "fairness.dimensions" && i.message.contains("66 groups")),
+            "{err}"
+        );
+    }
+
+    /// What the example policy compiles to, number by number.
+    #[test]
+    fn the_example_compiles_to_these_numbers() {
+        let p = CompiledPolicy::from_toml(EXAMPLE).unwrap();
+        assert_eq!(p.version, "2026-11-23.1");
+        assert_eq!(p.mode, Mode::Monitor);
+        assert_eq!(p.required_purposes_mask, (1 << 1) | (1 << 3) | (1 << 4));
+        assert_eq!(p.max_age_ms, 390 * 86_400_000);
+        assert_eq!(p.cache_entries, 65536);
+        assert_eq!(
+            (p.window_ms, p.bucket_ms, p.buckets),
+            (3_600_000, 60_000, 60)
+        );
+        assert_eq!((p.max_future_ms, p.idle_evict_ms), (300_000, 7_200_000));
+        assert_eq!(
+            (
+                p.min_campaign_considered,
+                p.min_campaign_selected,
+                p.min_group_considered
+            ),
+            (300, 300, 50)
+        );
+        assert!((p.z - 1.959_964).abs() < 1e-5);
+        assert_eq!(p.group_offsets, vec![0, 2]);
+        assert_eq!(p.total_groups, 8);
+        assert_eq!(p.always.len(), 1);
+        assert_eq!(p.unless_personalised.len(), 14);
+        assert_eq!(p.coarsen.len(), 8);
+        assert!(p.segments.is_some());
+        let l = &p.limits[&Category::Default];
+        assert_eq!(
+            (l.flag_ratio, l.clear_ratio, l.block_ratio),
+            (0.8, 0.85, 0.5)
+        );
+        assert_eq!(
+            (l.flag_distance, l.clear_distance, l.block_distance),
+            (0.10, 0.08, 0.25)
+        );
+        assert_eq!((l.block_after_ms, l.min_dwell_ms), (1_800_000, 300_000));
+        assert_eq!(p.limits.len(), 4);
+        assert_eq!(
+            p.baselines["cmp-housing-1"],
+            vec![Some(vec![0.5, 0.5]), None]
+        );
+        let mode =
+            CompiledPolicy::from_toml(&edited("mode = \"monitor\"", "mode = \"enforce\"")).unwrap();
+        assert_eq!(mode.mode, Mode::Enforce);
+    }
+
     #[test]
     fn syntax_errors_name_the_line() {
         let err = CompiledPolicy::from_toml("version = \"x\"\n[consent\n").unwrap_err();

@@ -62,5 +62,34 @@ mod tests {
     fn z_matches_known_quantiles() {
         assert!((z_for_confidence(0.95) - 1.959_964).abs() < 1e-5);
         assert!((z_for_confidence(0.99) - 2.575_829).abs() < 1e-5);
+        assert!(z_for_confidence(0.0).abs() < 1e-12);
+    }
+
+    /// Reference values from Python's `statistics.NormalDist().inv_cdf`
+    /// (Wichura's AS 241, accurate to 1e-16), in all three regions of
+    /// Acklam's approximation (lower tail below 0.02425, centre, upper tail).
+    #[test]
+    fn inverse_cdf_matches_a_reference_in_every_region() {
+        for (p, z) in [
+            (1e-12, -7.034_483_825_301_13),
+            (1e-6, -4.753_424_308_822_9),
+            (0.001, -3.090_232_306_167_81),
+            (0.02, -2.053_748_910_631_82),
+            (0.0242, -1.973_839_463_313_2),
+            (0.0243, -1.972_084_159_029_29),
+            (0.1, -1.281_551_565_544_6),
+            (0.3, -0.524_400_512_708_041),
+            (0.5, 0.0),
+            (0.6, 0.253_347_103_135_8),
+            (0.9, 1.281_551_565_544_6),
+            (0.9757, 1.972_084_159_029_29),
+            (0.98, 2.053_748_910_631_82),
+            (0.999, 3.090_232_306_167_81),
+            (0.999_999, 4.753_424_308_817_09),
+            (0.999_999_999_999, 7.034_486_910_047_84),
+        ] {
+            let got = inverse_normal_cdf(p);
+            assert!((got - z).abs() < 2e-8, "p {p}: {got} against {z}");
+        }
     }
 }
