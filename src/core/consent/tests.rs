@@ -562,3 +562,84 @@ fn decoded_strings_are_cached_and_bounded() {
     }
     assert!(e.cached() <= 32 + 24, "{} cached", e.cached());
 }
+
+/// The codes are a contract: they appear in headers and metric labels, and
+/// README lists them. Each is pinned here and must be in README.
+#[test]
+fn reason_and_signal_codes_are_the_documented_ones() {
+    let readme = include_str!("../../../README.md");
+    use Reason::*;
+    let reasons = [
+        (Consented, "consented"),
+        (NoRegime, "no_regime"),
+        (TcfMissing, "tcf_missing"),
+        (TcfUndecodable, "tcf_undecodable"),
+        (TcfExpired, "tcf_expired"),
+        (TcfPurpose, "tcf_purpose"),
+        (TcfVendor, "tcf_vendor"),
+        (TcfRestricted, "tcf_restricted"),
+        (UspOptOut, "usp_opt_out"),
+        (UspInvalid, "usp_invalid"),
+        (GppMissing, "gpp_missing"),
+        (GppUndecodable, "gpp_undecodable"),
+        (GppSectionMissing, "gpp_section_missing"),
+        (GppSectionUnsupported, "gpp_section_unsupported"),
+        (GppSidInvalid, "gpp_sid_invalid"),
+        (GppOptOut, "gpp_opt_out"),
+        (Gpc, "gpc"),
+        (Coppa, "coppa"),
+        (KnownChild, "known_child"),
+    ];
+    for (r, code) in reasons {
+        assert_eq!(r.as_str(), code);
+        assert_eq!(serde_json::to_value(r).unwrap(), code);
+        assert!(readme.contains(&format!("`{code}`")), "README lacks {code}");
+    }
+    for (o, code) in [
+        (Outcome::Personalised, "personalised"),
+        (Outcome::Contextual, "contextual"),
+        (Outcome::Withheld, "withheld"),
+    ] {
+        assert_eq!(o.as_str(), code);
+        assert!(readme.contains(&format!("`{code}`")), "README lacks {code}");
+    }
+    for (s, code) in [
+        (SignalResult::NotApplicable, "not_applicable"),
+        (SignalResult::Allowed, "allowed"),
+        (SignalResult::Denied, "denied"),
+        (SignalResult::Invalid, "invalid"),
+    ] {
+        assert_eq!(s.as_str(), code);
+    }
+    let signals = Signals {
+        tcf: SignalResult::Allowed,
+        usp: SignalResult::Denied,
+        gpp: SignalResult::Invalid,
+        gpc: SignalResult::NotApplicable,
+        coppa: SignalResult::Denied,
+    };
+    assert_eq!(
+        signals.iter(),
+        [
+            ("tcf", SignalResult::Allowed),
+            ("usp", SignalResult::Denied),
+            ("gpp", SignalResult::Invalid),
+            ("gpc", SignalResult::NotApplicable),
+            ("coppa", SignalResult::Denied),
+        ]
+    );
+}
+
+/// The evaluator's debug output (which may reach a log) names its settings
+/// and how many strings it holds, never a consent string.
+#[test]
+fn debug_output_never_shows_a_consent_string() {
+    let e = evaluator();
+    let s = case("all_purposes_v755_sf1_bitfield");
+    e.evaluate(&eu(&s));
+    let text = format!("{e:?}");
+    assert_eq!(
+        text,
+        "ConsentEvaluator { vendor_id: 755, tcf_cached: 1, gpp_cached: 0 }"
+    );
+}
