@@ -260,4 +260,110 @@ mod tests {
         let mut bad = Node::Doc(&doc[2]);
         assert!(!coarsen_value(&mut bad, CoarsenOp::Round { decimals: 2 }));
     }
+
+    fn verdict(outcome: Outcome, precise_geo: bool) -> Verdict {
+        Verdict {
+            outcome,
+            reason: crate::core::consent::Reason::Consented,
+            precise_geo,
+            signals: Default::default(),
+        }
+    }
+
+    fn stripped(policy: &CompiledPolicy, json: &str, v: &Verdict) -> (String, Vec<String>, usize) {
+        let doc: sonic_rs::Value = sonic_rs::from_str(json).unwrap();
+        let mut node = Node::Doc(&doc);
+        let s = strip(policy, &mut node, v);
+        let mut out = Vec::new();
+        node.write(&mut out);
+        let lists = vec![
+            s.always.join(","),
+            s.personal.join(","),
+            s.coarsened.join(","),
+            s.uncoarsenable.join(","),
+            s.removed_header(),
+        ];
+        (String::from_utf8(out).unwrap(), lists, s.segments)
+    }
+
+    /// Array elements named by index are removed highest first (so the
+    /// indices stay right), `when = "always"` coarsens even when precise
+    /// geolocation is allowed, a prefix of 0 bits masks everything, and what
+    /// cannot be coarsened is removed and reported.
+    #[test]
+    fn plans_indices_and_coarsening_rules() {
+        let text = include_str!("../../config/policy.toml")
+            .replace(
+                "always = [\"/audience\"]",
+                "always = [\"/audience\", \"/list/0\", \"/list/2\", \"/list/9\", \"/gone/x\"]",
+            )
+            .replacen(
+                "ipv4_prefix_bits = 24",
+                "ipv4_prefix_bits = 0\nwhen = \"always\"",
+                1,
+            )
+            .replacen(
+                "method = \"ip\"\n",
+                "method = \"ip\"\nipv6_prefix_bits = 0\n",
+                1,
+            );
+        let policy = CompiledPolicy::from_toml(&text).unwrap();
+        let input = r#"{"list":["a","b","c","d"],"audience":{"sex":"f"},"user":{"id":"u","data":[{"segment":[{"id":"health-x"},{"id":"ok"},{"x":1}]},{"segment":"odd"}]},
+            "device":{"ip":"203.0.113.17","ipv6":"2001:db8::1","geo":{"lat":"north","lon":4.56789}}}"#;
+        // Personalised with precise geolocation: only the "always" coarsening applies.
+        let (out, lists, segments) =
+            stripped(&policy, input, &verdict(Outcome::Personalised, true));
+        assert_eq!(
+            out,
+            r#"{"list":["b","d"],"user":{"id":"u","data":[{"segment":[{"id":"ok"}]},{"segment":"odd"}]},"device":{"ip":"0.0.0.0","ipv6":"2001:db8::1","geo":{"lat":"north","lon":4.56789}}}"#
+        );
+        assert_eq!(segments, 2, "the sensitive one and the one without an id");
+        assert_eq!(lists[0], "/audience,/list/2,/list/0");
+        assert_eq!(
+            (lists[1].as_str(), lists[2].as_str(), lists[3].as_str()),
+            ("", "/device/ip", "")
+        );
+        // Contextual: personal fields go, every coarsening applies, the
+        // latitude that is not a number is removed.
+        let (out, lists, _) = stripped(&policy, input, &verdict(Outcome::Contextual, false));
+        assert_eq!(
+            out,
+            r#"{"list":["b","d"],"user":{},"device":{"ip":"0.0.0.0","ipv6":"::","geo":{"lon":4.57}}}"#
+        );
+        assert_eq!(lists[1], "/user/id,/user/data");
+        assert_eq!(lists[2], "/device/ip,/device/ipv6,/device/geo/lon");
+        assert_eq!(lists[3], "/device/geo/lat");
+        assert_eq!(
+            lists[4],
+            "/audience,/list/2,/list/0,/user/id,/user/data,/device/geo/lat"
+        );
+    }
+
+    #[test]
+    fn remove_reaches_objects_and_arrays() {
+        let doc: sonic_rs::Value = sonic_rs::from_str(r#"{"a":[1,2,3],"b":{"c":1}}"#).unwrap();
+        let mut n = Node::Doc(&doc);
+        let p = |s: &str| crate::policy::Pointer::parse(s).unwrap();
+        assert!(remove(&mut n, &p("/a/1")));
+        assert!(!remove(&mut n, &p("/a/5")));
+        assert!(!remove(&mut n, &p("/a/x")));
+        assert!(remove(&mut n, &p("/b/c")));
+        assert!(!remove(&mut n, &p("/b/c")));
+        assert!(!remove(&mut n, &p("/z/c")));
+        let mut out = Vec::new();
+        n.write(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":[1,3],"b":{}}"#);
+    }
+
+    #[test]
+    fn ip_masks_at_every_width() {
+        assert_eq!(mask_ip(" 203.0.113.17 ", 32, 128).unwrap(), "203.0.113.17");
+        assert_eq!(mask_ip("203.0.113.17", 8, 56).unwrap(), "203.0.0.0");
+        assert_eq!(mask_ip("203.0.113.17", 0, 56).unwrap(), "0.0.0.0");
+        assert_eq!(mask_ip("2001:db8::1", 24, 0).unwrap(), "::");
+        assert_eq!(mask_ip("2001:db8::1", 24, 128).unwrap(), "2001:db8::1");
+        assert_eq!(mask_ip("2001:db8:ff::1", 24, 32).unwrap(), "2001:db8::");
+        assert_eq!(round(1.005, 0), 1.0);
+        assert_eq!(round(-2.555, 1), -2.6);
+    }
 }
