@@ -643,3 +643,30 @@ fn debug_output_never_shows_a_consent_string() {
         "ConsentEvaluator { vendor_id: 755, tcf_cached: 1, gpp_cached: 0 }"
     );
 }
+
+/// `max_age_days` after the string's last update it still counts; a
+/// millisecond later it has expired (and expired is invalid, not denied).
+#[test]
+fn tcf_expiry_is_exact_to_the_millisecond() {
+    let e = evaluator();
+    let s = case("all_purposes_v755_sf1_bitfield");
+    let at = |ts_ms: i64| {
+        e.evaluate(&Inputs {
+            gdpr: Some(true),
+            tcf: Some(&s),
+            ts_ms,
+            ..Inputs::default()
+        })
+    };
+    let edge = 1_718_440_200_000 + 390 * 86_400_000;
+    assert_eq!(at(edge).outcome, Outcome::Personalised);
+    let v = at(edge + 1);
+    assert_eq!(
+        (v.outcome, v.reason, v.signals.tcf),
+        (
+            Outcome::Contextual,
+            Reason::TcfExpired,
+            SignalResult::Invalid
+        )
+    );
+}
