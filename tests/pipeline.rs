@@ -17,14 +17,15 @@ use common::{POLICY, TestTopics, decisions, id_of, produce_on, scratch, unique};
 use fairgate::clock::SystemClock;
 use fairgate::config::Config;
 use fairgate::kafka::pipeline::{
-    self, GuardStage, Health, Input, PipelineParts, Produced, RunSummary, Stage,
+    self, GuardStage, Health, Input, PipelineParts, Produced, Role, RunSummary, Stage,
 };
 use fairgate::metrics::Metrics;
-use fairgate::{CompiledPolicy, Guard};
+use fairgate::{CompiledPolicy, Guard, Now};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,32 @@ fn cluster(brokers: i32, name: &str) -> (Mock, TestTopics) {
         mock.create_topic(topic, 1, 1).expect("create topic");
     }
     (mock, t)
+}
+
+/// A mock cluster of two brokers: the input topic and the group's
+/// coordinator on broker 1, the topics `on_second` names on broker 2 (which
+/// the test can take down), the rest on broker 1.
+fn split_cluster(name: &str, on_second: impl Fn(&TestTopics) -> Vec<String>) -> (Mock, TestTopics) {
+    let (mock, t) = cluster(2, name);
+    for topic in t.all() {
+        mock.partition_leader(topic, 0, Some(1)).unwrap();
+    }
+    for topic in on_second(&t) {
+        mock.partition_leader(&topic, 0, Some(2)).unwrap();
+    }
+    mock.coordinator(MockCoordinator::Group(t.group.clone()), 1)
+        .unwrap();
+    (mock, t)
+}
+
+/// The topics the pipeline produces to.
+fn produced_topics(t: &TestTopics) -> Vec<String> {
+    vec![
+        t.output.clone(),
+        t.blocked.clone(),
+        t.dead_letter.clone(),
+        t.alerts.clone(),
+    ]
 }
 
 /// The service configuration for `t`, with the policy `edit` makes of the
@@ -84,6 +111,7 @@ fn guard(config: &Config, metrics: &Metrics) -> GuardStage {
 /// A pipeline running in a task of its own.
 struct Running {
     health: Arc<Health>,
+    metrics: Metrics,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<RunSummary, pipeline::PipelineError>>,
 }
@@ -96,7 +124,7 @@ fn start(config: &Config, stage: impl Stage, metrics: Metrics) -> Running {
         PipelineParts {
             config: config.clone(),
             stage: Arc::new(stage),
-            metrics,
+            metrics: metrics.clone(),
             health: health.clone(),
             clock: Arc::new(SystemClock),
             alerts,
@@ -106,6 +134,7 @@ fn start(config: &Config, stage: impl Stage, metrics: Metrics) -> Running {
     ));
     Running {
         health,
+        metrics,
         cancel,
         task,
     }
@@ -114,6 +143,28 @@ fn start(config: &Config, stage: impl Stage, metrics: Metrics) -> Running {
 impl Running {
     fn completed(&self) -> u64 {
         self.health.completed.load(Ordering::Relaxed)
+    }
+
+    fn consumed(&self) -> u64 {
+        self.health.consumed.load(Ordering::Relaxed)
+    }
+
+    /// Rebalance callbacks of `kind` (`assign`, `revoke`) so far.
+    fn rebalances(&self, kind: &str) -> u64 {
+        self.metrics.rebalances.with_label_values(&[kind]).get()
+    }
+
+    /// Wait until `done` holds; fails on a hang, or at once when the
+    /// pipeline stopped.
+    async fn wait(&self, what: &str, done: impl Fn() -> bool) {
+        wait_until(what, || {
+            assert!(
+                !self.task.is_finished(),
+                "the pipeline stopped before it {what}"
+            );
+            done()
+        })
+        .await;
     }
 
     /// Cancel, and wait for the drain to end.
@@ -231,6 +282,17 @@ fn tally(routed: &HashMap<String, Vec<Seen>>) -> HashMap<String, usize> {
     n
 }
 
+/// `n` malformed records (dead letters), numbered from `from`.
+fn malformed(from: usize, n: usize) -> Vec<(String, String, Vec<u8>)> {
+    (from..from + n)
+        .map(|i| {
+            let id = format!("dec-bad-{i}");
+            let line = format!("{{\"id\":\"{id}\",\"campaign\":").into_bytes();
+            (id, "k".to_string(), line)
+        })
+        .collect()
+}
+
 fn ids(records: &[(String, String, Vec<u8>)]) -> Vec<String> {
     records.iter().map(|r| r.0.clone()).collect()
 }
@@ -312,15 +374,6 @@ async fn an_offset_is_committed_only_after_its_records_are_acknowledged() {
         .unwrap();
     mock.broker_down(2).unwrap();
     let config = setup(&t, 1000, |p| p);
-    let malformed = |from: usize, n: usize| -> Vec<(String, String, Vec<u8>)> {
-        (from..from + n)
-            .map(|i| {
-                let id = format!("dec-bad-{i}");
-                let line = format!("{{\"id\":\"{id}\",\"campaign\":").into_bytes();
-                (id, "k".to_string(), line)
-            })
-            .collect()
-    };
     // Offsets 0..20 malformed, 20..220 decisions, 220..240 malformed.
     let mut records = malformed(0, 20);
     records.extend(decisions(200, 0, 62));
@@ -451,4 +504,419 @@ async fn cancelled_mid_stream_it_drains_and_a_restart_loses_nothing() {
     for id in ids(&records) {
         assert_eq!(counts.get(&id), Some(&1), "{id}: records across the topics");
     }
+}
+
+/// Every id of `records` appears exactly once across the decision topics.
+async fn each_once(t: &TestTopics, records: &[(String, String, Vec<u8>)]) {
+    let counts = tally(&routed(t).await);
+    for id in ids(records) {
+        assert_eq!(counts.get(&id), Some(&1), "{id}: records across the topics");
+    }
+}
+
+/// Wait until the group has committed `want` on the input; fails on a hang,
+/// or at once when the pipeline stopped.
+async fn wait_committed(p: &Running, t: &TestTopics, want: i64) {
+    let start = Instant::now();
+    loop {
+        assert!(
+            !p.task.is_finished(),
+            "the pipeline stopped before committing {want}"
+        );
+        let c = committed_async(t).await;
+        if c == Some(want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < HANG,
+            "hang guard: committed {c:?}, never {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Another member of the test's group: a plain consumer polled on a thread
+/// of its own, committing nothing.
+struct Member {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Member {
+    fn join(t: &TestTopics) -> Member {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &t.brokers)
+            .set("group.id", &t.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "4000")
+            .create()
+            .unwrap();
+        c.subscribe(&[&t.input]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let _ = c.poll(Duration::from_millis(50));
+            }
+            c.unsubscribe();
+        });
+        Member { stop, thread }
+    }
+
+    /// Leave the group (the consumer closes when its thread ends).
+    async fn leave(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || self.thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+/// A delivery the broker refuses for good (the topics decisions go to are not
+/// authorised) stops the pipeline with an error, and the group's commit never
+/// covers the refused record: it is read again once the cause is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_delivery_error_stops_the_pipeline_without_committing_the_record() {
+    let (mock, t) = cluster(1, "fatal");
+    for topic in [&t.output, &t.blocked, &t.alerts] {
+        mock.topic_error(
+            topic,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    }
+    let config = setup(&t, 1000, |p| p);
+    // Offsets 0..20 malformed (the dead-letter topic works), then decisions.
+    let mut records = malformed(0, 20);
+    records.extend(decisions(200, 0, 64));
+    produce(&t, records).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    let result = tokio::time::timeout(HANG, p.task)
+        .await
+        .expect("the pipeline stops on a fatal delivery error (hang guard)")
+        .unwrap();
+    let err = result.expect_err("the pipeline stops with an error");
+    assert!(
+        matches!(err, pipeline::PipelineError::FatalDelivery { .. }),
+        "{err}"
+    );
+    assert!(p.health.fatal.lock().is_some(), "/readyz names the error");
+    let c = committed_async(&t).await;
+    assert!(
+        c.unwrap_or(0) <= 20,
+        "committed {c:?}: past the first refused record, at offset 20"
+    );
+}
+
+/// At most `max_in_flight` records are taken and not committed. With every
+/// produced topic on a broker that is down, the pipeline reads exactly
+/// `max_in_flight` records, however long it is held back; once the broker
+/// is back, what it has read less what the group committed never passes the
+/// bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_than_max_in_flight_records_are_taken_and_not_committed() {
+    let (mock, t) = split_cluster("permits", produced_topics);
+    mock.broker_down(2).unwrap();
+    let max = 50;
+    let config = setup(&t, max, |p| p);
+    let records = decisions(500, 0, 65);
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= max as u64)
+        .await;
+    // Held back past the pause (1 s) and many commit intervals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(p.consumed(), max as u64, "read with nothing acknowledged");
+    assert_eq!(committed_async(&t).await.unwrap_or(0), 0);
+
+    mock.broker_up(2).unwrap();
+    let mut most = 0;
+    let start = Instant::now();
+    while p.completed() < 500 {
+        assert!(start.elapsed() < HANG, "hang guard: never completed");
+        assert!(!p.task.is_finished(), "the pipeline stopped");
+        // Read first: the difference can only be smaller than the truth.
+        let read = p.consumed() as i64;
+        let done = committed_async(&t).await.unwrap_or(0);
+        most = most.max(read - done);
+    }
+    assert!(
+        most <= max as i64,
+        "{most} records read and not committed, max_in_flight {max}"
+    );
+    assert!(p.stop().await.drained);
+    each_once(&t, &records).await;
+}
+
+/// `QueueFull` is back-pressure, not an error: with a producer queue of five
+/// records and the produced topics' broker down, the judge thread waits on
+/// the full queue, and once the broker is back every record is delivered
+/// once and the run ends without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_queue_is_back_pressure_not_an_error() {
+    let (mock, t) = split_cluster("queue-full", produced_topics);
+    mock.broker_down(2).unwrap();
+    let mut config = setup(&t, 100, |p| p);
+    config
+        .kafka
+        .producer
+        .insert("queue.buffering.max.messages".into(), "5".into());
+    let records = decisions(300, 0, 66);
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= 100)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let judged = p.metrics.processing.get_sample_count();
+    assert!(
+        judged < 100,
+        "{judged} of 100 records judged: the judge thread did not wait on the full queue"
+    );
+    mock.broker_up(2).unwrap();
+    p.wait("completed every record", || p.completed() == 300)
+        .await;
+    assert!(p.stop().await.drained);
+    each_once(&t, &records).await;
+}
+
+/// Held back for longer than `max.poll.interval.ms` (its produced topics'
+/// broker down), the consumer pauses its partition and keeps polling, so it
+/// stays in the group: no revocation, and no record read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_back_past_the_poll_interval_it_pauses_and_stays_in_the_group() {
+    let (mock, t) = split_cluster("pause", produced_topics);
+    mock.broker_down(2).unwrap();
+    let mut config = setup(&t, 20, |p| p);
+    config
+        .kafka
+        .consumer
+        .insert("max.poll.interval.ms".into(), "5000".into());
+    let records = decisions(200, 0, 67);
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= 20)
+        .await;
+    // Past max.poll.interval.ms.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    mock.broker_up(2).unwrap();
+    p.wait("completed every record", || p.completed() == 200)
+        .await;
+    assert_eq!(
+        p.rebalances("revoke"),
+        0,
+        "the partition was taken away while held back"
+    );
+    let summary = p.stop().await;
+    assert_eq!(summary.consumed, 200, "records read twice");
+    each_once(&t, &records).await;
+}
+
+/// A partition revoked and assigned again while the consumer is paused is
+/// fetched again: librdkafka keeps a pause across reassignment, and the
+/// pipeline resumes newly assigned partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_assigned_while_paused_is_resumed() {
+    let (mock, t) = split_cluster("resume", produced_topics);
+    mock.broker_down(2).unwrap();
+    let mut config = setup(&t, 20, |p| p);
+    // The flush on revocation waits this long for the broker that is down.
+    config.pipeline.grace_period_secs = 2;
+    let records = decisions(200, 0, 68);
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= 20)
+        .await;
+    // Held back past the pause (1 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Another member joins and leaves: the partition is revoked, and in the
+    // end assigned to the pipeline again.
+    let before = p.rebalances("assign");
+    let other = Member::join(&t);
+    p.wait("rebalanced", || p.rebalances("assign") > before)
+        .await;
+    other.leave().await;
+    p.wait("rebalanced again", || p.rebalances("assign") > before + 1)
+        .await;
+    mock.broker_up(2).unwrap();
+    wait_committed(&p, &t, 200).await;
+    assert!(p.stop().await.drained);
+    let counts = tally(&routed(&t).await);
+    for id in ids(&records) {
+        assert!(counts.contains_key(&id), "{id} lost");
+    }
+}
+
+/// The guard, noting which input offsets raised an alert.
+struct Spy {
+    inner: GuardStage,
+    alerted: Arc<std::sync::Mutex<Vec<i64>>>,
+}
+
+impl Stage for Spy {
+    fn process(&self, input: Input) -> Vec<Produced> {
+        let offset = input.offset;
+        let produced = self.inner.process(input);
+        if produced.iter().any(|p| p.out.role == Role::Alerts) {
+            self.alerted.lock().unwrap().push(offset);
+        }
+        produced
+    }
+
+    fn policy_version(&self) -> String {
+        self.inner.policy_version()
+    }
+}
+
+/// An input whose campaign changed state produces an alert as well as its
+/// decision; its offset is committed only once the alert is acknowledged
+/// too. With the alerts topic's broker down, the commit stops at the first
+/// input that raised an alert, though every later decision is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_whose_alert_is_unacknowledged_is_not_committed() {
+    let (mock, t) = split_cluster("alert-ack", |t| vec![t.alerts.clone()]);
+    mock.broker_down(2).unwrap();
+    let n = 3000;
+    // Verdicts on fewer numbers, so the skewed campaign is flagged soon.
+    let config = setup(&t, n, |p| {
+        p.replace(
+            "min_campaign_considered = 300",
+            "min_campaign_considered = 60",
+        )
+        .replace("min_campaign_selected = 300", "min_campaign_selected = 60")
+        .replace("min_group_considered = 50", "min_group_considered = 10")
+    });
+    let records = decisions(n, 0, 70);
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let alerted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let spy = Spy {
+        inner: guard(&config, &m),
+        alerted: alerted.clone(),
+    };
+    let p = start(&config, spy, m);
+    p.wait("completed every record without an alert", || {
+        p.consumed() == n as u64 && p.completed() as usize + alerted.lock().unwrap().len() >= n
+    })
+    .await;
+    let first = *alerted
+        .lock()
+        .unwrap()
+        .iter()
+        .min()
+        .expect("the skewed campaign raised an alert");
+    // Many commit intervals (50 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        committed_async(&t).await,
+        Some(first),
+        "the commit passed the input at {first}, whose alert is unacknowledged"
+    );
+
+    mock.broker_up(2).unwrap();
+    p.wait("completed every record", || p.completed() == n as u64)
+        .await;
+    assert!(p.stop().await.drained);
+    assert_eq!(committed_async(&t).await, Some(n as i64));
+}
+
+/// Cancelled while its produced topics' broker is down, the run cannot
+/// drain: it gives up, and returns within `grace_period_secs` of the
+/// cancellation, leaving the unacknowledged records uncommitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_cannot_finish_ends_within_the_grace_period() {
+    let (mock, t) = split_cluster("grace", produced_topics);
+    mock.broker_down(2).unwrap();
+    let grace = 10;
+    let mut config = setup(&t, 100, |p| p);
+    config.pipeline.grace_period_secs = grace;
+    produce(&t, decisions(300, 0, 71)).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= 100)
+        .await;
+    let cancelled = Instant::now();
+    p.cancel.cancel();
+    let summary = tokio::time::timeout(HANG, p.task)
+        .await
+        .expect("the pipeline stops (hang guard)")
+        .unwrap()
+        .expect("the pipeline stops without an error");
+    let took = cancelled.elapsed();
+    assert!(
+        took <= Duration::from_secs(grace),
+        "returned {took:?} after the cancellation; grace period {grace} s"
+    );
+    assert!(!summary.drained, "nothing could be acknowledged");
+    assert_eq!(committed_async(&t).await.unwrap_or(0), 0);
+}
+
+/// When a partition moves, its new owner starts each campaign's window
+/// empty: it counts only the records it read itself (what a fresh guard
+/// makes of them), and reports `window_complete: false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_partition_starts_its_windows_empty_on_the_new_owner() {
+    let (_mock, t) = cluster(1, "moved");
+    let config = setup(&t, 1000, |p| p);
+    let records = decisions(600, 0, 72);
+    let (first, rest) = records.split_at(400);
+    produce(&t, first.to_vec()).await;
+    let owned_guard = |m: &Metrics| {
+        let g = Arc::new(Guard::new(CompiledPolicy::load(&config.policy).unwrap()));
+        let stage = GuardStage::new(g.clone(), m.clone(), Arc::new(SystemClock), None);
+        (g, stage)
+    };
+    let m = metrics();
+    let (old_owner, stage) = owned_guard(&m);
+    let a = start(&config, stage, m);
+    a.wait("completed the first records", || a.completed() == 400)
+        .await;
+    assert!(a.stop().await.drained);
+
+    produce(&t, rest.to_vec()).await;
+    let m = metrics();
+    let (new_owner, stage) = owned_guard(&m);
+    let b = start(&config, stage, m);
+    b.wait("completed the rest", || b.completed() == 200).await;
+    assert!(b.stop().await.drained);
+
+    let fresh = Guard::new(CompiledPolicy::load(&config.policy).unwrap());
+    let now = fairgate::clock::Clock::now_ms(&SystemClock);
+    for (_, key, payload) in rest {
+        fresh.judge(Some(key.as_bytes()), payload, Now::At(now));
+    }
+    let campaign = &rest[0].1;
+    let numbers = |g: &Guard| {
+        let r = g.campaign(campaign).expect("campaign tracked");
+        let n: Vec<(u64, u64)> = r
+            .dimensions
+            .iter()
+            .map(|d| (d.considered, d.selected))
+            .collect();
+        (n, r.window_complete)
+    };
+    let (old, _) = numbers(&old_owner);
+    let (moved, complete) = numbers(&new_owner);
+    let (expected, _) = numbers(&fresh);
+    assert!(
+        old.iter().any(|&(c, _)| c > 0),
+        "the old owner counted {campaign}: {old:?}"
+    );
+    assert_eq!(
+        moved, expected,
+        "{campaign} on the new owner counts only what it read"
+    );
+    assert!(!complete, "{campaign}: window_complete on the new owner");
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -167,7 +168,15 @@ impl ConsumerCtx {
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let s = &self.shared;
         s.metrics.rebalances.with_label_values(&["revoke"]).inc();
-        if let Err(e) = self.producer.flush(s.grace) {
+        // Once the pipeline has given up on what it holds (a fatal error, or
+        // the grace period is over), nothing more is waited for: what is
+        // unacknowledged stays uncommitted and is read again.
+        let wait = if s.abandon.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            s.grace
+        };
+        if let Err(e) = self.producer.flush(wait) {
             warn!(target: "fairgate::kafka", error = %e, "flush before revocation timed out; uncommitted records will be reprocessed by the new owner");
         }
         let parts = partitions_of(tpl);

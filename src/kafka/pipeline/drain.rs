@@ -13,14 +13,21 @@ use super::consume::ConsumeLoop;
 use super::error::PipelineError;
 use super::send::send_async;
 
+/// How much of the grace period the drain may take: nine tenths, leaving the
+/// rest for the last commit and leaving the group, so that the run ends
+/// within the grace period even when the drain cannot finish.
+fn drain_budget(grace: Duration) -> Duration {
+    grace - grace / 10
+}
+
 /// Until everything read is acknowledged and committed (returns true), the
-/// grace period ends, or an error stops the pipeline (returned). The judge
+/// drain's share of the grace period ends, or an error stops the pipeline (returned). The judge
 /// threads' queues are closed already.
 pub(super) async fn drain(
     lp: &mut ConsumeLoop,
     threads: &[JoinHandle<()>],
 ) -> Result<bool, PipelineError> {
-    let deadline = Instant::now() + lp.shared.grace;
+    let deadline = Instant::now() + drain_budget(lp.shared.grace);
     while Instant::now() < deadline {
         let resent = send_retries(lp).await;
         if let Ok(e) = lp.fatal_rx.try_recv() {
