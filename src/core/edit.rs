@@ -197,4 +197,47 @@ mod tests {
                 .is_none()
         );
     }
+
+    /// Reading a node gives the same answer whether it is still borrowed,
+    /// opened by an earlier edit, or replaced.
+    #[test]
+    fn opened_and_replaced_nodes_read_like_borrowed_ones() {
+        let v: Value =
+            sonic_rs::from_str(r#"{"a":[{"id":"x","k":1,"z":2},{"id":"y"}],"s":"str","n":1.5}"#)
+                .unwrap();
+        let mut n = Node::Doc(&v);
+        let tok = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            n.pointer_mut(&tok(&["a", "0"])).unwrap().field_str("id"),
+            Some("x")
+        );
+        // Open the array and its first object with an edit, then read through them.
+        assert!(n.pointer_mut(&tok(&["a", "0"])).unwrap().remove_key("k"));
+        let first = n.pointer_mut(&tok(&["a", "0"])).unwrap();
+        assert!(matches!(first, Node::Object(_)));
+        assert_eq!(first.field_str("id"), Some("x"));
+        assert_eq!(first.field_str("z"), None, "not a string");
+        assert_eq!(first.field_str("nope"), None);
+        assert_eq!(
+            n.pointer_mut(&tok(&["a", "1", "id"])).unwrap().as_str(),
+            Some("y")
+        );
+        assert!(n.pointer_mut(&tok(&["a", "x"])).is_none());
+        assert!(n.pointer_mut(&tok(&["a", "5"])).is_none());
+        // Replaced values read back as what they now are.
+        *n.pointer_mut(&tok(&["s"])).unwrap() = Node::String("new".into());
+        assert_eq!(n.pointer_mut(&tok(&["s"])).unwrap().as_str(), Some("new"));
+        *n.pointer_mut(&tok(&["n"])).unwrap() = Node::Number("2.25".into());
+        assert_eq!(n.pointer_mut(&tok(&["n"])).unwrap().as_f64(), Some(2.25));
+        assert_eq!(n.pointer_mut(&tok(&["n"])).unwrap().as_str(), None);
+        assert_eq!(Node::Number("1e999".into()).as_f64(), None);
+        assert_eq!(Node::String("1.5".into()).as_f64(), None);
+        assert_eq!(Node::Doc(&v["s"]).as_f64(), None);
+        assert_eq!(Node::Doc(&v["n"]).as_f64(), Some(1.5));
+        assert_eq!(Node::Doc(&v["n"]).field_str("id"), None);
+        assert_eq!(
+            text(&n),
+            r#"{"a":[{"id":"x","z":2},{"id":"y"}],"s":"new","n":2.25}"#
+        );
+    }
 }
