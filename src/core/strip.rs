@@ -346,6 +346,7 @@ mod tests {
         let p = |s: &str| crate::policy::Pointer::parse(s).unwrap();
         assert!(remove(&mut n, &p("/a/1")));
         assert!(!remove(&mut n, &p("/a/5")));
+        assert!(!remove(&mut n, &p("/a/2")), "one past the end");
         assert!(!remove(&mut n, &p("/a/x")));
         assert!(remove(&mut n, &p("/b/c")));
         assert!(!remove(&mut n, &p("/b/c")));

@@ -418,6 +418,11 @@ fn only_the_gpp_sections_in_gpp_sid_apply() {
         gpp_verdict(&e, &usnat, &[7, 8]).reason,
         Reason::GppSectionMissing
     );
+    // 63 is the highest section id: listed, it is looked for (and missing here).
+    assert_eq!(
+        gpp_verdict(&e, &usnat, &[7, 63]).reason,
+        Reason::GppSectionMissing
+    );
     // A section id outside 1..=63 is invalid, whatever the string says.
     for bad in [0, -1, 64, 1 << 40] {
         let v = gpp_verdict(&e, &usnat, &[7, bad]);
@@ -637,11 +642,18 @@ fn debug_output_never_shows_a_consent_string() {
     let e = evaluator();
     let s = case("all_purposes_v755_sf1_bitfield");
     e.evaluate(&eu(&s));
+    e.evaluate(&Inputs {
+        gdpr: Some(false),
+        gpp: Some("DBABTA~1YNN"),
+        gpp_sid: &[6],
+        ..Inputs::default()
+    });
     let text = format!("{e:?}");
     assert_eq!(
         text,
-        "ConsentEvaluator { vendor_id: 755, tcf_cached: 1, gpp_cached: 0 }"
+        "ConsentEvaluator { vendor_id: 755, tcf_cached: 1, gpp_cached: 1 }"
     );
+    assert_eq!(e.cached(), 2);
 }
 
 /// `max_age_days` after the string's last update it still counts; a
