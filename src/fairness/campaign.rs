@@ -344,4 +344,31 @@ mod tests {
         );
         assert!(m.acknowledged.is_some());
     }
+
+    /// The names are what the API's `?state=` filter and the override
+    /// requests accept, and what alerts and metrics show.
+    #[test]
+    fn names_round_trip() {
+        for (s, name) in [
+            (State::Ok, "ok"),
+            (State::Flagged, "flagged"),
+            (State::Blocked, "blocked"),
+        ] {
+            assert_eq!(s.as_str(), name);
+            assert_eq!(State::parse(name), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+        }
+        for bad in ["", "OK", "Flagged", "sideways"] {
+            assert_eq!(State::parse(bad), None);
+        }
+        for (a, name) in [
+            (OverrideAction::Acknowledge, "acknowledge"),
+            (OverrideAction::ForceAllow, "force_allow"),
+            (OverrideAction::ForceBlock, "force_block"),
+            (OverrideAction::Clear, "clear"),
+        ] {
+            assert_eq!(a.as_str(), name);
+            assert_eq!(serde_json::to_value(a).unwrap(), name);
+        }
+    }
 }
