@@ -295,7 +295,7 @@ mod tests {
         let text = include_str!("../../config/policy.toml")
             .replace(
                 "always = [\"/audience\"]",
-                "always = [\"/audience\", \"/list/0\", \"/list/2\", \"/list/9\", \"/gone/x\"]",
+                "always = [\"/audience\", \"/list/0\", \"/list/2\", \"/list/9\", \"/list/4\", \"/gone/x\"]",
             )
             .replacen(
                 "ipv4_prefix_bits = 24",
