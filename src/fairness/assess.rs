@@ -272,3 +272,135 @@ pub fn detail(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Category;
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::from_toml(include_str!("../../config/policy.toml")).unwrap()
+    }
+
+    fn c(considered: u64, selected: u64) -> Counts {
+        Counts {
+            considered,
+            selected,
+        }
+    }
+
+    /// Flat totals: sex (female, male), then the six age bands.
+    fn totals(sex: [Counts; 2], ages: [Counts; 2]) -> Vec<Counts> {
+        let mut t = vec![Counts::default(); 8];
+        t[0] = sex[0];
+        t[1] = sex[1];
+        t[2] = ages[0];
+        t[3] = ages[1];
+        t
+    }
+
+    fn limits(ratio: [f64; 3], distance: [f64; 3]) -> Limits {
+        // [block, flag, clear] for each measure.
+        Limits {
+            block_ratio: ratio[0],
+            flag_ratio: ratio[1],
+            clear_ratio: ratio[2],
+            block_distance: distance[0],
+            flag_distance: distance[1],
+            clear_distance: distance[2],
+            ..policy().limits[&Category::Default].clone()
+        }
+    }
+
+    /// A bound exactly at a limit is not past it: "confidently past" is strict.
+    #[test]
+    fn a_bound_exactly_at_a_limit_is_not_past_it() {
+        let p = policy();
+        let t = totals([c(1000, 300), c(1000, 500)], [c(0, 0), c(0, 0)]);
+        let r = measures::selection_rate_ratio(&t[..2], p.min_group_considered, p.dimensions[0].z)
+            .unwrap();
+        let calm = [1.0, 2.0, 0.0]; // distance never past a limit, never clear
+        let level = |l: &Limits| assess(&p, l, "x", &t, &t).level;
+        assert_eq!(level(&limits([0.0, r.upper, 1.0], calm)), Level::Uncertain);
+        assert_eq!(
+            level(&limits([0.0, r.upper + 1e-9, 1.0], calm)),
+            Level::Skewed
+        );
+        assert_eq!(level(&limits([r.upper, 1.0, 1.0], calm)), Level::Skewed);
+        assert_eq!(
+            level(&limits([r.upper + 1e-9, 1.0, 1.0], calm)),
+            Level::Severe
+        );
+        // At the clear limit the ratio is clear (the distance, never clear here, keeps it uncertain).
+        assert_eq!(level(&limits([0.0, 0.0, r.upper], calm)), Level::Uncertain);
+        assert_eq!(
+            level(&limits([0.0, 0.0, r.upper], [1.0, 1.0, 1.0])),
+            Level::Fair
+        );
+        // The distance, against the platform mix (here the campaign's own 50/50 considered).
+        let d = dim_measures(&p, "x", 0, &t, &t).1.unwrap().0;
+        let fair_ratio = [0.0, 0.0, 0.0];
+        let at = assess(&p, &limits(fair_ratio, [1.0, d.lower, 0.0]), "x", &t, &t);
+        assert_eq!(at.level, Level::Uncertain);
+        let past = assess(
+            &p,
+            &limits(fair_ratio, [1.0, d.lower - 1e-9, 0.0]),
+            "x",
+            &t,
+            &t,
+        );
+        assert_eq!(past.level, Level::Skewed);
+        let f = past.finding.unwrap();
+        assert_eq!(
+            (f.measure, f.dimension, f.bound),
+            (Measure::ShareDistance, 0, d.lower)
+        );
+        let at_block = assess(&p, &limits(fair_ratio, [d.lower, 0.0, 0.0]), "x", &t, &t);
+        assert_eq!(at_block.level, Level::Skewed);
+        let past_block = assess(
+            &p,
+            &limits(fair_ratio, [d.lower - 1e-9, 0.0, 0.0]),
+            "x",
+            &t,
+            &t,
+        );
+        assert_eq!(past_block.level, Level::Severe);
+        let clear = assess(&p, &limits(fair_ratio, [1.0, 1.0, d.lower]), "x", &t, &t);
+        assert_eq!(clear.level, Level::Fair);
+    }
+
+    /// The most serious level wins across dimensions; "fair" needs every
+    /// measure clear.
+    #[test]
+    fn the_worst_dimension_decides() {
+        let p = policy();
+        let calm = [1.0, 2.0, 0.0];
+        let l = limits([0.5, 0.8, 0.99], [1.0, 1.0, 1.0]);
+        // Sex skewed (0.6), ages unclear (0.9 with a bound below 0.99).
+        let t = totals(
+            [c(1000, 300), c(1000, 500)],
+            [c(100_000, 45_000), c(100_000, 50_000)],
+        );
+        let a = assess(&p, &l, "x", &t, &t);
+        assert_eq!(a.level, Level::Skewed);
+        assert_eq!(a.finding.unwrap().dimension, 0);
+        // Sex fair (equal rates), ages unclear: uncertain, not fair.
+        let t = totals(
+            [c(1000, 500), c(1000, 500)],
+            [c(100_000, 45_000), c(100_000, 50_000)],
+        );
+        assert_eq!(assess(&p, &l, "x", &t, &t).level, Level::Uncertain);
+        // Both fair.
+        let t = totals(
+            [c(1000, 500), c(1000, 500)],
+            [c(100_000, 50_000), c(100_000, 50_000)],
+        );
+        assert_eq!(assess(&p, &l, "x", &t, &t).level, Level::Fair);
+        // Too few considered: no verdict at all.
+        let t = totals([c(100, 30), c(100, 50)], [c(0, 0), c(0, 0)]);
+        assert_eq!(
+            assess(&p, &limits([0.5, 0.8, 0.85], calm), "x", &t, &t).level,
+            Level::Insufficient
+        );
+    }
+}
