@@ -308,7 +308,7 @@ mod tests {
             block_distance: distance[0],
             flag_distance: distance[1],
             clear_distance: distance[2],
-            ..policy().limits[&Category::Default].clone()
+            ..policy().limits[&Category::Default]
         }
     }
 
