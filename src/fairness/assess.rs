@@ -403,4 +403,47 @@ mod tests {
             Level::Insufficient
         );
     }
+
+    /// The numbers people read: rates, shares of the selected, baselines.
+    #[test]
+    fn detail_shows_each_groups_numbers() {
+        let p = policy();
+        let t = totals([c(1000, 300), c(1000, 500)], [c(0, 0), c(0, 0)]);
+        let d = detail(&p, "x", &t, &t);
+        let sex = &d[0];
+        assert_eq!(
+            (sex.dimension.as_str(), sex.considered, sex.selected),
+            ("sex", 2000, 800)
+        );
+        let g = &sex.groups[0];
+        assert_eq!(
+            (g.group.as_str(), g.considered, g.selected),
+            ("female", 1000, 300)
+        );
+        assert_eq!(g.selection_rate, Some(0.3));
+        assert_eq!(g.share, Some(0.375));
+        assert_eq!(sex.groups[1].share, Some(0.625));
+        assert_eq!(g.baseline_share, Some(0.5));
+        assert_eq!(sex.baseline, Some(BaselineSource::Platform));
+        assert_eq!(sex.selection_rate_ratio, Some(0.6));
+        assert!(sex.selection_rate_ratio_upper.unwrap() > 0.6);
+        assert_eq!(sex.share_distance, Some(0.125));
+        // Nobody selected: no shares; no decisions: no baseline either.
+        let none = detail(
+            &p,
+            "x",
+            &totals([c(10, 0), c(10, 0)], [c(0, 0), c(0, 0)]),
+            &t,
+        );
+        assert_eq!(none[0].groups[0].share, None);
+        let empty = vec![Counts::default(); 8];
+        let bare = detail(&p, "x", &empty, &empty);
+        assert_eq!(
+            (bare[0].baseline, bare[0].groups[0].baseline_share),
+            (None, None)
+        );
+        // A campaign with a baseline in the policy uses it.
+        let own = detail(&p, "cmp-housing-1", &t, &t);
+        assert_eq!(own[0].baseline, Some(BaselineSource::Policy));
+    }
 }
