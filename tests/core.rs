@@ -441,7 +441,11 @@ fn every_input_line_yields_exactly_one_output_line() {
         .iter()
         .find(|a| a["campaign"] == "cmp-skewed-01")
         .unwrap();
-    assert!(a["message"].as_str().unwrap().contains("cmp-skewed-01"));
+    let message = a["message"].as_str().unwrap();
+    assert!(
+        message.contains("cmp-skewed-01") && message.contains("counted over the last 60 minutes"),
+        "{message}"
+    );
     assert!(a["numbers"][0]["groups"].as_array().unwrap().len() == 2);
     assert!(a["threshold"].is_number() && a["value"].is_number());
 }
@@ -463,8 +467,17 @@ fn no_verdict_below_minimum_counts() {
     // Wildly skewed, but only 100 decisions per group: below min_campaign_considered (300).
     let mut alerts = 0;
     for i in 0..140 {
-        alerts += feed(&g, "small", T0 + i, "female", false).alert.is_some() as usize;
-        alerts += feed(&g, "small", T0 + i, "male", true).alert.is_some() as usize;
+        for j in [
+            feed(&g, "small", T0 + i, "female", false),
+            feed(&g, "small", T0 + i, "male", true),
+        ] {
+            alerts += j.alert.is_some() as usize;
+            assert_eq!(
+                header(&j, headers::FLAG),
+                None,
+                "an ok campaign carries no flag"
+            );
+        }
     }
     assert_eq!(alerts, 0);
     let r = g.campaign("small").unwrap();
@@ -475,7 +488,23 @@ fn no_verdict_below_minimum_counts() {
         feed(&g, "small", T0 + i, "female", false);
         feed(&g, "small", T0 + i, "male", true);
     }
-    assert_eq!(g.campaign("small").unwrap().state, State::Flagged);
+    let r = g.campaign("small").unwrap();
+    assert_eq!(r.state, State::Flagged);
+    // Every decision of a flagged campaign carries the flag, judged or not.
+    for i in 400..416 {
+        let j = feed(&g, "small", T0 + i, "male", true);
+        assert!(
+            header(&j, headers::FLAG).is_some_and(|f| f.contains("measure=")),
+            "decision {i}"
+        );
+    }
+    // The report's window ends with the bucket of the newest decision (1-minute buckets).
+    let end = (T0 + 415).div_euclid(60_000) * 60_000 + 60_000;
+    let w = serde_json::to_value(r.window).unwrap();
+    assert_eq!(
+        w,
+        json!({"start_ms": end - 3_600_000, "end_ms": end, "secs": 3600})
+    );
 }
 
 /// Drive one campaign to flagged, then hold its ratio's upper bound right at
