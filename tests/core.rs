@@ -1029,6 +1029,8 @@ fn max_future_secs_is_the_last_millisecond_counted() {
 #[test]
 fn only_ok_campaigns_without_override_are_evicted() {
     let g = guard();
+    assert!(g.tracker().is_empty());
+    assert_eq!(g.tracker().len(), 0);
     // "skewed" is flagged, "kept" is ok with an override, "idle" is ok.
     for i in 0..400 {
         feed(&g, "skewed", T0 + i, "female", false);
@@ -1045,8 +1047,11 @@ fn only_ok_campaigns_without_override_are_evicted() {
         T0,
     )
     .unwrap();
+    assert_eq!(g.tracker().len(), 3);
+    assert!(!g.tracker().is_empty());
     // Past idle_evict_secs (2 h) of event time.
     feed(&g, "other", T0 + 130 * 60_000, "male", true);
+    assert_eq!(g.tracker().len(), 3, "skewed, kept and other");
     assert!(g.campaign("idle").is_none());
     assert!(g.campaign("kept").is_some());
     assert!(g.campaign("skewed").is_some());
