@@ -92,6 +92,15 @@ pub struct PipelineConfig {
     /// Watch the policy file and reload it on change (debounced).
     #[serde(default = "d_true")]
     pub watch_policy: bool,
+    /// The pipeline is stalled (not ready, `fairgate_pipeline_stalled` 1)
+    /// when it has consumed and completed nothing for this long while
+    /// records wait, in seconds.
+    #[serde(default = "d_stall_after_secs")]
+    pub stall_after_secs: u64,
+}
+
+fn d_stall_after_secs() -> u64 {
+    15
 }
 
 fn d_max_in_flight() -> usize {
@@ -129,6 +138,7 @@ impl Default for PipelineConfig {
             grace_period_secs: d_grace_period_secs(),
             campaign_series_cap: d_campaign_series_cap(),
             watch_policy: true,
+            stall_after_secs: d_stall_after_secs(),
         }
     }
 }
@@ -375,6 +385,12 @@ fn check_pipeline(p: &PipelineConfig, problems: &mut Vec<String>) {
     }
     if p.grace_period_secs == 0 {
         problems.push("pipeline.grace_period_secs: must be at least 1".into());
+    }
+    if !(5..=3600).contains(&p.stall_after_secs) {
+        problems.push(format!(
+            "pipeline.stall_after_secs: must be 5..=3600, got {}",
+            p.stall_after_secs
+        ));
     }
 }
 

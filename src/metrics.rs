@@ -51,6 +51,10 @@ pub struct Metrics {
     pub delivery_errors: IntCounterVec,
     /// Input records in flight (consumed, not yet committed).
     pub in_flight: IntGauge,
+    /// 1 while the progress watchdog finds the pipeline stalled.
+    pub stalled: IntGauge,
+    /// When the pipeline last consumed or completed a record (or was idle).
+    pub last_progress: Gauge,
     /// Dead letters by error kind.
     pub dead_letters: IntCounterVec,
     /// Policy reloads by result.
@@ -215,6 +219,8 @@ struct PipelineFamilies {
     producer_queue: IntGauge,
     delivery_errors: IntCounterVec,
     in_flight: IntGauge,
+    stalled: IntGauge,
+    last_progress: Gauge,
     commits: IntCounterVec,
     rebalances: IntCounterVec,
 }
@@ -256,6 +262,18 @@ fn pipeline_families(r: &Registry) -> PipelineFamilies {
             IntGauge::new,
             "fairgate_in_flight_messages",
             "Input records consumed whose offsets are not yet committed (bounded by pipeline.max_in_flight).",
+        ),
+        stalled: single(
+            r,
+            IntGauge::new,
+            "fairgate_pipeline_stalled",
+            "1 while the pipeline has consumed and completed nothing for pipeline.stall_after_secs although records wait (in flight, or consumer lag); /readyz is 503 meanwhile.",
+        ),
+        last_progress: single(
+            r,
+            Gauge::new,
+            "fairgate_pipeline_last_progress_timestamp_seconds",
+            "Unix time at which the pipeline last consumed or completed a record, or had nothing to do.",
         ),
         commits: counter(
             r,
@@ -346,6 +364,8 @@ impl Metrics {
             producer_queue: p.producer_queue,
             delivery_errors: p.delivery_errors,
             in_flight: p.in_flight,
+            stalled: p.stalled,
+            last_progress: p.last_progress,
             dead_letters: d.dead_letters,
             policy_reloads: s.policy_reloads,
             policy_info: s.policy_info,
@@ -452,9 +472,8 @@ impl Metrics {
                 .set(n as i64);
         }
         let non_ok: Vec<String> = tracker
-            .non_ok()
+            .non_ok(self.campaign_series_cap)
             .into_iter()
-            .take(self.campaign_series_cap)
             .map(|(id, _)| id)
             .collect();
         self.campaign_skew.reset();

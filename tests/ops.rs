@@ -80,13 +80,14 @@ async fn server() -> Server {
         Some(policy_path.clone()),
         Some("s3cret-token".into()),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(fairgate::service::http::serve(
+    fairgate::service::http::spawn(
         listener,
         app.clone(),
         tokio_util::sync::CancellationToken::new(),
-    ));
+    )
+    .unwrap();
     Server {
         base,
         app,
@@ -336,4 +337,174 @@ async fn the_file_watcher_reloads_on_change() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     cancel.cancel();
+}
+
+async fn get_json(s: &Server, path: &str) -> (u16, Value) {
+    let r = s
+        .client
+        .get(format!("{}{path}", s.base))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_campaign_listing_is_paged_by_id_with_a_cursor_and_filters() {
+    let s = server().await;
+    // 2,345 campaigns, ids in an order unlike their insertion order.
+    let n = 2_345;
+    for i in 0..n {
+        let id = format!("cmp-{:05}", (i * 7919) % n);
+        s.app
+            .guard
+            .judge(None, &decision(&id, "male", true), Now::At(T0));
+    }
+    for id in ["other-1", "other-2"] {
+        s.app
+            .guard
+            .judge(None, &decision(id, "male", true), Now::At(T0));
+    }
+    let (status, first) = get_json(&s, "/v1/campaigns").await;
+    assert_eq!(status, 200);
+    assert_eq!(first["count"], 100, "the default page");
+    assert_eq!(first["total"], n + 2);
+    assert_eq!(first["campaigns"][0]["campaign"], "cmp-00000");
+    assert_eq!(first["next"], "cmp-00099");
+    // Walk every page of the prefix filter: each id once, in order.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = get_json(
+            &s,
+            &format!("/v1/campaigns?prefix=cmp-&limit=1000&after={after}"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(page["total"], n);
+        assert!(page["count"].as_u64().unwrap() <= 1000);
+        for c in page["campaigns"].as_array().unwrap() {
+            seen.push(c["campaign"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..n).map(|i| format!("cmp-{i:05}")).collect();
+    assert_eq!(seen, expected);
+    // The state filter, combined with the prefix.
+    let r = s
+        .client
+        .post(format!("{}/v1/campaigns/other-2/override", s.base))
+        .bearer_auth("s3cret-token")
+        .body(r#"{"action":"force_block","by":"ana","reason":"legal hold"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, blocked) = get_json(&s, "/v1/campaigns?state=blocked&prefix=other").await;
+    assert_eq!(blocked["total"], 1);
+    assert_eq!(blocked["campaigns"][0]["campaign"], "other-2");
+    assert_eq!(blocked["next"], Value::Null);
+    let (_, none) = get_json(&s, "/v1/campaigns?state=blocked&prefix=cmp-").await;
+    assert_eq!(none["total"], 0);
+    // The status page is bounded too, and says how many it leaves out.
+    let page = s
+        .client
+        .get(format!("{}/", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("other-2"), "blocked campaigns first");
+    assert!(
+        page.contains(&format!("and {} more", n + 1 - 50)),
+        "ok campaigns capped"
+    );
+}
+
+#[tokio::test]
+async fn bad_listing_arguments_are_refused_with_every_problem_named() {
+    let s = server().await;
+    for (query, expect) in [
+        (
+            "limit=0",
+            vec!["limit must be a whole number from 1 to 1000"],
+        ),
+        ("limit=1001", vec!["limit must be"]),
+        ("limit=-3", vec!["limit must be"]),
+        (
+            "limit=ten&state=up",
+            vec!["limit must be", "state must be ok, flagged or blocked"],
+        ),
+        (
+            "after=x&prefix=y&colour=red",
+            vec!["accepted: state, prefix, limit, after"],
+        ),
+    ] {
+        let (status, v) = get_json(&s, &format!("/v1/campaigns?{query}")).await;
+        assert_eq!(status, 400, "{query}");
+        let e = v["error"].as_str().unwrap();
+        for x in expect {
+            assert!(e.contains(x), "{query}: {e:?} lacks {x:?}");
+        }
+    }
+    let long = "a".repeat(300);
+    let (status, v) = get_json(&s, &format!("/v1/campaigns?prefix={long}&after={long}")).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 2, "{v}");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_limits_count_characters() {
+    let s = server().await;
+    let url = format!("{}/v1/campaigns/c9/override", s.base);
+    let body = json!({"action": "acknowledge", "by": "ana", "reason": "checking"}).to_string();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = s
+            .client
+            .post(&url)
+            .header("authorization", format!("{scheme} s3cret-token"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    for wrong in [
+        "Basic s3cret-token",
+        "Bearers3cret-token",
+        "s3cret-token",
+        "Bearer s3cret-tokenx",
+    ] {
+        let r = s
+            .client
+            .post(&url)
+            .header("authorization", wrong)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{wrong}");
+    }
+    // 512 characters of three bytes each pass; 513 do not.
+    for (n, status) in [(512, 200), (513, 400)] {
+        let reason = "検".repeat(n);
+        let r = s
+            .client
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body(json!({"action": "acknowledge", "by": "ana", "reason": reason}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{n} characters");
+    }
 }

@@ -23,7 +23,9 @@ use crate::core::strip::{self, Stripped};
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
 use crate::fairness::campaign::{OverrideAction, State};
-use crate::fairness::tracker::{CampaignReport, OverrideError, Recorded, Timing, Tracker};
+use crate::fairness::tracker::{
+    CampaignReport, Filter, OverrideError, Page, Recorded, Timing, Tracker,
+};
 use crate::policy::{BandTransform, Category, CompiledPolicy, MAX_TOTAL_GROUPS};
 
 /// Header names on published records.
@@ -346,6 +348,12 @@ impl Guard {
     /// Reports of all campaigns, optionally in one state.
     pub fn campaigns(&self, state: Option<State>) -> Vec<CampaignReport> {
         self.tracker.reports(&self.live.load().policy, state)
+    }
+
+    /// One page of campaign reports under the live policy (see [`Tracker::page`]).
+    pub fn campaign_page(&self, filter: &Filter, after: Option<&str>, limit: usize) -> Page {
+        self.tracker
+            .page(&self.live.load().policy, filter, after, limit)
     }
 
     /// A campaign manager's override; returns the audit alert.

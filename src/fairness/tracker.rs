@@ -5,6 +5,7 @@
 //! locks), the platform window behind one short mutex. The clock is an
 //! argument (`now_ms`), never read here.
 
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
@@ -20,6 +21,33 @@ use crate::fairness::campaign::{
 use crate::fairness::exposure::{Placement, Window};
 use crate::fairness::measures::Counts;
 use crate::policy::{Category, CompiledPolicy, MAX_TOTAL_GROUPS};
+
+/// Which campaigns a listing asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only campaigns in this effective state.
+    pub state: Option<State>,
+    /// Only campaigns whose id starts with this.
+    pub prefix: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, id: &str, state: State) -> bool {
+        self.state.is_none_or(|s| s == state)
+            && self.prefix.as_deref().is_none_or(|p| id.starts_with(p))
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    /// Campaigns matching the filter, on every page.
+    pub total: usize,
+    /// This page's campaigns, by id.
+    pub campaigns: Vec<CampaignReport>,
+    /// The cursor of the next page (`after=`), when there is one.
+    pub next: Option<String>,
+}
 
 /// Where a decision's time put it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +70,9 @@ impl Timing {
         }
     }
 }
+
+/// The longest `by` and `reason` of an override, in characters.
+pub const MAX_WHO_OR_WHY_CHARS: usize = 512;
 
 /// What recording one decision found.
 #[derive(Debug, Clone, PartialEq)]
@@ -539,6 +570,59 @@ impl Tracker {
         out
     }
 
+    /// One page of campaign reports, by id, after the cursor `after`.
+    ///
+    /// Bounded whatever the number of campaigns: the entries are walked once
+    /// under each shard's read lock in turn, keeping only the `limit` smallest
+    /// matching ids (a heap of at most `limit` ids); the reports are then
+    /// built one campaign at a time, each under its own entry's lock only.
+    /// Nothing is serialised while a lock is held.
+    pub fn page(
+        &self,
+        policy: &CompiledPolicy,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page {
+        let limit = limit.max(1);
+        let mut smallest: BinaryHeap<Box<str>> = BinaryHeap::with_capacity(limit + 1);
+        let (mut total, mut remaining) = (0usize, 0usize);
+        for c in self.campaigns.iter() {
+            let id: &str = c.key();
+            if !filter.matches(id, c.machine.effective()) {
+                continue;
+            }
+            total += 1;
+            if after.is_some_and(|a| id <= a) {
+                continue;
+            }
+            remaining += 1;
+            if smallest.len() < limit {
+                smallest.push(id.into());
+            } else if smallest.peek().is_some_and(|top| id < &**top) {
+                smallest.pop();
+                smallest.push(id.into());
+            }
+        }
+        let ids = smallest.into_sorted_vec();
+        let next = (remaining > ids.len())
+            .then(|| ids.last().map(|id| id.to_string()))
+            .flatten();
+        let (platform, head) = self.platform_totals(policy);
+        let campaigns = ids
+            .iter()
+            .filter_map(|id| {
+                let mut c = self.campaigns.get_mut(&**id)?;
+                Some(self.report_of(policy, id, &mut c, &platform, head))
+            })
+            .collect();
+        Page {
+            total,
+            campaigns,
+            next,
+        }
+    }
+
     /// Number of campaigns per effective state.
     pub fn state_counts(&self) -> [(State, usize); 3] {
         let mut n = [0usize; 3];
@@ -552,16 +636,29 @@ impl Tracker {
         ]
     }
 
-    /// Ids of the campaigns not in state ok, worst first (for capped per-campaign metrics).
-    pub fn non_ok(&self) -> Vec<(String, State)> {
-        let mut v: Vec<_> = self
-            .campaigns
-            .iter()
-            .filter(|c| c.machine.effective() != State::Ok)
-            .map(|c| (c.key().to_string(), c.machine.effective()))
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v
+    /// Ids of at most `limit` campaigns not in state ok, worst first, then by
+    /// id (for capped per-campaign metrics). Bounded like [`Tracker::page`].
+    pub fn non_ok(&self, limit: usize) -> Vec<(String, State)> {
+        // Ordered so that the heap's top is the entry to drop first: the
+        // least severe state, then the largest id.
+        let mut kept: BinaryHeap<(std::cmp::Reverse<State>, Box<str>)> = BinaryHeap::new();
+        for c in self.campaigns.iter() {
+            let state = c.machine.effective();
+            if state == State::Ok || limit == 0 {
+                continue;
+            }
+            let key = (std::cmp::Reverse(state), c.key().clone());
+            if kept.len() < limit {
+                kept.push(key);
+            } else if kept.peek().is_some_and(|top| key < *top) {
+                kept.pop();
+                kept.push(key);
+            }
+        }
+        kept.into_sorted_vec()
+            .into_iter()
+            .map(|(state, id)| (id.into(), state.0))
+            .collect()
     }
 
     /// Apply a campaign manager's override; always yields one audit alert.
@@ -578,7 +675,10 @@ impl Tracker {
             return Err(OverrideError::BadCampaign);
         }
         let (by, reason) = (by.trim(), reason.trim());
-        if by.is_empty() || reason.is_empty() || by.len() > 512 || reason.len() > 512 {
+        // Limits count characters, not bytes: a reason in Japanese or
+        // Greek gets as many characters as one in English.
+        let too_long = |s: &str| s.chars().count() > MAX_WHO_OR_WHY_CHARS;
+        if by.is_empty() || reason.is_empty() || too_long(by) || too_long(reason) {
             return Err(OverrideError::MissingWhoOrWhy);
         }
         let (platform, head) = self.platform_totals(policy);

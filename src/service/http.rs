@@ -6,8 +6,8 @@
 //! | GET | `/` | — status page (HTML) |
 //! | GET | `/metrics` | — Prometheus text format |
 //! | GET | `/healthz` | — alive |
-//! | GET | `/readyz` | — 200 only when the consumer holds its assignment and the producer is healthy |
-//! | GET | `/v1/campaigns?state=flagged` | — campaigns with their per-group numbers |
+//! | GET | `/readyz` | — 200 only when the consumer holds its assignment, the producer is healthy and the pipeline is not stalled |
+//! | GET | `/v1/campaigns?state=flagged&prefix=cmp-&limit=100&after=ID` | — one page of campaigns, by id, with their per-group numbers |
 //! | GET | `/v1/campaigns/{id}` | — one campaign |
 //! | POST | `/v1/campaigns/{id}/override` | bearer — acknowledge, force_allow, force_block, clear |
 //! | POST | `/v1/policy/reload` | bearer — reload the policy file |
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::app::App;
 use super::status_page;
 use crate::fairness::campaign::{OverrideAction, State as CampaignState};
+use crate::fairness::tracker::Filter;
 
 /// Build the router.
 pub fn router(app: Arc<App>) -> Router {
@@ -43,6 +44,36 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(app)
 }
+
+/// Serve on a thread of its own, with its own small runtime, until `cancel`
+/// fires: nothing a client asks for (a large listing, many slow clients)
+/// takes a thread from the pipeline's runtime. Heavy handlers run on this
+/// runtime's blocking pool, at most [`HTTP_BLOCKING_THREADS`] at a time.
+pub fn spawn(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    cancel: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(HTTP_BLOCKING_THREADS)
+        .thread_name("fairgate-http-work")
+        .build()?;
+    std::thread::Builder::new()
+        .name("fairgate-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => serve(l, app, cancel).await,
+                    Err(e) => tracing::error!(error = %e, "HTTP listener unusable"),
+                }
+            });
+        })
+}
+
+/// Listings and status pages built at once, at most; more wait their turn.
+pub const HTTP_BLOCKING_THREADS: usize = 2;
 
 /// Serve until `cancel` fires.
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, cancel: CancellationToken) {
@@ -70,7 +101,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
@@ -82,6 +113,16 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         )
             .into_response())
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme name
+/// is case-insensitive (RFC 7235 §2.1, RFC 6750 §2.1); one or more spaces
+/// separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -109,6 +150,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "partitions_assigned": h.assigned.load(Relaxed),
         "producer_healthy": h.producer_ok.load(Relaxed),
         "fatal": *h.fatal.lock(),
+        "stalled": *h.stalled.lock(),
     });
     let status = if h.ready() {
         StatusCode::OK
@@ -122,8 +164,61 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
+    prefix: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
 }
 
+/// Campaigns on one page of `/v1/campaigns` unless `limit` says otherwise.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest `limit` a page may ask for.
+pub const MAX_PAGE: usize = 1000;
+/// The longest `prefix` or `after` accepted (campaign ids are at most 256 bytes).
+const MAX_ID_ARG: usize = 256;
+
+/// The listing's query, checked: every problem named at once.
+fn list_request(q: ListQuery) -> Result<(Filter, Option<String>, usize), Vec<String>> {
+    let mut problems = Vec::new();
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => CampaignState::parse(s).or_else(|| {
+            problems.push(format!(
+                "state must be ok, flagged or blocked (got {:?})",
+                truncate(s)
+            ));
+            None
+        }),
+    };
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                problems.push(format!(
+                    "limit must be a whole number from 1 to {MAX_PAGE} (got {:?})",
+                    truncate(l)
+                ));
+                DEFAULT_PAGE
+            }
+        },
+    };
+    for (name, v) in [("prefix", &q.prefix), ("after", &q.after)] {
+        if v.as_ref().is_some_and(|v| v.len() > MAX_ID_ARG) {
+            problems.push(format!("{name} is longer than {MAX_ID_ARG} bytes"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let filter = Filter {
+        state,
+        prefix: q.prefix.filter(|p| !p.is_empty()),
+    };
+    Ok((filter, q.after.filter(|a| !a.is_empty()), limit))
+}
+
+/// `/v1/campaigns`: one page of campaigns by id. The page is built on the
+/// blocking pool of the HTTP runtime, never on the pipeline's threads.
 async fn list_campaigns(
     State(app): State<Arc<App>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -131,26 +226,33 @@ async fn list_campaigns(
     let Ok(Query(q)) = q else {
         return error(
             StatusCode::BAD_REQUEST,
-            "unknown query parameter (only `state` is accepted)",
+            "unknown or repeated query parameter (accepted: state, prefix, limit, after)",
         );
     };
-    let state = match q.state.as_deref() {
-        None | Some("") => None,
-        Some(s) => match CampaignState::parse(s) {
-            Some(st) => Some(st),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "state must be ok, flagged or blocked (got {:?})",
-                        truncate(s)
-                    ),
-                );
-            }
-        },
+    let (filter, after, limit) = match list_request(q) {
+        Ok(r) => r,
+        Err(problems) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": problems.join("; "), "errors": problems})),
+            )
+                .into_response();
+        }
     };
-    let campaigns = app.guard.campaigns(state);
-    axum::Json(json!({"count": campaigns.len(), "campaigns": campaigns})).into_response()
+    let page = tokio::task::spawn_blocking(move || {
+        let page = app.guard.campaign_page(&filter, after.as_deref(), limit);
+        serde_json::to_vec(&json!({
+            "count": page.campaigns.len(),
+            "total": page.total,
+            "next": page.next,
+            "campaigns": page.campaigns,
+        }))
+    })
+    .await;
+    match page {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"),
+    }
 }
 
 async fn get_campaign(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
@@ -223,13 +325,40 @@ async fn reload_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
     }
 }
 
-async fn status_page(State(app): State<Arc<App>>) -> Html<String> {
-    let live = app.guard.live();
-    let all = app.guard.campaigns(None);
-    Html(status_page::render(
-        &live.policy.version,
-        live.policy.mode.as_str(),
-        app.health.ready(),
-        &all,
-    ))
+/// The status page: blocked and flagged campaigns first, a bounded number
+/// of each state, built on the blocking pool like the listing.
+async fn status_page(State(app): State<Arc<App>>) -> Response {
+    let page = tokio::task::spawn_blocking(move || {
+        let live = app.guard.live();
+        let counts = app.guard.tracker().state_counts();
+        let sections: Vec<status_page::Section> = [
+            (CampaignState::Blocked, status_page::SHOWN_NOT_OK),
+            (CampaignState::Flagged, status_page::SHOWN_NOT_OK),
+            (CampaignState::Ok, status_page::SHOWN_OK),
+        ]
+        .into_iter()
+        .map(|(state, shown)| {
+            let filter = Filter {
+                state: Some(state),
+                prefix: None,
+            };
+            status_page::Section {
+                state,
+                total: counts[state as usize].1,
+                campaigns: app.guard.campaign_page(&filter, None, shown).campaigns,
+            }
+        })
+        .collect();
+        status_page::render(
+            &live.policy.version,
+            live.policy.mode.as_str(),
+            app.health.ready(),
+            &sections,
+        )
+    })
+    .await;
+    match page {
+        Ok(html) => Html(html).into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the status page failed"),
+    }
 }

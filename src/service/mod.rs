@@ -75,12 +75,12 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
-    let listener = tokio::net::TcpListener::bind(&config.http.listen)
-        .await
+    let listener = std::net::TcpListener::bind(&config.http.listen)
         .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", config.http.listen))?;
     info!(address = %listener.local_addr()?, "HTTP listening (/, /metrics, /healthz, /readyz, /v1)");
     let http_cancel = CancellationToken::new();
-    tasks.spawn(http::serve(listener, app.clone(), http_cancel.clone()));
+    let http_thread = http::spawn(listener, app.clone(), http_cancel.clone())
+        .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", config.http.listen))?;
     tasks.spawn(signals(app.clone(), cancel.clone()));
     if config.pipeline.watch_policy {
         tasks.spawn(watch_policy(
@@ -124,6 +124,12 @@ pub async fn serve(
     http_cancel.cancel();
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    // A client holding a connection open past this is cut off with the process.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::task::spawn_blocking(move || http_thread.join()),
+    )
+    .await;
     match result {
         Ok(s) => {
             info!(

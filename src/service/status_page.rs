@@ -1,46 +1,63 @@
 //! The status page a campaign manager opens: plain server-rendered HTML,
-//! every campaign worst first with the numbers behind its state.
+//! blocked and flagged campaigns first, with the numbers behind each state.
 
 use crate::fairness::assess::Measure;
 use crate::fairness::campaign::State as CampaignState;
 use crate::fairness::tracker::CampaignReport;
 
-/// The status page: every campaign worst first, with the numbers behind its state.
-pub fn render(version: &str, mode: &str, ready: bool, all: &[CampaignReport]) -> String {
+/// Campaigns shown per state on the page: all blocked and flagged ones up
+/// to this many, each with its numbers.
+pub const SHOWN_NOT_OK: usize = 500;
+/// Campaigns in state ok shown (the page says how many more there are).
+pub const SHOWN_OK: usize = 50;
+
+/// One state's part of the page: how many campaigns are in it, and the first
+/// of them by id.
+pub struct Section {
+    pub state: CampaignState,
+    pub total: usize,
+    pub campaigns: Vec<CampaignReport>,
+}
+
+/// The status page: blocked, then flagged, then ok campaigns, each with the
+/// numbers behind its state; a bounded number per state.
+pub fn render(version: &str, mode: &str, ready: bool, sections: &[Section]) -> String {
     use std::fmt::Write;
     let mut page = String::with_capacity(16 * 1024);
+    let tracked: usize = sections.iter().map(|s| s.total).sum();
     let _ = write!(
         page,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\"><title>fairgate — status</title><style>{CSS}</style></head><body><header><h1>fairgate</h1><p>Policy <b>{}</b> ({} mode) · {} campaigns tracked · ready: {}</p></header>",
         esc(version),
         mode,
-        all.len(),
+        tracked,
         if ready { "yes" } else { "no" }
     );
-    for state in [
-        CampaignState::Blocked,
-        CampaignState::Flagged,
-        CampaignState::Ok,
-    ] {
-        let list: Vec<&CampaignReport> = all.iter().filter(|r| r.state == state).collect();
+    for s in sections {
         let _ = write!(
             page,
             "<h2>{} ({})</h2>",
-            match state {
+            match s.state {
                 CampaignState::Blocked => "Blocked",
                 CampaignState::Flagged => "Flagged",
                 CampaignState::Ok => "Ok",
             },
-            list.len()
+            s.total
         );
-        if list.is_empty() {
+        if s.total == 0 {
             page.push_str("<p class=\"none\">None.</p>");
         }
-        for r in list
-            .iter()
-            .take(if state == CampaignState::Ok { 50 } else { 500 })
-        {
+        for r in &s.campaigns {
             campaign_html(r, &mut page);
+        }
+        let more = s.total.saturating_sub(s.campaigns.len());
+        if more > 0 {
+            let _ = write!(
+                page,
+                "<p class=\"none\">and {more} more: <a href=\"/v1/campaigns?state={}\">/v1/campaigns?state={}</a> (paged).</p>",
+                s.state.as_str(),
+                s.state.as_str()
+            );
         }
     }
     page.push_str("<footer>Numbers are counted over the policy's rolling window on this instance. JSON: <a href=\"/v1/campaigns\">/v1/campaigns</a> · <a href=\"/metrics\">/metrics</a></footer></body></html>");

@@ -56,12 +56,19 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     print_banner(&opts, &brokers, &token);
 
-    let load = tokio::spawn(loadgen::run(
-        load_options(&opts, &brokers),
-        clock,
-        Arc::new(LoadgenStats::default()),
-        cancel.clone(),
-    ));
+    let load = tokio::spawn({
+        let run = loadgen::run(
+            load_options(&opts, &brokers),
+            clock,
+            Arc::new(LoadgenStats::default()),
+            cancel.clone(),
+        );
+        async move {
+            if let Err(e) = run.await {
+                eprintln!("fairgate demo: the load generator stopped: {e}");
+            }
+        }
+    });
     let summary = tokio::spawn(summarise(app.clone(), opts.summary_every, cancel.clone()));
     if let Some(d) = opts.duration {
         let c = cancel.clone();
@@ -164,13 +171,15 @@ async fn summarise(app: Arc<App>, every: Duration, cancel: CancellationToken) {
         let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64();
         last = (total, Instant::now());
         let states = app.guard.tracker().state_counts();
-        let flagged: Vec<String> = app
-            .guard
-            .tracker()
-            .non_ok()
+        let shown = app.guard.tracker().non_ok(SHOWN);
+        let more = (states[1].1 + states[2].1).saturating_sub(shown.len());
+        let mut flagged: Vec<String> = shown
             .into_iter()
-            .map(|(id, s)| format!("{id} ({})", s.as_str()))
+            .map(|(id, s)| format!("{} ({})", printable(&id), s.as_str()))
             .collect();
+        if more > 0 {
+            flagged.push(format!("and {more} more"));
+        }
         println!(
             "[{:>4}s] {:>6.0} decisions/s | output {} · blocked {} · dead letter {} | campaigns: {} ok, {} flagged, {} blocked | {}",
             start.elapsed().as_secs(),
@@ -189,6 +198,27 @@ async fn summarise(app: Arc<App>, every: Duration, cancel: CancellationToken) {
         );
         let _ = std::io::stdout().flush();
     }
+}
+
+/// Flagged or blocked campaigns named on a summary line, at most.
+const SHOWN: usize = 5;
+
+/// A campaign id as it can be printed on a terminal: control characters
+/// (escape sequences, newlines) escaped, and at most 64 characters.
+fn printable(id: &str) -> String {
+    let mut out = String::with_capacity(id.len().min(64));
+    for (i, c) in id.chars().enumerate() {
+        if i == 64 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Decisions sent to `route`, over all reasons (read back from the metrics,

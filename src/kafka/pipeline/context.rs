@@ -141,16 +141,19 @@ impl ClientContext for ConsumerCtx {
         let Some(topic) = s.topics.get(&self.shared.input_topic) else {
             return;
         };
+        let mut total = 0i64;
         for (id, p) in &topic.partitions {
             if *id < 0 || p.consumer_lag < 0 {
                 continue;
             }
+            total = total.saturating_add(p.consumer_lag);
             self.shared
                 .metrics
                 .consumer_lag
                 .with_label_values(&[&self.shared.input_topic, &id.to_string()])
                 .set(p.consumer_lag);
         }
+        self.shared.health.lag.store(total, Ordering::Relaxed);
     }
 }
 

@@ -31,6 +31,7 @@
 //! * `commit` — acknowledged offsets committed, periodically and on revocation.
 //! * `drain` — the end of a run, within the grace period.
 //! * `shared` — the state they share, and the lock order.
+//! * `watchdog` — a pipeline that moves nothing while records wait is not ready.
 
 mod commit;
 mod consume;
@@ -43,6 +44,7 @@ mod run;
 mod send;
 mod shared;
 mod stage;
+mod watchdog;
 mod worker;
 
 pub use error::PipelineError;

@@ -22,6 +22,7 @@ use super::error::PipelineError;
 use super::in_flight::InFlight;
 use super::shared::{Health, Shared};
 use super::stage::Stage;
+use super::watchdog::watch;
 use super::worker::{Job, Worker};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -63,8 +64,13 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
     let health = parts.health.clone();
+    let stall_after = Duration::from_secs(parts.config.pipeline.stall_after_secs);
     let (mut lp, threads, committer) = start(parts)?;
+    let watching = CancellationToken::new();
+    let watchdog = tokio::spawn(watch(lp.shared.clone(), stall_after, watching.clone()));
     let stopped = lp.run(&cancel).await;
+    watching.cancel();
+    let _ = watchdog.await;
 
     // Drain: stop reading; let the judge threads finish what they hold;
     // finish re-sends; wait for acknowledgements; commit.

@@ -13,7 +13,7 @@
 //!   `offsets` is let go.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 
 /// Health of the pipeline, read by `/readyz`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     /// The consumer holds a non-empty assignment.
     pub assigned: AtomicBool,
@@ -42,6 +42,26 @@ pub struct Health {
     pub consumed: AtomicU64,
     /// Input records whose every produced record is acknowledged.
     pub completed: AtomicU64,
+    /// Records waiting on the assigned input partitions, as librdkafka's
+    /// statistics last reported (-1: not reported yet).
+    pub lag: AtomicI64,
+    /// Why the progress watchdog finds the pipeline stalled, while it does.
+    pub stalled: Mutex<Option<String>>,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            assigned: AtomicBool::new(false),
+            producer_ok: AtomicBool::new(false),
+            running: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            consumed: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            lag: AtomicI64::new(-1),
+            stalled: Mutex::new(None),
+        }
+    }
 }
 
 impl Health {
@@ -50,6 +70,7 @@ impl Health {
             && self.assigned.load(Ordering::Relaxed)
             && self.producer_ok.load(Ordering::Relaxed)
             && self.fatal.lock().is_none()
+            && self.stalled.lock().is_none()
     }
 }
 
