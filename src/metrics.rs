@@ -392,7 +392,7 @@ impl Metrics {
             self.policy_reloads.with_label_values(&[r]);
         }
         for t in ["output", "blocked", "dead_letter", "alerts"] {
-            for a in ["retried", "fatal"] {
+            for a in ["retried", "fatal", "dead_lettered"] {
                 self.delivery_errors.with_label_values(&[t, a]);
             }
         }

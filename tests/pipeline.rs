@@ -920,3 +920,212 @@ async fn a_moved_partition_starts_its_windows_empty_on_the_new_owner() {
     );
     assert!(!complete, "{campaign}: window_complete on the new owner");
 }
+
+/// The dead letters of records a topic refused, read back, with their offsets'
+/// headers parsed.
+fn refused_letters(seen: &[common::Seen]) -> Vec<&common::Seen> {
+    seen.iter()
+        .filter(|s| {
+            s.headers.get("fairgate-error-kind").map(String::as_str) == Some("refused_by_topic")
+        })
+        .collect()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Three records of the kind that used to stop fairgate for good:
+/// * a decision whose id alone is 600 KB, copied into a header: the header
+///   is capped, so the record fits and is routed as usual;
+/// * a 1.2 MB decision: its output record is larger than the producer takes;
+/// * a 1.1 MB record that is not JSON, too large for the dead-letter topic.
+///
+/// The last two go to the dead-letter topic cut to fit, saying so, with their
+/// size, digest and input offset; every header value stays short; the
+/// pipeline goes on and commits the input to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_its_topic_is_dead_lettered_cut_to_fit_and_the_pipeline_goes_on() {
+    let (_mock, t) = cluster(1, "too-large");
+    let config = setup(&t, 1000, |p| p);
+    let mut batch = decisions(11, 0, 81);
+    let (_, key, normal) = batch.remove(5);
+    let after = batch.split_off(5);
+    let mut records = batch;
+    let mut long_id: serde_json::Value = serde_json::from_slice(&normal).unwrap();
+    let huge_id = format!("dec-huge-{}", "x".repeat(600_000));
+    long_id["id"] = serde_json::Value::String(huge_id.clone());
+    let mut big: serde_json::Value = serde_json::from_slice(&normal).unwrap();
+    big["id"] = "dec-big".into();
+    big["ext"] = serde_json::json!({"note": "y".repeat(1_200_000)});
+    let mut junk = vec![0xffu8];
+    junk.extend(std::iter::repeat_n(b'A', 1_100_000));
+    records.push((
+        huge_id.clone(),
+        key.clone(),
+        serde_json::to_vec(&long_id).unwrap(),
+    ));
+    records.push((
+        "dec-big".into(),
+        key.clone(),
+        serde_json::to_vec(&big).unwrap(),
+    ));
+    records.push(("junk".into(), key, junk.clone()));
+    records.extend(after);
+    let total = records.len() as i64;
+    let mut routed_ids: Vec<String> = records[..5]
+        .iter()
+        .chain(&records[8..])
+        .map(|r| r.0.clone())
+        .collect();
+    routed_ids.push(huge_id.clone());
+    produce(&t, records).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m.clone());
+    wait_committed(&p, &t, total).await;
+    assert!(p.health.fatal.lock().is_none());
+    let (b, topics) = (t.brokers.clone(), produced_topics(&t));
+    let seen = tokio::task::spawn_blocking(move || {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        common::collect_on(&b, &topics, 11, Duration::from_secs(2), HANG)
+    })
+    .await
+    .unwrap();
+    p.stop().await;
+
+    for id in &routed_ids {
+        let n = seen
+            .iter()
+            .filter(|s| s.topic != t.alerts && id_of(&s.payload).as_deref() == Some(id))
+            .count();
+        assert_eq!(n, 1, "{} routed once", &id[..id.len().min(20)]);
+    }
+    let letters = refused_letters(&seen);
+    assert_eq!(letters.len(), 2, "both refused records are dead letters");
+    for (letter, by, offset) in [(letters[0], "output", 6), (letters[1], "dead_letter", 7)] {
+        assert_eq!(letter.topic, t.dead_letter);
+        let h = &letter.headers;
+        assert_eq!(h["fairgate-refused-by"], by);
+        assert_eq!(h["fairgate-input-partition"], "0");
+        assert_eq!(h["fairgate-input-offset"], offset.to_string());
+        assert_eq!(h["fairgate-truncated"], "true");
+        assert!(letter.payload.len() <= 16 * 1024);
+        let size: usize = h["fairgate-original-bytes"].parse().unwrap();
+        assert!(size > 1_000_000, "{size}");
+        assert!(h["fairgate-error"].contains("refused"), "{h:?}");
+    }
+    // The malformed record's dead letter is the record itself: its digest is
+    // the input's, and the payload its first bytes.
+    let h = &letters[1].headers;
+    assert_eq!(h["fairgate-original-bytes"], junk.len().to_string());
+    assert_eq!(h["fairgate-original-sha256"], sha256_hex(&junk));
+    assert_eq!(letters[1].payload[..], junk[..letters[1].payload.len()]);
+    for s in &seen {
+        for (k, v) in &s.headers {
+            assert!(v.len() <= 1024, "header {k} is {} bytes", v.len());
+        }
+    }
+    assert_eq!(
+        m.dead_letters
+            .with_label_values(&["refused_by_topic"])
+            .get(),
+        2
+    );
+}
+
+/// The broker refuses a produce request with MESSAGE_TOO_LARGE (as a topic
+/// with a small `max.message.bytes` would): each record of it reaches the
+/// dead-letter topic instead, nothing stops, the input is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_broker_refuses_go_to_dead_letter_and_the_input_is_committed() {
+    let (mock, t) = cluster(1, "broker-refuses");
+    let config = setup(&t, 1000, |p| p);
+    let records = decisions(60, 0, 84);
+    let total = records.len() as i64;
+    produce(&t, records.clone()).await;
+    // The next produce request, fairgate's first, is refused.
+    mock.request_errors(
+        rdkafka::types::RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m.clone());
+    wait_committed(&p, &t, total).await;
+    let routed = routed(&t).await;
+    p.stop().await;
+    let n = tally(&routed);
+    for (id, _, _) in &records {
+        assert_eq!(n.get(id), Some(&1), "{id} routed once");
+    }
+    let refused = routed[&t.dead_letter]
+        .iter()
+        .filter(|s| s.headers.contains_key("fairgate-refused-by"))
+        .count();
+    assert!(refused > 0, "the refused records were dead-lettered");
+    let counted: u64 = ["output", "blocked", "dead_letter", "alerts"]
+        .iter()
+        .map(|r| {
+            m.delivery_errors
+                .with_label_values(&[r, "dead_lettered"])
+                .get()
+        })
+        .sum();
+    assert!(
+        counted as usize >= refused,
+        "{counted} counted, {refused} read"
+    );
+}
+
+/// A judge thread wedged on one record (the stage never returns): records
+/// wait in flight and nothing moves. With the shipped `stall_after_secs`, the
+/// pipeline is reported not ready within 30 s, with the reason and the
+/// metric; once the record goes through, it is ready again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_pipeline_is_reported_not_ready_within_30_s_and_ready_again_when_it_moves() {
+    let (_mock, t) = cluster(1, "wedged");
+    let config = setup(&t, 20, |p| p);
+    assert_eq!(config.pipeline.stall_after_secs, 15, "the shipped default");
+    let records = decisions(100, 0, 91);
+    produce(&t, records).await;
+    let m = metrics();
+    let gate = Gate {
+        inner: guard(&config, &m),
+        at: 10,
+        reached: Arc::new(AtomicBool::new(false)),
+        open: Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new())),
+    };
+    let (reached, open) = (gate.reached.clone(), gate.open.clone());
+    let p = start(&config, gate, m.clone());
+    p.wait("reached the wedge", || reached.load(Ordering::Relaxed))
+        .await;
+    assert!(p.health.ready(), "ready while it moved");
+    let wedged = Instant::now();
+    while p.health.ready() {
+        assert!(
+            wedged.elapsed() < Duration::from_secs(30),
+            "a wedged pipeline still reported ready after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = p.health.stalled.lock().clone().expect("the reason");
+    assert!(
+        reason.contains("no input record consumed or completed")
+            && reason.contains("records are in flight"),
+        "{reason}"
+    );
+    assert_eq!(m.stalled.get(), 1);
+    {
+        let (o, cv) = &*open;
+        *o.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    p.wait("ready again", || p.health.ready()).await;
+    assert_eq!(m.stalled.get(), 0);
+    wait_committed(&p, &t, 100).await;
+    p.stop().await;
+}

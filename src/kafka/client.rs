@@ -66,6 +66,10 @@ pub fn producer_config(
 pub enum ErrorClass {
     /// Transient: try again (after a pause).
     Retriable,
+    /// This record, as it is, can never go to its topic (too large, or not a
+    /// valid record there): it goes to the dead-letter topic in a form that
+    /// fits, and the pipeline goes on.
+    Refused,
     /// The record can never be delivered as is: stop without committing it.
     Fatal,
 }
@@ -74,15 +78,15 @@ pub enum ErrorClass {
 pub fn classify(e: &KafkaError) -> ErrorClass {
     use RDKafkaErrorCode as C;
     match e.rdkafka_error_code() {
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidRecord) => {
+            ErrorClass::Refused
+        }
         Some(
-            C::MessageSizeTooLarge
-            | C::InvalidMessageSize
-            | C::InvalidMessage
+            C::InvalidMessage
             | C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::TransactionalIdAuthorizationFailed
             | C::Fatal
-            | C::InvalidRecord
             | C::UnsupportedForMessageFormat
             | C::InvalidTopic
             | C::InvalidArgument
@@ -100,8 +104,10 @@ mod tests {
 
     #[test]
     fn record_problems_are_fatal_and_the_rest_is_retried() {
-        let fatal = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
-        assert_eq!(classify(&fatal), ErrorClass::Fatal);
+        let large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert_eq!(classify(&large), ErrorClass::Refused);
+        let invalid = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord);
+        assert_eq!(classify(&invalid), ErrorClass::Refused);
         let auth = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
         assert_eq!(classify(&auth), ErrorClass::Fatal);
         let down = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);

@@ -198,6 +198,8 @@ pub fn produce_on(brokers: &str, topic: &str, records: &[(String, String, Vec<u8
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        // Tests send records larger than Kafka's usual 1 MB on purpose.
+        .set("message.max.bytes", "10000000")
         .create()
         .expect("producer");
     for (_, key, payload) in records {

@@ -16,8 +16,8 @@ use tracing::{debug, error, info, warn};
 
 use super::super::client::{ErrorClass, classify};
 use super::commit::commit_acknowledged;
-use super::error::PipelineError;
 use super::records::{Role, Token};
+use super::send::{fatal, refuse};
 use super::shared::Shared;
 
 /// librdkafka's own log lines, into ours (they name brokers, topics and
@@ -79,15 +79,17 @@ impl ProducerCtx {
                 debug!(target: "fairgate::kafka", topic = role, error = %e, "delivery failed; sending again");
                 let _ = s.retry_tx.send(token);
             }
+            // The dead-letter form goes back to the consume loop to be sent.
+            ErrorClass::Refused => match refuse(s, &token, e) {
+                Ok(dead_letter) => {
+                    let _ = s.retry_tx.send(dead_letter);
+                }
+                Err(stop) => {
+                    let _ = s.fatal_tx.send(stop);
+                }
+            },
             ErrorClass::Fatal => {
-                s.metrics
-                    .delivery_errors
-                    .with_label_values(&[role, "fatal"])
-                    .inc();
-                let _ = s.fatal_tx.send(PipelineError::FatalDelivery {
-                    role,
-                    error: e.to_string(),
-                });
+                let _ = s.fatal_tx.send(fatal(s, &token, e));
             }
         }
     }

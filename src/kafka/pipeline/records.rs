@@ -57,6 +57,9 @@ pub struct Token {
     pub(super) out: Arc<Out>,
     /// Sends that failed transiently so far (sets the back-off).
     pub(super) attempts: u32,
+    /// This is the dead-letter form of a record its topic refused: refused
+    /// again, there is no smaller form to fall back to.
+    pub(super) refused: bool,
 }
 
 impl Token {
@@ -70,7 +73,111 @@ impl Token {
             ts_ms,
             out,
             attempts: 0,
+            refused: false,
         })
+    }
+
+    /// The dead-letter form of this token's record, which its topic refused
+    /// (see [`refused_out`]); same input, so the input's offset waits for it.
+    pub(super) fn refused(&self, code: &str) -> Box<Token> {
+        Box::new(Token {
+            input: self.input,
+            ts_ms: self.ts_ms,
+            out: Arc::new(refused_out(&self.out, self.input, code)),
+            attempts: 0,
+            refused: true,
+        })
+    }
+}
+
+/// Produced header values are cut to this many bytes (at a character
+/// boundary, ending in `…`): a header copied from the input, such as the
+/// decision id, cannot make a record too large for its topic.
+pub const MAX_HEADER_VALUE_BYTES: usize = 1024;
+/// A record its topic refuses goes to the dead-letter topic with at most
+/// this much of its payload…
+pub const REFUSED_PAYLOAD_BYTES: usize = 16 * 1024;
+/// …and of its key.
+pub const REFUSED_KEY_BYTES: usize = 256;
+
+/// Dead-letter headers of a refused record.
+pub mod refused_headers {
+    /// Which topic (role) refused the record: output, blocked, dead_letter, alerts.
+    pub const TOPIC: &str = "fairgate-refused-by";
+    /// The size of the refused payload, in bytes.
+    pub const ORIGINAL_BYTES: &str = "fairgate-original-bytes";
+    /// SHA-256 of the whole refused payload, hex.
+    pub const ORIGINAL_SHA256: &str = "fairgate-original-sha256";
+    /// `true` when the payload that follows is only the first part.
+    pub const TRUNCATED: &str = "fairgate-truncated";
+    /// Where the input record is, to read it again from the input topic.
+    pub const INPUT_PARTITION: &str = "fairgate-input-partition";
+    pub const INPUT_OFFSET: &str = "fairgate-input-offset";
+}
+
+/// `s` cut to at most `max` bytes at a character boundary; a cut value ends in `…`.
+fn capped(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
+
+/// The dead-letter form of `out`, which its topic refused with error `code`
+/// (too large, or not a valid record for it): the first
+/// [`REFUSED_PAYLOAD_BYTES`] of the payload, the key cut to
+/// [`REFUSED_KEY_BYTES`], its headers (capped, as always), and headers that
+/// say what happened: the error, the refusing topic, the original size and
+/// digest, whether the payload is cut, and the input's partition and offset.
+///
+/// Nothing new is revealed: the payload is a prefix of the record fairgate
+/// itself produced (already stripped, for output and blocked).
+pub(super) fn refused_out(out: &Out, input: Option<(i32, u64, i64)>, code: &str) -> Out {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let size = out.payload.len();
+    let head = &out.payload[..size.min(REFUSED_PAYLOAD_BYTES)];
+    let mut digest = String::with_capacity(64);
+    for b in Sha256::digest(&out.payload) {
+        let _ = write!(digest, "{b:02x}");
+    }
+    let role = out.role.as_str();
+    let mut headers: Vec<(&'static str, String)> = out
+        .headers
+        .iter()
+        .filter(|(k, _)| !matches!(*k, "fairgate-error" | "fairgate-error-kind"))
+        .cloned()
+        .collect();
+    headers.extend([
+        (
+            "fairgate-error",
+            format!(
+                "the {role} topic refused the record ({code}); the first {} of its {size} bytes follow",
+                head.len()
+            ),
+        ),
+        ("fairgate-error-kind", "refused_by_topic".to_string()),
+        (refused_headers::TOPIC, role.to_string()),
+        (refused_headers::ORIGINAL_BYTES, size.to_string()),
+        (refused_headers::ORIGINAL_SHA256, digest),
+        (refused_headers::TRUNCATED, (head.len() < size).to_string()),
+    ]);
+    if let Some((partition, _, offset)) = input {
+        headers.push((refused_headers::INPUT_PARTITION, partition.to_string()));
+        headers.push((refused_headers::INPUT_OFFSET, offset.to_string()));
+    }
+    Out {
+        role: Role::DeadLetter,
+        key: out
+            .key
+            .as_ref()
+            .map(|k| k[..k.len().min(REFUSED_KEY_BYTES)].to_vec()),
+        headers,
+        payload: head.to_vec(),
     }
 }
 
@@ -80,7 +187,7 @@ pub(super) fn headers_of(out: &Out) -> OwnedHeaders {
     for (k, v) in &out.headers {
         h = h.insert(Header {
             key: k,
-            value: Some(v.as_bytes()),
+            value: Some(capped(v, MAX_HEADER_VALUE_BYTES).as_bytes()),
         });
     }
     h
@@ -207,6 +314,77 @@ mod tests {
                 ("fairgate-decision-id", Some(&b"dec-2"[..])),
             ]
         );
+    }
+
+    #[test]
+    fn header_values_are_capped_at_a_character_boundary() {
+        assert_eq!(capped("short", 1024), "short");
+        let exact = "a".repeat(1024);
+        assert_eq!(capped(&exact, 1024), exact);
+        let long = "é".repeat(1000); // 2,000 bytes
+        let c = capped(&long, 1024);
+        assert!(c.len() <= 1024, "{}", c.len());
+        assert!(c.ends_with('…'));
+        assert!(long.starts_with(c.trim_end_matches('…')));
+        let out = Out {
+            role: Role::Output,
+            key: None,
+            headers: vec![("fairgate-decision-id", "x".repeat(600_000))],
+            payload: Vec::new(),
+        };
+        let h = headers_of(&out);
+        assert_eq!(h.iter().next().unwrap().value.unwrap().len(), 1024);
+    }
+
+    #[test]
+    fn a_refused_record_becomes_a_dead_letter_that_fits_and_says_what_happened() {
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let out = Out {
+            role: Role::Blocked,
+            key: Some(vec![b'k'; 5_000]),
+            headers: vec![
+                ("fairgate-decision-id", "dec-1".into()),
+                ("fairgate-error", "old".into()),
+            ],
+            payload: payload.clone(),
+        };
+        let d = refused_out(&out, Some((3, 9, 1234)), "MessageSizeTooLarge");
+        assert_eq!(d.role, Role::DeadLetter);
+        assert_eq!(d.payload[..], payload[..REFUSED_PAYLOAD_BYTES]);
+        assert_eq!(d.key.as_ref().unwrap().len(), REFUSED_KEY_BYTES);
+        let h: std::collections::HashMap<&str, &str> =
+            d.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(d.headers.len(), h.len(), "no header twice: {:?}", d.headers);
+        assert_eq!(h["fairgate-decision-id"], "dec-1");
+        assert_eq!(h["fairgate-error-kind"], "refused_by_topic");
+        assert!(
+            h["fairgate-error"].contains("blocked topic refused the record (MessageSizeTooLarge)")
+        );
+        assert_eq!(h[refused_headers::TOPIC], "blocked");
+        assert_eq!(h[refused_headers::ORIGINAL_BYTES], "100000");
+        assert_eq!(h[refused_headers::TRUNCATED], "true");
+        assert_eq!(h[refused_headers::INPUT_PARTITION], "3");
+        assert_eq!(h[refused_headers::INPUT_OFFSET], "1234");
+        let digest = h[refused_headers::ORIGINAL_SHA256];
+        assert_eq!(digest.len(), 64);
+        // A different payload, a different digest; a small one is whole.
+        let small = Out {
+            payload: b"{}".to_vec(),
+            key: None,
+            headers: Vec::new(),
+            role: Role::Output,
+        };
+        let d2 = refused_out(&small, None, "InvalidRecord");
+        let h2: std::collections::HashMap<&str, &str> =
+            d2.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_ne!(h2[refused_headers::ORIGINAL_SHA256], digest);
+        assert_eq!(
+            h2[refused_headers::ORIGINAL_SHA256],
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+        assert_eq!(h2[refused_headers::TRUNCATED], "false");
+        assert_eq!(d2.payload, b"{}");
+        assert!(!h2.contains_key(refused_headers::INPUT_OFFSET));
     }
 
     fn message(headers: Option<OwnedHeaders>) -> OwnedMessage {

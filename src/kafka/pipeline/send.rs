@@ -14,6 +14,7 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use tracing::warn;
 
 use super::super::client::{ErrorClass, classify};
 use super::context::ProducerCtx;
@@ -41,6 +42,8 @@ enum SendFailure {
     /// The producer's queue is full: back-pressure, wait and send again.
     QueueFull,
     Retriable,
+    /// The topic can never take this record as it is.
+    Refused(KafkaError),
     Fatal(KafkaError),
 }
 
@@ -50,6 +53,7 @@ fn failure_of(e: KafkaError) -> SendFailure {
     }
     match classify(&e) {
         ErrorClass::Retriable => SendFailure::Retriable,
+        ErrorClass::Refused => SendFailure::Refused(e),
         ErrorClass::Fatal => SendFailure::Fatal(e),
     }
 }
@@ -78,28 +82,68 @@ fn try_send(
         .map_err(|(e, rec)| (rec.delivery_opaque, failure_of(e)))
 }
 
-/// After a failed send: how long to wait before sending again, or the fatal error.
+/// After a failed send: the token to send next (the same, or the dead-letter
+/// form of a refused record) and how long to wait first, or the fatal error.
 fn pause_after(
     shared: &Shared,
-    token: &mut Token,
+    mut token: Box<Token>,
     failure: SendFailure,
-) -> Result<Duration, PipelineError> {
+) -> Result<(Box<Token>, Duration), PipelineError> {
     match failure {
-        SendFailure::QueueFull => Ok(QUEUE_FULL_PAUSE),
-        SendFailure::Retriable => Ok(failed_again(token)),
-        SendFailure::Fatal(e) => {
-            let role = token.out.role.as_str();
-            shared
-                .metrics
-                .delivery_errors
-                .with_label_values(&[role, "fatal"])
-                .inc();
-            Err(PipelineError::FatalDelivery {
-                role,
-                error: e.to_string(),
-            })
+        SendFailure::QueueFull => Ok((token, QUEUE_FULL_PAUSE)),
+        SendFailure::Retriable => {
+            let pause = failed_again(&mut token);
+            Ok((token, pause))
         }
+        SendFailure::Refused(e) => Ok((refuse(shared, &token, &e)?, Duration::ZERO)),
+        SendFailure::Fatal(e) => Err(fatal(shared, &token, &e)),
     }
+}
+
+/// Count a fatal delivery error of `token`'s record; the error that stops the pipeline.
+pub(super) fn fatal(shared: &Shared, token: &Token, e: &KafkaError) -> PipelineError {
+    let role = token.out.role.as_str();
+    shared
+        .metrics
+        .delivery_errors
+        .with_label_values(&[role, "fatal"])
+        .inc();
+    PipelineError::FatalDelivery {
+        role,
+        error: e.to_string(),
+    }
+}
+
+/// A record its topic refused: its dead-letter form, to send instead. A
+/// dead-letter form refused in turn is fatal (the dead-letter topic takes
+/// less than [`REFUSED_PAYLOAD_BYTES`](super::records::REFUSED_PAYLOAD_BYTES)
+/// and a few headers: a topic configuration to fix, not a record to skip).
+pub(super) fn refuse(
+    shared: &Shared,
+    token: &Token,
+    e: &KafkaError,
+) -> Result<Box<Token>, PipelineError> {
+    if token.refused {
+        return Err(fatal(shared, token, e));
+    }
+    let role = token.out.role.as_str();
+    let code = e
+        .rdkafka_error_code()
+        .map(|c| format!("{c:?}"))
+        .unwrap_or_else(|| "refused".into());
+    shared
+        .metrics
+        .delivery_errors
+        .with_label_values(&[role, "dead_lettered"])
+        .inc();
+    shared
+        .metrics
+        .dead_letters
+        .with_label_values(&["refused_by_topic"])
+        .inc();
+    let (partition, offset) = token.input.map_or((-1, -1), |(p, _, o)| (p, o));
+    warn!(target: "fairgate::kafka", topic = role, error = %e, bytes = token.out.payload.len(), partition, offset, "a topic refused a record: sent to the dead-letter topic, cut to fit");
+    Ok(token.refused(&code))
 }
 
 /// Send from async code (the consume loop: overrides' alerts, re-sends).
@@ -113,9 +157,11 @@ pub(super) async fn send_async(
         match try_send(producer, topics, token) {
             Ok(()) => return Ok(()),
             Err((t, failure)) => {
-                token = t;
-                let pause = pause_after(shared, &mut token, failure)?;
-                tokio::time::sleep(pause).await;
+                let pause;
+                (token, pause) = pause_after(shared, t, failure)?;
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
             }
         }
     }
@@ -144,8 +190,8 @@ pub(super) fn send_blocking(
         match try_send(producer, topics, token) {
             Ok(()) => return Ok(()),
             Err((t, failure)) => {
-                token = t;
-                let pause = pause_after(shared, &mut token, failure)?;
+                let pause;
+                (token, pause) = pause_after(shared, t, failure)?;
                 if shared.abandon.load(Ordering::Relaxed) {
                     return Ok(());
                 }
@@ -199,6 +245,10 @@ mod tests {
         ));
         assert!(matches!(
             failure_of(e(RDKafkaErrorCode::MessageSizeTooLarge)),
+            SendFailure::Refused(_)
+        ));
+        assert!(matches!(
+            failure_of(e(RDKafkaErrorCode::TopicAuthorizationFailed)),
             SendFailure::Fatal(_)
         ));
     }
