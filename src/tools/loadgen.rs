@@ -77,13 +77,27 @@ pub async fn run(
     let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(stats.clone()))?;
     // Connect before the first record is stamped, so a paced run's first
     // records do not carry the connection set-up in their latency.
-    let (p, topic) = (producer.clone(), opts.topic.clone());
-    tokio::task::spawn_blocking(move || {
-        p.client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(30))
-    })
-    .await
-    .expect("metadata task")?;
+    // A broker just started (the demo's) may refuse the first requests: try
+    // a few times before giving up.
+    let mut attempt = 0;
+    loop {
+        let (p, topic) = (producer.clone(), opts.topic.clone());
+        let got = tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        })
+        .await
+        .expect("metadata task");
+        match got {
+            Ok(_) => break,
+            Err(e) if attempt < 5 && !cancel.is_cancelled() => {
+                attempt += 1;
+                tracing::warn!(target: "fairgate::loadgen", error = %e, attempt, "no metadata yet; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let mut synth = Synth::new(opts.seed, opts.campaigns, opts.skewed, clock.now_ms());
     synth.malformed_every = opts.malformed_every;
     synth.id_prefix = opts.id_prefix.clone();
