@@ -238,3 +238,21 @@ fn route_total(metrics: &Metrics, route: &str) -> u64 {
         .map(|m| m.get_counter().get_value() as u64)
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn campaign_ids_cannot_drive_the_terminal() {
+        assert_eq!(printable("cmp-skewed-01"), "cmp-skewed-01");
+        assert_eq!(
+            printable("\u{1b}[2J\u{1b}[31mred\u{7}\r\nx"),
+            "\\u{1b}[2J\\u{1b}[31mred\\u{7}\\r\\nx"
+        );
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m", "C1 control (CSI)");
+        let long = "é".repeat(100);
+        assert_eq!(printable(&long).chars().count(), 65);
+        assert!(printable(&long).ends_with('…'));
+    }
+}
