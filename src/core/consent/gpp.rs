@@ -10,7 +10,7 @@
 use std::str::FromStr;
 
 use iab_gpp::sections::Section;
-use iab_gpp::sections::uspv1::{Flag, UspV1};
+use iab_gpp::sections::uspv1::Flag;
 use iab_gpp::v1::GPPString;
 use num_traits::ToPrimitive;
 use serde_json::Value;
@@ -168,18 +168,25 @@ pub struct UspInvalid;
 
 /// Decode a US Privacy string (`1YNN`). `Ok(None)`: the regime does not apply
 /// (`1---`); `Ok(Some(true))`: opted out of sale.
+///
+/// Strict, on purpose: the string is exactly four characters, version `1`
+/// then three of `Y`, `N`, `-`, as the IAB US Privacy String v1 spells them.
+/// Trailing characters (`1YNNX`, `1YNN~`), surrounding whitespace and
+/// lowercase (`1ynn`) are malformed, and malformed fails closed. (`iab_gpp`
+/// reads the first four characters and ignores the rest.)
 pub fn decode_usp(s: &str) -> Result<Option<bool>, UspInvalid> {
-    let u = UspV1::from_str(s.trim()).map_err(|_| UspInvalid)?;
-    Ok(match u.opt_out_sale {
-        Flag::Yes => Some(true),
-        Flag::No => Some(false),
-        Flag::NotApplicable => {
-            if u.opt_out_notice == Flag::NotApplicable {
-                None
-            } else {
-                // A notice was given but the sale flag is unknown: fail closed.
-                Some(true)
-            }
-        }
+    let &[b'1', notice, sale, lspa] = s.as_bytes() else {
+        return Err(UspInvalid);
+    };
+    let valid = |c: u8| matches!(c, b'Y' | b'N' | b'-');
+    if !(valid(notice) && valid(sale) && valid(lspa)) {
+        return Err(UspInvalid);
+    }
+    Ok(match (notice, sale) {
+        (_, b'Y') => Some(true),
+        (_, b'N') => Some(false),
+        (b'-', _) => None,
+        // A notice was given but the sale flag is unknown: fail closed.
+        _ => Some(true),
     })
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use serde::Serialize;
 
-pub use gpp::{GppFacts, SectionFacts, UsFacts, decode_gpp, decode_usp};
+pub use gpp::{GppFacts, SectionFacts, UsFacts, UspInvalid, decode_gpp, decode_usp};
 pub use tcf::{TcfCore, TcfDecodeError, TcfFacts, VendorSet, decode_core, decode_tcf};
 
 use crate::policy::{CompiledPolicy, Fallback, GdprUnknown};

@@ -682,3 +682,39 @@ fn tcf_expiry_is_exact_to_the_millisecond() {
         )
     );
 }
+
+/// The IAB US Privacy string is exactly four characters: `1`, then three of
+/// `Y`, `N`, `-` (upper case, as the spec spells them). Anything else fails
+/// closed.
+#[test]
+fn us_privacy_is_exactly_four_characters() {
+    assert_eq!(decode_usp("1YNN"), Ok(Some(false)));
+    assert_eq!(decode_usp("1YYN"), Ok(Some(true)));
+    assert_eq!(decode_usp("1NYY"), Ok(Some(true)));
+    assert_eq!(decode_usp("1---"), Ok(None));
+    assert_eq!(decode_usp("1-N-"), Ok(Some(false)));
+    // A notice given, the sale flag unknown: fail closed.
+    assert_eq!(decode_usp("1Y-N"), Ok(Some(true)));
+    let bad = [
+        "1YNNX", "1YNN~", "1YNN-", "1YNNN", "1YN", "1", "", " 1YNN", "1YNN ", "1YNN\n", "1ynn",
+        "1yNN", "1YnN", "1YNn", "2YNN", "0YNN", "1YNX", "1X--", "1YN\u{0}", "1YNÑ", "１YNN",
+    ];
+    let e = evaluator();
+    for s in bad {
+        assert_eq!(decode_usp(s), Err(UspInvalid), "{s:?}");
+        let v = e.evaluate(&Inputs {
+            gdpr: Some(false),
+            usp: Some(s),
+            ..Inputs::default()
+        });
+        assert_eq!(
+            (v.outcome, v.reason, v.signals.usp),
+            (
+                Outcome::Contextual,
+                Reason::UspInvalid,
+                SignalResult::Invalid
+            ),
+            "{s:?}"
+        );
+    }
+}
