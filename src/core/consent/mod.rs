@@ -15,7 +15,9 @@ use std::sync::Arc;
 use quick_cache::sync::Cache;
 use serde::Serialize;
 
-pub use gpp::{GppFacts, SectionFacts, UsFacts, UspInvalid, decode_gpp, decode_usp};
+pub use gpp::{
+    GppDecodeError, GppFacts, SectionFacts, SectionSet, UsFacts, UspInvalid, decode_gpp, decode_usp,
+};
 pub use tcf::{TcfCore, TcfDecodeError, TcfFacts, VendorSet, decode_core, decode_tcf};
 
 use crate::policy::{CompiledPolicy, Fallback, GdprUnknown};
@@ -183,6 +185,9 @@ pub struct Inputs<'a> {
     pub ts_ms: i64,
 }
 
+/// A GPP string as decoded for one set of sections, shared with the cache.
+type GppDecoded = Arc<Result<GppFacts, ()>>;
+
 /// Evaluates consent under one policy, caching decoded strings.
 ///
 /// The cache lives with the policy: a reloaded policy gets a fresh cache, so
@@ -199,7 +204,8 @@ pub struct ConsentEvaluator {
     /// What a decision becomes when the user is a child.
     child: Outcome,
     tcf_cache: Cache<Box<str>, Result<TcfFacts, ()>>,
-    gpp_cache: Cache<Box<str>, Arc<Result<GppFacts, ()>>>,
+    /// GPP strings by the sections decoded from them.
+    gpp_cache: Cache<(SectionSet, Box<str>), GppDecoded>,
 }
 
 impl std::fmt::Debug for ConsentEvaluator {
@@ -303,12 +309,13 @@ impl ConsentEvaluator {
         facts
     }
 
-    fn decoded_gpp(&self, s: &str) -> Arc<Result<GppFacts, ()>> {
-        if let Some(hit) = self.gpp_cache.get(s) {
+    fn decoded_gpp(&self, s: &str, wanted: SectionSet) -> GppDecoded {
+        let key = (wanted, Box::from(s));
+        if let Some(hit) = self.gpp_cache.get(&key) {
             return hit;
         }
-        let facts = Arc::new(decode_gpp(s, self.vendor_id).map_err(|_| ()));
-        self.gpp_cache.insert(s.into(), facts.clone());
+        let facts = Arc::new(decode_gpp(s, self.vendor_id, wanted).map_err(|_| ()));
+        self.gpp_cache.insert(key, facts.clone());
         facts
     }
 
@@ -414,10 +421,12 @@ impl ConsentEvaluator {
             return;
         }
         let invalid = self.opt_out.max(self.no_consent);
-        let applicable: Vec<i64> = inp.gpp_sid.iter().copied().filter(|&s| s > 0).collect();
-        if inp.gpp_sid.iter().any(|&s| s <= 0 || s > 63) {
-            acc.signals.gpp = SignalResult::Invalid;
-            acc.deny(invalid, Reason::GppSidInvalid);
+        let mut applicable = SectionSet::default();
+        for &sid in inp.gpp_sid {
+            if !applicable.insert(sid) {
+                acc.signals.gpp = SignalResult::Invalid;
+                acc.deny(invalid, Reason::GppSidInvalid);
+            }
         }
         if applicable.is_empty() {
             return;
@@ -428,7 +437,7 @@ impl ConsentEvaluator {
             acc.deny(invalid, Reason::GppMissing);
             return;
         };
-        let facts = self.decoded_gpp(s);
+        let facts = self.decoded_gpp(s, applicable);
         let Ok(g) = facts.as_ref() else {
             acc.signals.gpp = SignalResult::Invalid;
             acc.deny(invalid, Reason::GppUndecodable);
@@ -436,8 +445,8 @@ impl ConsentEvaluator {
         };
         // The last section that is not allowed gives the signal's result.
         let mut result = SignalResult::Allowed;
-        for sid in applicable {
-            if let Some(r) = self.gpp_section(g.section(sid as u16), inp.ts_ms, acc) {
+        for sid in applicable.iter() {
+            if let Some(r) = self.gpp_section(g.section(sid), inp.ts_ms, acc) {
                 result = r;
             }
         }
@@ -518,3 +527,6 @@ impl ConsentEvaluator {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod craft;
