@@ -231,9 +231,29 @@ fn consent(c: ConsentPolicy, issues: &mut Issues) -> ConsentPart {
     if c.cache_entries == 0 {
         issues.push("consent.cache_entries", "must be at least 1");
     }
+    consent_bounds(&c, issues);
     ConsentPart {
         spec: c,
         required_mask,
+    }
+}
+
+/// Allowed `consent.cache_bytes`: at least 1 MiB, so a 64 KiB string still
+/// fits a cache shard; at most 64 GiB.
+const CACHE_BYTES: std::ops::RangeInclusive<u64> = 1 << 20..=64 << 30;
+
+/// The `[consent]` settings that bound decoding work and memory.
+fn consent_bounds(c: &ConsentPolicy, issues: &mut Issues) {
+    if !CACHE_BYTES.contains(&c.cache_bytes) {
+        issues.push(
+            "consent.cache_bytes",
+            format!(
+                "{} is outside {}..={} (bytes)",
+                c.cache_bytes,
+                CACHE_BYTES.start(),
+                CACHE_BYTES.end()
+            ),
+        );
     }
 }
 
@@ -762,6 +782,7 @@ fn assemble(
         opt_out: c.opt_out,
         child: c.child,
         cache_entries: c.cache_entries,
+        cache_bytes: c.cache_bytes,
         always_plan: RemovalGroup::plan(&strip.always),
         personal_plan: RemovalGroup::plan(&strip.unless),
         always: strip.always,

@@ -87,9 +87,13 @@ pub struct ConsentPolicy {
     /// Action for COPPA or a known child.
     #[serde(default = "contextual")]
     pub child: Fallback,
-    /// Decoded consent strings kept in memory (bounded cache).
+    /// Decoded consent strings kept in memory, at most (bounded cache).
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// Memory the decoded-string cache may take, in bytes (each entry weighed
+    /// by its string's length plus its decoded facts).
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
 }
 
 fn default_max_age_days() -> u32 {
@@ -100,6 +104,9 @@ fn contextual() -> Fallback {
 }
 fn default_cache_entries() -> usize {
     65_536
+}
+fn default_cache_bytes() -> u64 {
+    64 << 20
 }
 
 /// `[strip]`

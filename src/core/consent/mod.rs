@@ -3,9 +3,12 @@
 //!
 //! Consent is never assumed. A string that is missing where it is needed,
 //! malformed, undecodable or expired counts as no consent. Decoding uses the
-//! `iab_gpp` crate (checked against strings made by the IAB's reference
-//! libraries, see `tests/data/consent/`); decoded strings are cached in a
-//! bounded cache because the same strings recur across many decisions.
+//! `iab_gpp` crate for the US sections and fairgate's own readers for TCF, the
+//! GPP header and US Privacy (checked against strings made by the IAB's
+//! reference libraries, see `tests/data/consent/`). Only what applies is decoded: TCF where GDPR
+//! applies, and of a GPP string only the sections `gpp_sid` lists. Decoded
+//! strings are cached, because the same strings recur across many decisions,
+//! in a cache bounded in entries and in bytes.
 
 mod gpp;
 mod tcf;
@@ -13,6 +16,7 @@ mod tcf;
 use std::sync::Arc;
 
 use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, Weighter};
 use serde::Serialize;
 
 pub use gpp::{
@@ -185,9 +189,6 @@ pub struct Inputs<'a> {
     pub ts_ms: i64,
 }
 
-/// A GPP string as decoded for one set of sections, shared with the cache.
-type GppDecoded = Arc<Result<GppFacts, ()>>;
-
 /// Evaluates consent under one policy, caching decoded strings.
 ///
 /// The cache lives with the policy: a reloaded policy gets a fresh cache, so
@@ -203,19 +204,85 @@ pub struct ConsentEvaluator {
     opt_out: Outcome,
     /// What a decision becomes when the user is a child.
     child: Outcome,
-    tcf_cache: Cache<Box<str>, Result<TcfFacts, ()>>,
-    /// GPP strings by the sections decoded from them.
-    gpp_cache: Cache<(SectionSet, Box<str>), GppDecoded>,
+    cache: Cache<Key, Decoded, Weigh>,
 }
 
 impl std::fmt::Debug for ConsentEvaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsentEvaluator")
             .field("vendor_id", &self.vendor_id)
-            .field("tcf_cached", &self.tcf_cache.len())
-            .field("gpp_cached", &self.gpp_cache.len())
+            .field("cached", &self.cache.len())
+            .field("cached_bytes", &self.cache.weight())
             .finish()
     }
+}
+
+/// What a cached string was decoded as: a TCF string, or a GPP string for
+/// one set of applicable sections (the sections decoded depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Tcf,
+    Gpp(SectionSet),
+}
+
+/// A cache key. Its `Hash` must equal [`KeyRef`]'s: the same fields in the
+/// same order (`Box<str>` and `&str` hash as `str`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    kind: Kind,
+    text: Box<str>,
+}
+
+/// A cache key borrowed from the decision, to look up without allocating.
+#[derive(Hash)]
+struct KeyRef<'a> {
+    kind: Kind,
+    text: &'a str,
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.kind == key.kind && self.text == &*key.text
+    }
+}
+
+#[derive(Clone)]
+enum Decoded {
+    Tcf(Result<TcfFacts, ()>),
+    Gpp(Arc<Result<GppFacts, ()>>),
+}
+
+/// Bytes an entry holds besides its string: the key and value themselves
+/// and the cache's own bookkeeping per entry (hash table slot, list links,
+/// the string's allocation header), rounded up.
+const ENTRY_OVERHEAD_BYTES: u64 = 128;
+
+/// Weighs a cache entry in bytes: its string plus an estimate of its facts,
+/// and never less than `floor` (the byte budget over the entry budget), so the
+/// cache holds at most `cache_entries` strings and at most `cache_bytes` bytes.
+#[derive(Clone)]
+struct Weigh {
+    floor: u64,
+}
+
+impl Weighter<Key, Decoded> for Weigh {
+    fn weight(&self, key: &Key, value: &Decoded) -> u64 {
+        entry_bytes(key, value).max(self.floor)
+    }
+}
+
+/// What an entry holds on the heap, estimated from above.
+fn entry_bytes(key: &Key, value: &Decoded) -> u64 {
+    let facts = match value {
+        Decoded::Tcf(_) => 0,
+        Decoded::Gpp(g) => {
+            let sections = g.as_ref().as_ref().map_or(0, |g| g.sections.capacity());
+            // The Arc's counts, its Result, and the section list.
+            16 + std::mem::size_of::<Result<GppFacts, ()>>()
+                + sections * std::mem::size_of::<(u16, SectionFacts)>()
+        }
+    };
+    ENTRY_OVERHEAD_BYTES + key.text.len() as u64 + facts as u64
 }
 
 /// What the signals read so far say; `evaluate` passes it through one
@@ -281,7 +348,9 @@ impl Acc {
 
 impl ConsentEvaluator {
     pub fn new(policy: &CompiledPolicy) -> ConsentEvaluator {
-        let entries = policy.cache_entries.max(16);
+        let budget = policy.cache_bytes;
+        let entries = (policy.cache_entries.max(1) as u64).min(budget / ENTRY_OVERHEAD_BYTES);
+        let floor = budget / entries.max(1);
         ConsentEvaluator {
             vendor_id: policy.vendor_id,
             required_mask: policy.required_purposes_mask,
@@ -290,33 +359,59 @@ impl ConsentEvaluator {
             no_consent: Outcome::from_fallback(policy.no_consent),
             opt_out: Outcome::from_fallback(policy.opt_out),
             child: Outcome::from_fallback(policy.child),
-            tcf_cache: Cache::new(entries),
-            gpp_cache: Cache::new(entries / 4 + 16),
+            cache: Cache::with_weighter(entries as usize, budget, Weigh { floor }),
         }
     }
 
     /// Number of decoded strings currently cached.
     pub fn cached(&self) -> usize {
-        self.tcf_cache.len() + self.gpp_cache.len()
+        self.cache.len()
+    }
+
+    /// What the cached entries weigh, in bytes (at most `consent.cache_bytes`).
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The bytes of the strings the cache holds, counted one by one (tests
+    /// check the weights against them).
+    #[cfg(test)]
+    fn held_string_bytes(&self) -> u64 {
+        self.cache.iter().map(|(k, _)| k.text.len() as u64).sum()
     }
 
     fn decoded_tcf(&self, s: &str) -> Result<TcfFacts, ()> {
-        if let Some(hit) = self.tcf_cache.get(s) {
+        let key = KeyRef {
+            kind: Kind::Tcf,
+            text: s,
+        };
+        if let Some(Decoded::Tcf(hit)) = self.cache.get(&key) {
             return hit;
         }
         let facts = decode_tcf(s, self.vendor_id).map_err(|_| ());
-        self.tcf_cache.insert(s.into(), facts);
+        self.insert(key, Decoded::Tcf(facts));
         facts
     }
 
-    fn decoded_gpp(&self, s: &str, wanted: SectionSet) -> GppDecoded {
-        let key = (wanted, Box::from(s));
-        if let Some(hit) = self.gpp_cache.get(&key) {
+    fn decoded_gpp(&self, s: &str, wanted: SectionSet) -> Arc<Result<GppFacts, ()>> {
+        let key = KeyRef {
+            kind: Kind::Gpp(wanted),
+            text: s,
+        };
+        if let Some(Decoded::Gpp(hit)) = self.cache.get(&key) {
             return hit;
         }
         let facts = Arc::new(decode_gpp(s, self.vendor_id, wanted).map_err(|_| ()));
-        self.gpp_cache.insert(key, facts.clone());
+        self.insert(key, Decoded::Gpp(facts.clone()));
         facts
+    }
+
+    fn insert(&self, key: KeyRef<'_>, value: Decoded) {
+        let key = Key {
+            kind: key.kind,
+            text: key.text.into(),
+        };
+        self.cache.insert(key, value);
     }
 
     /// Judge TCF facts against the policy. `None` means consent is sufficient.
@@ -415,7 +510,9 @@ impl ConsentEvaluator {
         }
     }
 
-    /// GPP: only the sections listed in `gpp_sid` apply.
+    /// GPP: only the sections listed in `gpp_sid` apply, and only they are
+    /// decoded. They are judged in ascending order of id, each once, however
+    /// `gpp_sid` orders or repeats them.
     fn gpp(&self, inp: &Inputs<'_>, acc: &mut Acc) {
         if inp.gpp_sid.is_empty() && inp.gpp.is_none() {
             return;

@@ -553,7 +553,7 @@ fn decoded_strings_are_cached_and_bounded() {
         e.cached()
     );
     // Many more distinct strings than fit, TCF and GPP, valid and not: the cache
-    // stays within its bound (32 TCF + 32/4 + 16 GPP entries).
+    // stays within its bound of 32 entries.
     for i in 0..120 {
         let tcf = format!("{}{i}", case("no_consents"));
         e.evaluate(&eu(&tcf));
@@ -566,7 +566,7 @@ fn decoded_strings_are_cached_and_bounded() {
             ..Inputs::default()
         });
     }
-    assert!(e.cached() <= 32 + 24, "{} cached", e.cached());
+    assert!(e.cached() <= 32, "{} cached", e.cached());
 }
 
 /// The codes are a contract: they appear in headers and metric labels, and
@@ -652,7 +652,7 @@ fn debug_output_never_shows_a_consent_string() {
     let text = format!("{e:?}");
     assert_eq!(
         text,
-        "ConsentEvaluator { vendor_id: 755, tcf_cached: 1, gpp_cached: 1 }"
+        "ConsentEvaluator { vendor_id: 755, cached: 2, cached_bytes: 2048 }"
     );
     assert_eq!(e.cached(), 2);
 }
@@ -731,6 +731,15 @@ fn us_privacy_is_exactly_four_characters() {
         gpp_verdict(&e, "DBABTA~1YNN", &[6]).outcome,
         Outcome::Personalised
     );
+}
+
+fn evaluator_with(edits: &[(&str, &str)]) -> ConsentEvaluator {
+    let mut text = POLICY.to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "policy lacks {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    ConsentEvaluator::new(&CompiledPolicy::from_toml(&text).unwrap())
 }
 
 fn sections(ids: &[i64]) -> SectionSet {
@@ -868,4 +877,110 @@ fn gpp_headers_are_read_as_the_spec_writes_them() {
 
 fn ids_of(v: &Value) -> Vec<u16> {
     ids(v)
+}
+
+/// The cache is bounded in bytes, not only in entries: 2,000 distinct
+/// strings of 64 KiB (128 MiB in all) leave what the cache holds, strings
+/// counted byte for byte, within a 1 MiB budget.
+#[test]
+fn the_cache_stays_within_its_byte_budget() {
+    let budget = 1u64 << 20;
+    let e = evaluator_with(&[("cache_bytes = 67108864", "cache_bytes = 1048576")]);
+    let tcf = case("all_purposes_v755_sf1_bitfield");
+    let mut s = format!("{tcf}.{}", "A".repeat(65_536 - tcf.len() - 1));
+    let mut g = format!("DBABMA~{s}");
+    g.truncate(65_536);
+    for i in 0..2_000 {
+        // Distinct strings of the same length: the index written over the end.
+        let tag = format!("{i:06}");
+        s.replace_range(s.len() - 6.., &tag);
+        g.replace_range(g.len() - 6.., &tag);
+        assert_eq!(e.evaluate(&eu(&s)).outcome, Outcome::Personalised);
+        let v = e.evaluate(&Inputs {
+            gdpr: Some(false),
+            gpp: Some(&g),
+            gpp_sid: &[2],
+            ts_ms: GPP_TS,
+            ..Inputs::default()
+        });
+        assert_eq!(v.outcome, Outcome::Personalised);
+        assert!(e.cached_bytes() <= budget, "{} bytes", e.cached_bytes());
+    }
+    let held = e.held_string_bytes();
+    assert!(held > 0 && held <= budget, "{held} bytes of strings held");
+    // A small entry budget holds: each entry weighs at least budget / entries.
+    let e = evaluator_with(&[("cache_entries = 65536", "cache_entries = 8")]);
+    for i in 0..100 {
+        e.evaluate(&eu(&format!("{tcf}{i}")));
+    }
+    assert!(e.cached() <= 8, "{} cached", e.cached());
+}
+
+/// A string is looked up by borrowing it (no allocation) and found: the
+/// borrowed key hashes as the stored one. A GPP string is cached once per
+/// set of applicable sections, since the sections decoded depend on it.
+#[test]
+fn the_cache_finds_what_it_stored() {
+    let e = evaluator();
+    let tcf = case("all_purposes_v755_sf1_bitfield");
+    e.evaluate(&eu(&tcf));
+    let found = |kind: Kind, text: &str| e.cache.get(&KeyRef { kind, text }).is_some();
+    assert!(found(Kind::Tcf, &tcf));
+    let (gpp, _) = gpp_case("multi_tcfeuv2_uspv1_usnat");
+    for sids in [&[6][..], &[7, 6, 6]] {
+        gpp_verdict(&e, &gpp, sids);
+    }
+    assert!(found(Kind::Gpp(sections(&[6])), &gpp));
+    assert!(found(Kind::Gpp(sections(&[6, 7])), &gpp));
+    assert!(!found(Kind::Gpp(sections(&[2])), &gpp));
+    assert!(!found(Kind::Tcf, &gpp));
+    assert_eq!(e.cached(), 3);
+}
+
+/// `cache_bytes` is checked with its range, and defaults (for policy files
+/// written before it) to 64 MiB.
+#[test]
+fn consent_bounds_are_checked_against_their_range() {
+    let compile = |from: &str, to: &str| {
+        assert!(POLICY.contains(from));
+        CompiledPolicy::from_toml(&POLICY.replacen(from, to, 1))
+    };
+    let cache = "cache_bytes = 67108864";
+    for (from, to, place, range) in [
+        (
+            cache,
+            "cache_bytes = 0",
+            "consent.cache_bytes",
+            "1048576..=68719476736",
+        ),
+        (
+            cache,
+            "cache_bytes = 1048575",
+            "consent.cache_bytes",
+            "1048576..=68719476736",
+        ),
+        (
+            cache,
+            "cache_bytes = 68719476737",
+            "consent.cache_bytes",
+            "1048576..=68719476736",
+        ),
+    ] {
+        let err = compile(from, to).unwrap_err();
+        let issue = err
+            .issues()
+            .iter()
+            .find(|i| i.place == place)
+            .unwrap_or_else(|| panic!("{to}: {err}"));
+        assert!(issue.message.contains(range), "{to}: {issue}");
+    }
+    for (from, to) in [
+        (cache, "cache_bytes = 1048576"),
+        (cache, "cache_bytes = 68719476736"),
+    ] {
+        compile(from, to).unwrap_or_else(|e| panic!("{to}: {e}"));
+    }
+    let old = POLICY.replace(cache, "");
+    let p = CompiledPolicy::from_toml(&old).unwrap();
+    assert_eq!(p.cache_bytes, 64 << 20);
 }
