@@ -94,6 +94,10 @@ pub struct ConsentPolicy {
     /// by its string's length plus its decoded facts).
     #[serde(default = "default_cache_bytes")]
     pub cache_bytes: u64,
+    /// Longest TCF (`user.consent`) or GPP (`regs.gpp`) string decoded, in
+    /// bytes; a longer one is not decoded and fails closed.
+    #[serde(default = "default_max_string_bytes")]
+    pub max_string_bytes: usize,
 }
 
 fn default_max_age_days() -> u32 {
@@ -107,6 +111,9 @@ fn default_cache_entries() -> usize {
 }
 fn default_cache_bytes() -> u64 {
     64 << 20
+}
+fn default_max_string_bytes() -> usize {
+    8_192
 }
 
 /// `[strip]`

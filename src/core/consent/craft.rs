@@ -77,6 +77,59 @@ pub fn gpp_header(ids: &[u64]) -> String {
     w.base64()
 }
 
+/// A TCF v2 core segment: every purpose and special feature given, then
+/// `body` writes the vendor sections and publisher restrictions.
+pub fn tcf_core(body: impl FnOnce(&mut BitWriter)) -> String {
+    let mut w = BitWriter::new();
+    // Version 2; Created and LastUpdated 2024-06-15 (deciseconds).
+    w.int(2, 6).int(17_184_402_000, 36).int(17_184_402_000, 36);
+    w.int(10, 12).int(1, 12).int(1, 6).int(4 * 64 + 13, 12); // CMP, screen, "EN"
+    w.int(300, 12).int(4, 6).bit(true).bit(false); // GVL version, policy 4, service specific
+    w.int(0xfff, 12)
+        .int(0xff_ffff, 24)
+        .int(0, 24)
+        .bit(false)
+        .int(3 * 64 + 4, 12); // SF, purposes, LI, P1T, "DE"
+    body(&mut w);
+    w.base64()
+}
+
+/// The vendor-section range encoding: MaxVendorId, IsRange = 1, `entries`
+/// ranges each covering `1..=65535` (the largest a range can claim).
+pub fn huge_vendor_ranges(w: &mut BitWriter, entries: usize) {
+    w.int(65_535, 16).bit(true).int(entries as u64, 12);
+    for _ in 0..entries {
+        w.bit(true).int(1, 16).int(65_535, 16);
+    }
+}
+
+/// The largest TCF string under `cap` bytes whose vendor consents, vendor
+/// legitimate interests and publisher restrictions are all ranges claiming
+/// every vendor id: as many range entries as a string of that size holds.
+pub fn tcf_max_ranges(cap: usize) -> String {
+    // The core header is 213 bits, a vendor section 29 bits before its
+    // entries, each range entry 33 bits, each restriction 20 bits before its
+    // one entry; base64 carries 6 bits a character.
+    let bits = cap * 6 - 213 - 2 * 29 - 12;
+    let vendor = (bits / 33 / 3).min(4095);
+    let mut restrictions = ((bits - 2 * vendor * 33) / (20 + 33)).min(4095);
+    loop {
+        let s = tcf_core(|w| {
+            huge_vendor_ranges(w, vendor);
+            huge_vendor_ranges(w, vendor);
+            w.int(restrictions as u64, 12);
+            for i in 0..restrictions {
+                w.int(1 + (i % 11) as u64, 6).int(0, 2).int(1, 12);
+                w.bit(true).int(1, 16).int(65_535, 16);
+            }
+        });
+        if s.len() <= cap {
+            return s;
+        }
+        restrictions -= 1;
+    }
+}
+
 /// A TCF Canada (GPP section 5) core segment whose express-consent vendors
 /// are `entries` ranges of `1..=65535`: what `iab_gpp` 0.1.2 expands into
 /// one `u16` per id claimed.

@@ -2,10 +2,11 @@
 //! to one result — personalised, contextual or withheld — with a reason code.
 //!
 //! Consent is never assumed. A string that is missing where it is needed,
-//! malformed, undecodable or expired counts as no consent. Decoding uses the
-//! `iab_gpp` crate for the US sections and fairgate's own readers for TCF, the
-//! GPP header and US Privacy (checked against strings made by the IAB's
-//! reference libraries, see `tests/data/consent/`). Only what applies is decoded: TCF where GDPR
+//! malformed, undecodable, expired or longer than the policy allows counts as
+//! no consent. Decoding uses the `iab_gpp` crate for the US sections and
+//! fairgate's own readers for TCF, the GPP header and US Privacy (checked
+//! against strings made by the IAB's reference libraries, see
+//! `tests/data/consent/`). Only what applies is decoded: TCF where GDPR
 //! applies, and of a GPP string only the sections `gpp_sid` lists. Decoded
 //! strings are cached, because the same strings recur across many decisions,
 //! in a cache bounded in entries and in bytes.
@@ -65,6 +66,8 @@ pub enum Reason {
     NoRegime,
     TcfMissing,
     TcfUndecodable,
+    /// Longer than `consent.max_string_bytes`: not decoded.
+    TcfTooLong,
     TcfExpired,
     TcfPurpose,
     TcfVendor,
@@ -73,6 +76,8 @@ pub enum Reason {
     UspInvalid,
     GppMissing,
     GppUndecodable,
+    /// Longer than `consent.max_string_bytes`: not decoded.
+    GppTooLong,
     GppSectionMissing,
     GppSectionUnsupported,
     GppSidInvalid,
@@ -89,6 +94,7 @@ impl Reason {
             Reason::NoRegime => "no_regime",
             Reason::TcfMissing => "tcf_missing",
             Reason::TcfUndecodable => "tcf_undecodable",
+            Reason::TcfTooLong => "tcf_too_long",
             Reason::TcfExpired => "tcf_expired",
             Reason::TcfPurpose => "tcf_purpose",
             Reason::TcfVendor => "tcf_vendor",
@@ -97,6 +103,7 @@ impl Reason {
             Reason::UspInvalid => "usp_invalid",
             Reason::GppMissing => "gpp_missing",
             Reason::GppUndecodable => "gpp_undecodable",
+            Reason::GppTooLong => "gpp_too_long",
             Reason::GppSectionMissing => "gpp_section_missing",
             Reason::GppSectionUnsupported => "gpp_section_unsupported",
             Reason::GppSidInvalid => "gpp_sid_invalid",
@@ -204,6 +211,8 @@ pub struct ConsentEvaluator {
     opt_out: Outcome,
     /// What a decision becomes when the user is a child.
     child: Outcome,
+    /// Longer TCF and GPP strings are not decoded.
+    max_string_bytes: usize,
     cache: Cache<Key, Decoded, Weigh>,
 }
 
@@ -359,6 +368,7 @@ impl ConsentEvaluator {
             no_consent: Outcome::from_fallback(policy.no_consent),
             opt_out: Outcome::from_fallback(policy.opt_out),
             child: Outcome::from_fallback(policy.child),
+            max_string_bytes: policy.max_string_bytes,
             cache: Cache::with_weighter(entries as usize, budget, Weigh { floor }),
         }
     }
@@ -468,6 +478,9 @@ impl ConsentEvaluator {
         acc.tcf_applies = true;
         let (result, reason) = match inp.tcf {
             None | Some("") => (SignalResult::Invalid, Some(Reason::TcfMissing)),
+            Some(s) if s.len() > self.max_string_bytes => {
+                (SignalResult::Invalid, Some(Reason::TcfTooLong))
+            }
             Some(s) => match self.decoded_tcf(s) {
                 Err(()) => (SignalResult::Invalid, Some(Reason::TcfUndecodable)),
                 Ok(f) => {
@@ -534,6 +547,11 @@ impl ConsentEvaluator {
             acc.deny(invalid, Reason::GppMissing);
             return;
         };
+        if s.len() > self.max_string_bytes {
+            acc.signals.gpp = SignalResult::Invalid;
+            acc.deny(invalid, Reason::GppTooLong);
+            return;
+        }
         let facts = self.decoded_gpp(s, applicable);
         let Ok(g) = facts.as_ref() else {
             acc.signals.gpp = SignalResult::Invalid;

@@ -580,6 +580,7 @@ fn reason_and_signal_codes_are_the_documented_ones() {
         (NoRegime, "no_regime"),
         (TcfMissing, "tcf_missing"),
         (TcfUndecodable, "tcf_undecodable"),
+        (TcfTooLong, "tcf_too_long"),
         (TcfExpired, "tcf_expired"),
         (TcfPurpose, "tcf_purpose"),
         (TcfVendor, "tcf_vendor"),
@@ -588,6 +589,7 @@ fn reason_and_signal_codes_are_the_documented_ones() {
         (UspInvalid, "usp_invalid"),
         (GppMissing, "gpp_missing"),
         (GppUndecodable, "gpp_undecodable"),
+        (GppTooLong, "gpp_too_long"),
         (GppSectionMissing, "gpp_section_missing"),
         (GppSectionUnsupported, "gpp_section_unsupported"),
         (GppSidInvalid, "gpp_sid_invalid"),
@@ -733,6 +735,66 @@ fn us_privacy_is_exactly_four_characters() {
     );
 }
 
+/// A TCF or GPP string longer than `max_string_bytes` is not decoded and
+/// fails closed with its own reason; one at the cap is decoded. The strings
+/// here would be personalised if decoded: only their length fails them.
+#[test]
+fn consent_strings_over_the_cap_fail_closed() {
+    let tcf_ok = case("all_purposes_v755_sf1_bitfield");
+    // The TCF reader stops at the core segment: padding after a dot is not read.
+    let padded = |s: &str, len: usize| format!("{s}.{}", "A".repeat(len - s.len() - 1));
+    let gpp_ok = format!("DBABMA~{tcf_ok}");
+    for cap in [1024usize, 8192, 65_536] {
+        let e = evaluator_with(&[(
+            "max_string_bytes = 8192",
+            &format!("max_string_bytes = {cap}"),
+        )]);
+        let tcf = |s: &str| e.evaluate(&eu(s));
+        let gpp = |s: &str| {
+            e.evaluate(&Inputs {
+                gdpr: Some(false),
+                gpp: Some(s),
+                gpp_sid: &[2],
+                ts_ms: GPP_TS,
+                ..Inputs::default()
+            })
+        };
+        assert_eq!(tcf(&padded(&tcf_ok, cap)).outcome, Outcome::Personalised);
+        assert_eq!(gpp(&padded(&gpp_ok, cap)).outcome, Outcome::Personalised);
+        let v = tcf(&padded(&tcf_ok, cap + 1));
+        assert_eq!(
+            (v.outcome, v.reason, v.signals.tcf),
+            (
+                Outcome::Contextual,
+                Reason::TcfTooLong,
+                SignalResult::Invalid
+            ),
+            "{cap}"
+        );
+        let v = gpp(&padded(&gpp_ok, cap + 1));
+        assert_eq!(
+            (v.outcome, v.reason, v.signals.gpp),
+            (
+                Outcome::Contextual,
+                Reason::GppTooLong,
+                SignalResult::Invalid
+            ),
+            "{cap}"
+        );
+    }
+    // The fallback is the policy's, as for any string that does not decode.
+    let e = evaluator_with(&[("no_consent = \"contextual\"", "no_consent = \"withheld\"")]);
+    let v = e.evaluate(&eu(&padded(&tcf_ok, 9000)));
+    assert_eq!(
+        (v.outcome, v.reason),
+        (Outcome::Withheld, Reason::TcfTooLong)
+    );
+    // 200 KB: refused by its length alone, never cached.
+    let big = padded(&tcf_ok, 200_000);
+    assert_eq!(e.evaluate(&eu(&big)).reason, Reason::TcfTooLong);
+    assert_eq!(e.cached(), 0);
+}
+
 fn evaluator_with(edits: &[(&str, &str)]) -> ConsentEvaluator {
     let mut text = POLICY.to_string();
     for (from, to) in edits {
@@ -782,7 +844,7 @@ fn only_the_gpp_sections_asked_for_are_decoded() {
 #[test]
 fn tcf_v1_and_canada_sections_are_never_decoded() {
     use super::craft::{gpp_header, tcf_ca_huge, tcf_ca_overflowing};
-    let e = evaluator();
+    let e = evaluator_with(&[("max_string_bytes = 8192", "max_string_bytes = 65536")]);
     let huge = tcf_ca_huge(4000);
     let overflowing = tcf_ca_overflowing();
     if cfg!(debug_assertions) {
@@ -880,12 +942,15 @@ fn ids_of(v: &Value) -> Vec<u16> {
 }
 
 /// The cache is bounded in bytes, not only in entries: 2,000 distinct
-/// strings of 64 KiB (128 MiB in all) leave what the cache holds, strings
-/// counted byte for byte, within a 1 MiB budget.
+/// strings at the largest cap (64 KiB each, 128 MiB in all) leave what the
+/// cache holds, strings counted byte for byte, within a 1 MiB budget.
 #[test]
 fn the_cache_stays_within_its_byte_budget() {
     let budget = 1u64 << 20;
-    let e = evaluator_with(&[("cache_bytes = 67108864", "cache_bytes = 1048576")]);
+    let e = evaluator_with(&[
+        ("max_string_bytes = 8192", "max_string_bytes = 65536"),
+        ("cache_bytes = 67108864", "cache_bytes = 1048576"),
+    ]);
     let tcf = case("all_purposes_v755_sf1_bitfield");
     let mut s = format!("{tcf}.{}", "A".repeat(65_536 - tcf.len() - 1));
     let mut g = format!("DBABMA~{s}");
@@ -937,21 +1002,34 @@ fn the_cache_finds_what_it_stored() {
     assert_eq!(e.cached(), 3);
 }
 
-/// `cache_bytes` is checked with its range, and defaults (for policy files
-/// written before it) to 64 MiB.
+/// `max_string_bytes` and `cache_bytes` are checked with their range, and
+/// default (for policy files written before them) to 8 KiB and 64 MiB.
 #[test]
 fn consent_bounds_are_checked_against_their_range() {
     let compile = |from: &str, to: &str| {
         assert!(POLICY.contains(from));
         CompiledPolicy::from_toml(&POLICY.replacen(from, to, 1))
     };
+    let string = "max_string_bytes = 8192";
     let cache = "cache_bytes = 67108864";
     for (from, to, place, range) in [
         (
-            cache,
-            "cache_bytes = 0",
-            "consent.cache_bytes",
-            "1048576..=68719476736",
+            string,
+            "max_string_bytes = 1023",
+            "consent.max_string_bytes",
+            "1024..=65536",
+        ),
+        (
+            string,
+            "max_string_bytes = 65537",
+            "consent.max_string_bytes",
+            "1024..=65536",
+        ),
+        (
+            string,
+            "max_string_bytes = 0",
+            "consent.max_string_bytes",
+            "1024..=65536",
         ),
         (
             cache,
@@ -974,13 +1052,61 @@ fn consent_bounds_are_checked_against_their_range() {
             .unwrap_or_else(|| panic!("{to}: {err}"));
         assert!(issue.message.contains(range), "{to}: {issue}");
     }
+    // Both wrong at once: both reported.
+    let both = POLICY
+        .replace(string, "max_string_bytes = 1")
+        .replace(cache, "cache_bytes = 1");
+    assert_eq!(
+        CompiledPolicy::from_toml(&both).unwrap_err().issues().len(),
+        2
+    );
     for (from, to) in [
+        (string, "max_string_bytes = 1024"),
+        (string, "max_string_bytes = 65536"),
         (cache, "cache_bytes = 1048576"),
         (cache, "cache_bytes = 68719476736"),
     ] {
         compile(from, to).unwrap_or_else(|e| panic!("{to}: {e}"));
     }
-    let old = POLICY.replace(cache, "");
+    let old = POLICY.replace(string, "").replace(cache, "");
     let p = CompiledPolicy::from_toml(&old).unwrap();
-    assert_eq!(p.cache_bytes, 64 << 20);
+    assert_eq!((p.max_string_bytes, p.cache_bytes), (8192, 64 << 20));
+}
+
+/// The worst TCF string a cap lets through, as many ranges as it holds, each
+/// claiming every vendor id: decoded as ranges (never one entry per id), and
+/// judged; bare and as GPP section 2, at the default cap and the largest.
+#[test]
+fn the_most_ranges_a_capped_tcf_string_holds_are_decoded_as_ranges() {
+    use super::craft::{gpp_header, tcf_max_ranges};
+    for cap in [8192usize, 65_536] {
+        let e = evaluator_with(&[(
+            "max_string_bytes = 8192",
+            &format!("max_string_bytes = {cap}"),
+        )]);
+        let s = tcf_max_ranges(cap);
+        assert!(s.len() <= cap && s.len() > cap - 8, "{}", s.len());
+        let core = decode_core(&s).unwrap();
+        let VendorSet::Ranges(r) = &core.vendor_consents else {
+            panic!("not ranges")
+        };
+        let restricted: usize = core.restrictions.iter().map(|x| x.2.len()).sum();
+        // Every entry of 33 bits or 53 bits (a restriction) is one pair.
+        assert!(
+            2 * r.len() * 33 + restricted * 53 > (cap - 100) * 6,
+            "{cap}"
+        );
+        assert!(r.iter().all(|&x| x == (1, 65_535)));
+        let v = e.evaluate(&eu(&s));
+        assert_eq!(
+            (v.outcome, v.reason),
+            (Outcome::Contextual, Reason::TcfRestricted)
+        );
+        let g = format!("{}~{}", gpp_header(&[2]), tcf_max_ranges(cap - 8));
+        let v = gpp_verdict(&e, &g, &[2]);
+        assert_eq!(
+            (v.outcome, v.reason),
+            (Outcome::Contextual, Reason::TcfRestricted)
+        );
+    }
 }
