@@ -645,3 +645,5 @@ mod tests;
 
 #[cfg(test)]
 mod craft;
+#[cfg(test)]
+mod fuzz;
