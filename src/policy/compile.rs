@@ -231,9 +231,45 @@ fn consent(c: ConsentPolicy, issues: &mut Issues) -> ConsentPart {
     if c.cache_entries == 0 {
         issues.push("consent.cache_entries", "must be at least 1");
     }
+    consent_bounds(&c, issues);
     ConsentPart {
         spec: c,
         required_mask,
+    }
+}
+
+/// Allowed `consent.max_string_bytes`. Real TCF strings with every GVL
+/// vendor are a few KB (browsers cap a cookie at 4 KB); 1 KiB already fits a
+/// bitfield of 1,000 vendors. Above 64 KiB a string is no consent string.
+const MAX_STRING_BYTES: std::ops::RangeInclusive<usize> = 1_024..=65_536;
+
+/// Allowed `consent.cache_bytes`: at least 1 MiB, so a string at the largest
+/// `max_string_bytes` (64 KiB) still fits a cache shard; at most 64 GiB.
+const CACHE_BYTES: std::ops::RangeInclusive<u64> = 1 << 20..=64 << 30;
+
+/// The `[consent]` settings that bound decoding work and memory.
+fn consent_bounds(c: &ConsentPolicy, issues: &mut Issues) {
+    if !MAX_STRING_BYTES.contains(&c.max_string_bytes) {
+        issues.push(
+            "consent.max_string_bytes",
+            format!(
+                "{} is outside {}..={} (bytes)",
+                c.max_string_bytes,
+                MAX_STRING_BYTES.start(),
+                MAX_STRING_BYTES.end()
+            ),
+        );
+    }
+    if !CACHE_BYTES.contains(&c.cache_bytes) {
+        issues.push(
+            "consent.cache_bytes",
+            format!(
+                "{} is outside {}..={} (bytes)",
+                c.cache_bytes,
+                CACHE_BYTES.start(),
+                CACHE_BYTES.end()
+            ),
+        );
     }
 }
 
@@ -762,6 +798,8 @@ fn assemble(
         opt_out: c.opt_out,
         child: c.child,
         cache_entries: c.cache_entries,
+        cache_bytes: c.cache_bytes,
+        max_string_bytes: c.max_string_bytes,
         always_plan: RemovalGroup::plan(&strip.always),
         personal_plan: RemovalGroup::plan(&strip.unless),
         always: strip.always,

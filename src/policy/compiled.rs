@@ -117,6 +117,10 @@ pub struct CompiledPolicy {
     pub opt_out: Fallback,
     pub child: Fallback,
     pub cache_entries: usize,
+    /// Memory budget of the decoded-string cache, in bytes.
+    pub cache_bytes: u64,
+    /// Longest TCF or GPP string decoded, in bytes.
+    pub max_string_bytes: usize,
     pub always: Vec<Pointer>,
     pub unless_personalised: Vec<Pointer>,
     /// `always`, grouped by parent object (one lookup per parent on the hot path).

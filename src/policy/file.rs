@@ -87,9 +87,17 @@ pub struct ConsentPolicy {
     /// Action for COPPA or a known child.
     #[serde(default = "contextual")]
     pub child: Fallback,
-    /// Decoded consent strings kept in memory (bounded cache).
+    /// Decoded consent strings kept in memory, at most (bounded cache).
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// Memory the decoded-string cache may take, in bytes (each entry weighed
+    /// by its string's length plus its decoded facts).
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+    /// Longest TCF (`user.consent`) or GPP (`regs.gpp`) string decoded, in
+    /// bytes; a longer one is not decoded and fails closed.
+    #[serde(default = "default_max_string_bytes")]
+    pub max_string_bytes: usize,
 }
 
 fn default_max_age_days() -> u32 {
@@ -100,6 +108,12 @@ fn contextual() -> Fallback {
 }
 fn default_cache_entries() -> usize {
     65_536
+}
+fn default_cache_bytes() -> u64 {
+    64 << 20
+}
+fn default_max_string_bytes() -> usize {
+    8_192
 }
 
 /// `[strip]`

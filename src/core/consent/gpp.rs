@@ -1,5 +1,16 @@
 //! GPP strings and US Privacy strings, reduced to the facts the policy needs.
 //!
+//! Only the sections that apply are decoded. The header (a table of contents:
+//! which section ids follow, in order) is read here, and each section listed
+//! in `gpp_sid` is decoded on its own; a section not listed is never looked
+//! at beyond finding where it ends. `iab_gpp` 0.1.2 has per-section decoding
+//! (`GPPString::decode_section`), but its header reader is not fit for
+//! untrusted input: it sums Fibonacci numbers in a `u8` (an overflow panics
+//! in a debug build and wraps in release), it reads a single id after a
+//! single id from the wrong base (the spec counts each offset from the last
+//! id seen), and it refuses a whole string for one section id it does not
+//! know, even one that does not apply.
+//!
 //! The US state sections (7 US National, 8.. the states) differ in their
 //! fields, but share a vocabulary: `*_opt_out` fields (sale, sharing, targeted
 //! advertising), `known_child_sensitive_data_consents`, a
@@ -10,12 +21,12 @@
 use std::str::FromStr;
 
 use iab_gpp::sections::Section;
-use iab_gpp::sections::uspv1::{Flag, UspV1};
-use iab_gpp::v1::GPPString;
-use num_traits::ToPrimitive;
+use iab_gpp::sections::{
+    usca::UsCa, usco::UsCo, usct::UsCt, usde::UsDe, usfl::UsFl, usia::UsIa, usmn::UsMn, usmt::UsMt,
+    usnat::UsNat, usne::UsNe, usnh::UsNh, usnj::UsNj, usor::UsOr, ustn::UsTn, ustx::UsTx,
+    usut::UsUt, usva::UsVa,
+};
 use serde_json::Value;
-
-use iab_gpp::sections::SectionId;
 
 use super::tcf::{TcfFacts, decode_tcf};
 
@@ -39,20 +50,20 @@ pub enum SectionFacts {
     /// US Privacy: opted out of sale.
     Usp(bool),
     Us(UsFacts),
-    /// A section the decoder does not know (fail closed when it applies).
+    /// A section fairgate does not judge (fail closed when it applies).
     Unsupported,
     /// A section present in the string that does not decode.
     Undecodable,
 }
 
-/// The decoded sections of one GPP string.
+/// The decoded sections of one GPP string: those asked for and present.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GppFacts {
     pub sections: Vec<(u16, SectionFacts)>,
 }
 
 impl GppFacts {
-    /// Facts for section id `sid`, if the string has that section.
+    /// Facts for section id `sid`, if the string has that section and it was asked for.
     pub fn section(&self, sid: u16) -> Option<&SectionFacts> {
         self.sections
             .iter()
@@ -61,49 +72,230 @@ impl GppFacts {
     }
 }
 
-/// Decode a GPP string. The header must parse; each section is decoded on its
-/// own, so a bad section only matters when `gpp_sid` says it applies.
-pub fn decode_gpp(s: &str, vendor: u16) -> Result<GppFacts, String> {
-    let gpp =
-        GPPString::from_str(s.trim()).map_err(|_| "GPP header cannot be decoded".to_string())?;
-    let mut out = GppFacts::default();
-    for id in gpp.section_ids() {
-        let Some(sid) = id.to_u16() else { continue };
-        if *id == SectionId::TcfEuV2 {
-            // Our own TCF decoder: see tcf.rs for why.
-            let raw = gpp.section(*id).unwrap_or("");
-            let f = match decode_tcf(raw, vendor) {
-                Ok(f) => SectionFacts::Tcf(f),
-                Err(_) => SectionFacts::Undecodable,
-            };
-            out.sections.push((sid, f));
-            continue;
+/// A set of GPP section ids among 1..=63, the ids `regs.gpp_sid` may name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SectionSet(u64);
+
+impl SectionSet {
+    /// The highest section id `gpp_sid` may name.
+    pub const MAX_ID: u16 = 63;
+
+    /// Every id from 1 to 63.
+    pub const ALL: SectionSet = SectionSet(!1);
+
+    /// Add `id`; ids outside 1..=63 are not added (returns false).
+    pub fn insert(&mut self, id: i64) -> bool {
+        if (1..=Self::MAX_ID as i64).contains(&id) {
+            self.0 |= 1 << id;
+            true
+        } else {
+            false
         }
-        let facts = match gpp.decode_section(*id) {
-            Ok(section) => section_facts(&section),
-            Err(iab_gpp::sections::SectionDecodeError::UnsupportedSectionId(_)) => {
-                SectionFacts::Unsupported
-            }
-            Err(_) => SectionFacts::Undecodable,
-        };
-        out.sections.push((sid, facts));
+    }
+
+    pub fn contains(self, id: u16) -> bool {
+        id <= Self::MAX_ID && self.0 & (1 << id) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The ids, ascending.
+    pub fn iter(self) -> impl Iterator<Item = u16> {
+        (1..=Self::MAX_ID).filter(move |&id| self.contains(id))
+    }
+}
+
+impl FromIterator<i64> for SectionSet {
+    fn from_iter<I: IntoIterator<Item = i64>>(ids: I) -> SectionSet {
+        let mut set = SectionSet::default();
+        for id in ids {
+            set.insert(id);
+        }
+        set
+    }
+}
+
+/// Why a GPP string could not be used. The message never repeats the string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("GPP string cannot be decoded: {0}")]
+pub struct GppDecodeError(pub &'static str);
+
+/// Decode the sections of a GPP string that are in `wanted`. The header must
+/// parse and agree with the number of sections; each wanted section is
+/// decoded on its own, so a bad section only matters when it applies, and a
+/// section not wanted costs nothing.
+pub fn decode_gpp(s: &str, vendor: u16, wanted: SectionSet) -> Result<GppFacts, GppDecodeError> {
+    let s = s.trim();
+    let mut parts = s.split('~');
+    let header = parts.next().unwrap_or("");
+    let ids = header_ids(header, s.matches('~').count())?;
+    let mut out = GppFacts::default();
+    for (id, raw) in ids.into_iter().zip(parts) {
+        if wanted.contains(id) {
+            out.sections.push((id, section_facts(id, raw, vendor)));
+        }
     }
     Ok(out)
 }
 
-fn section_facts(section: &Section) -> SectionFacts {
-    match section {
-        Section::TcfEuV2(_) => SectionFacts::Unsupported, // decoded by tcf.rs instead
-        Section::UspV1(u) => SectionFacts::Usp(u.opt_out_sale == Flag::Yes),
-        Section::TcfEuV1(_) | Section::TcfCaV1(_) => SectionFacts::Unsupported,
-        other => match serde_json::to_value(other) {
-            Ok(v) => {
-                let mut f = UsFacts::default();
-                walk(&v, None, &mut f);
-                SectionFacts::Us(f)
+/// The bits of a base64url text, six a character, most significant first.
+struct Sextets<'a> {
+    text: &'a [u8],
+    pos: usize,
+}
+
+impl Sextets<'_> {
+    fn read(&mut self, n: usize) -> Result<u64, GppDecodeError> {
+        let mut v = 0u64;
+        for _ in 0..n {
+            let c = *self
+                .text
+                .get(self.pos / 6)
+                .ok_or(GppDecodeError("header truncated"))?;
+            let sextet = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' => 62,
+                b'_' => 63,
+                _ => return Err(GppDecodeError("header is not base64url")),
+            };
+            v = (v << 1) | u64::from(sextet >> (5 - self.pos % 6) & 1);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    /// A Fibonacci-coded integer (1, 2, 3, 5, … least first, closed by `11`).
+    /// Section ids are small: a value past 2^16 is refused, which also caps
+    /// the bits one integer may take.
+    fn fibonacci(&mut self) -> Result<u64, GppDecodeError> {
+        let (mut f, mut next, mut total, mut last) = (1u64, 2u64, 0u64, false);
+        loop {
+            let bit = self.read(1)? == 1;
+            if bit && last {
+                return Ok(total);
             }
+            if bit {
+                total += f;
+            }
+            if total > u64::from(u16::MAX) || f > 1 << 17 {
+                return Err(GppDecodeError("header section id too large"));
+            }
+            (f, next) = (next, f + next);
+            last = bit;
+        }
+    }
+}
+
+/// The section ids of a GPP header (type 3, version 1, then a Fibonacci
+/// range of ids, each offset counted from the last id seen), which must be
+/// exactly as many as the `sections` that follow it. The ids are expanded one
+/// by one, so the work stops at `sections + 1` ids however large a group the
+/// header claims: it is bounded by the string's length.
+fn header_ids(header: &str, sections: usize) -> Result<Vec<u16>, GppDecodeError> {
+    let mut r = Sextets {
+        text: header.as_bytes(),
+        pos: 0,
+    };
+    if r.read(6)? != 3 {
+        return Err(GppDecodeError("not a GPP header"));
+    }
+    if r.read(6)? != 1 {
+        return Err(GppDecodeError("GPP version is not 1"));
+    }
+    let entries = r.read(12)?;
+    let mut ids = Vec::with_capacity(sections.min(64));
+    let mut last = 0u64;
+    for _ in 0..entries {
+        let group = r.read(1)? == 1;
+        let start = last + r.fibonacci()?;
+        let end = if group { start + r.fibonacci()? } else { start };
+        if end > u64::from(u16::MAX) {
+            return Err(GppDecodeError("header section id too large"));
+        }
+        for id in start..=end {
+            if ids.len() == sections {
+                return Err(GppDecodeError(
+                    "header lists more sections than the string has",
+                ));
+            }
+            ids.push(id as u16);
+        }
+        last = end;
+    }
+    if ids.len() != sections {
+        return Err(GppDecodeError(
+            "header lists fewer sections than the string has",
+        ));
+    }
+    Ok(ids)
+}
+
+/// Decode one section that applies.
+fn section_facts(id: u16, raw: &str, vendor: u16) -> SectionFacts {
+    match id {
+        // Our own TCF decoder: see tcf.rs for why.
+        2 => match decode_tcf(raw, vendor) {
+            Ok(f) => SectionFacts::Tcf(f),
             Err(_) => SectionFacts::Undecodable,
         },
+        6 => match decode_usp(raw) {
+            Ok(opted_out) => SectionFacts::Usp(opted_out.unwrap_or(false)),
+            Err(_) => SectionFacts::Undecodable,
+        },
+        // TCF EU v1 and TCF Canada are not judged, so not decoded either:
+        // `iab_gpp` expands their vendor ranges into one entry per id claimed
+        // (a few KB of ranges become hundreds of MB).
+        1 | 5 => SectionFacts::Unsupported,
+        _ => match us_section(id, raw) {
+            None => SectionFacts::Unsupported,
+            Some(Ok(section)) => us_facts(&section),
+            Some(Err(())) => SectionFacts::Undecodable,
+        },
+    }
+}
+
+/// A US national or state section (ids 7..=23) decoded by `iab_gpp`; `None`
+/// for any other id. These sections are fixed-width fields and optional
+/// one-flag segments: their decoding is bounded by their length.
+fn us_section(id: u16, raw: &str) -> Option<Result<Section, ()>> {
+    fn parse<T: FromStr>(raw: &str, wrap: fn(T) -> Section) -> Result<Section, ()> {
+        raw.parse::<T>().map(wrap).map_err(|_| ())
+    }
+    Some(match id {
+        7 => parse::<UsNat>(raw, Section::UsNat),
+        8 => parse::<UsCa>(raw, Section::UsCa),
+        9 => parse::<UsVa>(raw, Section::UsVa),
+        10 => parse::<UsCo>(raw, Section::UsCo),
+        11 => parse::<UsUt>(raw, Section::UsUt),
+        12 => parse::<UsCt>(raw, Section::UsCt),
+        13 => parse::<UsFl>(raw, Section::UsFl),
+        14 => parse::<UsMt>(raw, Section::UsMt),
+        15 => parse::<UsOr>(raw, Section::UsOr),
+        16 => parse::<UsTx>(raw, Section::UsTx),
+        17 => parse::<UsDe>(raw, Section::UsDe),
+        18 => parse::<UsIa>(raw, Section::UsIa),
+        19 => parse::<UsNe>(raw, Section::UsNe),
+        20 => parse::<UsNh>(raw, Section::UsNh),
+        21 => parse::<UsNj>(raw, Section::UsNj),
+        22 => parse::<UsTn>(raw, Section::UsTn),
+        23 => parse::<UsMn>(raw, Section::UsMn),
+        _ => return None,
+    })
+}
+
+/// A decoded US section, walked by field name.
+fn us_facts(section: &Section) -> SectionFacts {
+    match serde_json::to_value(section) {
+        Ok(v) => {
+            let mut f = UsFacts::default();
+            walk(&v, None, &mut f);
+            SectionFacts::Us(f)
+        }
+        Err(_) => SectionFacts::Undecodable,
     }
 }
 
@@ -168,18 +360,25 @@ pub struct UspInvalid;
 
 /// Decode a US Privacy string (`1YNN`). `Ok(None)`: the regime does not apply
 /// (`1---`); `Ok(Some(true))`: opted out of sale.
+///
+/// Strict, on purpose: the string is exactly four characters, version `1`
+/// then three of `Y`, `N`, `-`, as the IAB US Privacy String v1 spells them.
+/// Trailing characters (`1YNNX`, `1YNN~`), surrounding whitespace and
+/// lowercase (`1ynn`) are malformed, and malformed fails closed. (`iab_gpp`
+/// reads the first four characters and ignores the rest.)
 pub fn decode_usp(s: &str) -> Result<Option<bool>, UspInvalid> {
-    let u = UspV1::from_str(s.trim()).map_err(|_| UspInvalid)?;
-    Ok(match u.opt_out_sale {
-        Flag::Yes => Some(true),
-        Flag::No => Some(false),
-        Flag::NotApplicable => {
-            if u.opt_out_notice == Flag::NotApplicable {
-                None
-            } else {
-                // A notice was given but the sale flag is unknown: fail closed.
-                Some(true)
-            }
-        }
+    let &[b'1', notice, sale, lspa] = s.as_bytes() else {
+        return Err(UspInvalid);
+    };
+    let valid = |c: u8| matches!(c, b'Y' | b'N' | b'-');
+    if !(valid(notice) && valid(sale) && valid(lspa)) {
+        return Err(UspInvalid);
+    }
+    Ok(match (notice, sale) {
+        (_, b'Y') => Some(true),
+        (_, b'N') => Some(false),
+        (b'-', _) => None,
+        // A notice was given but the sale flag is unknown: fail closed.
+        _ => Some(true),
     })
 }

@@ -2,10 +2,14 @@
 //! to one result — personalised, contextual or withheld — with a reason code.
 //!
 //! Consent is never assumed. A string that is missing where it is needed,
-//! malformed, undecodable or expired counts as no consent. Decoding uses the
-//! `iab_gpp` crate (checked against strings made by the IAB's reference
-//! libraries, see `tests/data/consent/`); decoded strings are cached in a
-//! bounded cache because the same strings recur across many decisions.
+//! malformed, undecodable, expired or longer than the policy allows counts as
+//! no consent. Decoding uses the `iab_gpp` crate for the US sections and
+//! fairgate's own readers for TCF, the GPP header and US Privacy (checked
+//! against strings made by the IAB's reference libraries, see
+//! `tests/data/consent/`). Only what applies is decoded: TCF where GDPR
+//! applies, and of a GPP string only the sections `gpp_sid` lists. Decoded
+//! strings are cached, because the same strings recur across many decisions,
+//! in a cache bounded in entries and in bytes.
 
 mod gpp;
 mod tcf;
@@ -13,9 +17,12 @@ mod tcf;
 use std::sync::Arc;
 
 use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, Weighter};
 use serde::Serialize;
 
-pub use gpp::{GppFacts, SectionFacts, UsFacts, decode_gpp, decode_usp};
+pub use gpp::{
+    GppDecodeError, GppFacts, SectionFacts, SectionSet, UsFacts, UspInvalid, decode_gpp, decode_usp,
+};
 pub use tcf::{TcfCore, TcfDecodeError, TcfFacts, VendorSet, decode_core, decode_tcf};
 
 use crate::policy::{CompiledPolicy, Fallback, GdprUnknown};
@@ -59,6 +66,8 @@ pub enum Reason {
     NoRegime,
     TcfMissing,
     TcfUndecodable,
+    /// Longer than `consent.max_string_bytes`: not decoded.
+    TcfTooLong,
     TcfExpired,
     TcfPurpose,
     TcfVendor,
@@ -67,6 +76,8 @@ pub enum Reason {
     UspInvalid,
     GppMissing,
     GppUndecodable,
+    /// Longer than `consent.max_string_bytes`: not decoded.
+    GppTooLong,
     GppSectionMissing,
     GppSectionUnsupported,
     GppSidInvalid,
@@ -83,6 +94,7 @@ impl Reason {
             Reason::NoRegime => "no_regime",
             Reason::TcfMissing => "tcf_missing",
             Reason::TcfUndecodable => "tcf_undecodable",
+            Reason::TcfTooLong => "tcf_too_long",
             Reason::TcfExpired => "tcf_expired",
             Reason::TcfPurpose => "tcf_purpose",
             Reason::TcfVendor => "tcf_vendor",
@@ -91,6 +103,7 @@ impl Reason {
             Reason::UspInvalid => "usp_invalid",
             Reason::GppMissing => "gpp_missing",
             Reason::GppUndecodable => "gpp_undecodable",
+            Reason::GppTooLong => "gpp_too_long",
             Reason::GppSectionMissing => "gpp_section_missing",
             Reason::GppSectionUnsupported => "gpp_section_unsupported",
             Reason::GppSidInvalid => "gpp_sid_invalid",
@@ -198,18 +211,87 @@ pub struct ConsentEvaluator {
     opt_out: Outcome,
     /// What a decision becomes when the user is a child.
     child: Outcome,
-    tcf_cache: Cache<Box<str>, Result<TcfFacts, ()>>,
-    gpp_cache: Cache<Box<str>, Arc<Result<GppFacts, ()>>>,
+    /// Longer TCF and GPP strings are not decoded.
+    max_string_bytes: usize,
+    cache: Cache<Key, Decoded, Weigh>,
 }
 
 impl std::fmt::Debug for ConsentEvaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsentEvaluator")
             .field("vendor_id", &self.vendor_id)
-            .field("tcf_cached", &self.tcf_cache.len())
-            .field("gpp_cached", &self.gpp_cache.len())
+            .field("cached", &self.cache.len())
+            .field("cached_bytes", &self.cache.weight())
             .finish()
     }
+}
+
+/// What a cached string was decoded as: a TCF string, or a GPP string for
+/// one set of applicable sections (the sections decoded depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Tcf,
+    Gpp(SectionSet),
+}
+
+/// A cache key. Its `Hash` must equal [`KeyRef`]'s: the same fields in the
+/// same order (`Box<str>` and `&str` hash as `str`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    kind: Kind,
+    text: Box<str>,
+}
+
+/// A cache key borrowed from the decision, to look up without allocating.
+#[derive(Hash)]
+struct KeyRef<'a> {
+    kind: Kind,
+    text: &'a str,
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.kind == key.kind && self.text == &*key.text
+    }
+}
+
+#[derive(Clone)]
+enum Decoded {
+    Tcf(Result<TcfFacts, ()>),
+    Gpp(Arc<Result<GppFacts, ()>>),
+}
+
+/// Bytes an entry holds besides its string: the key and value themselves
+/// and the cache's own bookkeeping per entry (hash table slot, list links,
+/// the string's allocation header), rounded up.
+const ENTRY_OVERHEAD_BYTES: u64 = 128;
+
+/// Weighs a cache entry in bytes: its string plus an estimate of its facts,
+/// and never less than `floor` (the byte budget over the entry budget), so the
+/// cache holds at most `cache_entries` strings and at most `cache_bytes` bytes.
+#[derive(Clone)]
+struct Weigh {
+    floor: u64,
+}
+
+impl Weighter<Key, Decoded> for Weigh {
+    fn weight(&self, key: &Key, value: &Decoded) -> u64 {
+        entry_bytes(key, value).max(self.floor)
+    }
+}
+
+/// What an entry holds on the heap, estimated from above.
+fn entry_bytes(key: &Key, value: &Decoded) -> u64 {
+    let facts = match value {
+        Decoded::Tcf(_) => 0,
+        Decoded::Gpp(g) => {
+            let sections = g.as_ref().as_ref().map_or(0, |g| g.sections.capacity());
+            // The Arc's counts, its Result, and the section list.
+            16 + std::mem::size_of::<Result<GppFacts, ()>>()
+                + sections * std::mem::size_of::<(u16, SectionFacts)>()
+        }
+    };
+    ENTRY_OVERHEAD_BYTES + key.text.len() as u64 + facts as u64
 }
 
 /// What the signals read so far say; `evaluate` passes it through one
@@ -275,7 +357,9 @@ impl Acc {
 
 impl ConsentEvaluator {
     pub fn new(policy: &CompiledPolicy) -> ConsentEvaluator {
-        let entries = policy.cache_entries.max(16);
+        let budget = policy.cache_bytes;
+        let entries = (policy.cache_entries.max(1) as u64).min(budget / ENTRY_OVERHEAD_BYTES);
+        let floor = budget / entries.max(1);
         ConsentEvaluator {
             vendor_id: policy.vendor_id,
             required_mask: policy.required_purposes_mask,
@@ -284,32 +368,60 @@ impl ConsentEvaluator {
             no_consent: Outcome::from_fallback(policy.no_consent),
             opt_out: Outcome::from_fallback(policy.opt_out),
             child: Outcome::from_fallback(policy.child),
-            tcf_cache: Cache::new(entries),
-            gpp_cache: Cache::new(entries / 4 + 16),
+            max_string_bytes: policy.max_string_bytes,
+            cache: Cache::with_weighter(entries as usize, budget, Weigh { floor }),
         }
     }
 
     /// Number of decoded strings currently cached.
     pub fn cached(&self) -> usize {
-        self.tcf_cache.len() + self.gpp_cache.len()
+        self.cache.len()
+    }
+
+    /// What the cached entries weigh, in bytes (at most `consent.cache_bytes`).
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The bytes of the strings the cache holds, counted one by one (tests
+    /// check the weights against them).
+    #[cfg(test)]
+    fn held_string_bytes(&self) -> u64 {
+        self.cache.iter().map(|(k, _)| k.text.len() as u64).sum()
     }
 
     fn decoded_tcf(&self, s: &str) -> Result<TcfFacts, ()> {
-        if let Some(hit) = self.tcf_cache.get(s) {
+        let key = KeyRef {
+            kind: Kind::Tcf,
+            text: s,
+        };
+        if let Some(Decoded::Tcf(hit)) = self.cache.get(&key) {
             return hit;
         }
         let facts = decode_tcf(s, self.vendor_id).map_err(|_| ());
-        self.tcf_cache.insert(s.into(), facts);
+        self.insert(key, Decoded::Tcf(facts));
         facts
     }
 
-    fn decoded_gpp(&self, s: &str) -> Arc<Result<GppFacts, ()>> {
-        if let Some(hit) = self.gpp_cache.get(s) {
+    fn decoded_gpp(&self, s: &str, wanted: SectionSet) -> Arc<Result<GppFacts, ()>> {
+        let key = KeyRef {
+            kind: Kind::Gpp(wanted),
+            text: s,
+        };
+        if let Some(Decoded::Gpp(hit)) = self.cache.get(&key) {
             return hit;
         }
-        let facts = Arc::new(decode_gpp(s, self.vendor_id).map_err(|_| ()));
-        self.gpp_cache.insert(s.into(), facts.clone());
+        let facts = Arc::new(decode_gpp(s, self.vendor_id, wanted).map_err(|_| ()));
+        self.insert(key, Decoded::Gpp(facts.clone()));
         facts
+    }
+
+    fn insert(&self, key: KeyRef<'_>, value: Decoded) {
+        let key = Key {
+            kind: key.kind,
+            text: key.text.into(),
+        };
+        self.cache.insert(key, value);
     }
 
     /// Judge TCF facts against the policy. `None` means consent is sufficient.
@@ -366,6 +478,9 @@ impl ConsentEvaluator {
         acc.tcf_applies = true;
         let (result, reason) = match inp.tcf {
             None | Some("") => (SignalResult::Invalid, Some(Reason::TcfMissing)),
+            Some(s) if s.len() > self.max_string_bytes => {
+                (SignalResult::Invalid, Some(Reason::TcfTooLong))
+            }
             Some(s) => match self.decoded_tcf(s) {
                 Err(()) => (SignalResult::Invalid, Some(Reason::TcfUndecodable)),
                 Ok(f) => {
@@ -408,16 +523,20 @@ impl ConsentEvaluator {
         }
     }
 
-    /// GPP: only the sections listed in `gpp_sid` apply.
+    /// GPP: only the sections listed in `gpp_sid` apply, and only they are
+    /// decoded. They are judged in ascending order of id, each once, however
+    /// `gpp_sid` orders or repeats them.
     fn gpp(&self, inp: &Inputs<'_>, acc: &mut Acc) {
         if inp.gpp_sid.is_empty() && inp.gpp.is_none() {
             return;
         }
         let invalid = self.opt_out.max(self.no_consent);
-        let applicable: Vec<i64> = inp.gpp_sid.iter().copied().filter(|&s| s > 0).collect();
-        if inp.gpp_sid.iter().any(|&s| s <= 0 || s > 63) {
-            acc.signals.gpp = SignalResult::Invalid;
-            acc.deny(invalid, Reason::GppSidInvalid);
+        let mut applicable = SectionSet::default();
+        for &sid in inp.gpp_sid {
+            if !applicable.insert(sid) {
+                acc.signals.gpp = SignalResult::Invalid;
+                acc.deny(invalid, Reason::GppSidInvalid);
+            }
         }
         if applicable.is_empty() {
             return;
@@ -428,7 +547,12 @@ impl ConsentEvaluator {
             acc.deny(invalid, Reason::GppMissing);
             return;
         };
-        let facts = self.decoded_gpp(s);
+        if s.len() > self.max_string_bytes {
+            acc.signals.gpp = SignalResult::Invalid;
+            acc.deny(invalid, Reason::GppTooLong);
+            return;
+        }
+        let facts = self.decoded_gpp(s, applicable);
         let Ok(g) = facts.as_ref() else {
             acc.signals.gpp = SignalResult::Invalid;
             acc.deny(invalid, Reason::GppUndecodable);
@@ -436,8 +560,8 @@ impl ConsentEvaluator {
         };
         // The last section that is not allowed gives the signal's result.
         let mut result = SignalResult::Allowed;
-        for sid in applicable {
-            if let Some(r) = self.gpp_section(g.section(sid as u16), inp.ts_ms, acc) {
+        for sid in applicable.iter() {
+            if let Some(r) = self.gpp_section(g.section(sid), inp.ts_ms, acc) {
                 result = r;
             }
         }
@@ -518,3 +642,8 @@ impl ConsentEvaluator {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod craft;
+#[cfg(test)]
+mod fuzz;

@@ -8,6 +8,13 @@
 //! ranges), so it returns wrong vendor ids, or fails, on any string that
 //! carries a publisher restriction. The layout below is the IAB TCF v2.2 core
 //! segment, field for field; trailing padding bits are ignored.
+//!
+//! The work is bounded by the string's length: every field is read once, bit
+//! by bit, and vendor ranges are kept as `(start, end)` pairs, never expanded
+//! into one entry per id (a 33-bit entry may claim 65,535 vendors). No list is
+//! reserved beyond what the bits left could still hold, so memory stays
+//! proportional to the input too. The string's length itself is capped by the
+//! policy (`consent.max_string_bytes`) before it gets here.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -114,9 +121,15 @@ impl Bits<'_> {
         Ok(mask)
     }
 
+    /// Bits not read yet.
+    fn left(&self) -> usize {
+        self.data.len() * 8 - self.pos
+    }
+
     fn ranges(&mut self) -> Result<Vec<(u16, u16)>, TcfDecodeError> {
         let n = self.read(12)? as usize;
-        let mut out = Vec::with_capacity(n);
+        // An entry takes at least 17 bits: reserve no more than can follow.
+        let mut out = Vec::with_capacity(n.min(self.left() / 17));
         for _ in 0..n {
             let is_range = self.read(1)? == 1;
             let start = self.read(16)? as u16;
@@ -189,7 +202,8 @@ pub fn decode_core(s: &str) -> Result<TcfCore, TcfDecodeError> {
     let vendor_consents = b.vendor_section()?;
     b.vendor_section()?; // vendor legitimate interests
     let n = b.read(12)? as usize;
-    let mut restrictions = Vec::with_capacity(n);
+    // A restriction takes at least 20 bits.
+    let mut restrictions = Vec::with_capacity(n.min(b.left() / 20));
     for _ in 0..n {
         let purpose = b.read(6)? as u8;
         let kind = b.read(2)? as u8;
