@@ -71,6 +71,8 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// Decoded consent strings in the cache.
     pub consent_cache_entries: IntGauge,
+    /// Bytes the consent cache holds, as it weighs them.
+    pub consent_cache_bytes: IntGauge,
     /// Campaigns evicted for idleness.
     pub campaigns_evicted: IntCounter,
     /// Process start, for uptime.
@@ -297,6 +299,7 @@ struct ProcessFamilies {
     alerts: IntCounterVec,
     ready: IntGauge,
     consent_cache_entries: IntGauge,
+    consent_cache_bytes: IntGauge,
     start_time: Gauge,
 }
 
@@ -324,13 +327,19 @@ fn process_families(r: &Registry) -> ProcessFamilies {
             r,
             IntGauge::new,
             "fairgate_ready",
-            "1 when the consumer holds its assignment and the producer is healthy.",
+            "1 when ready: the consumer holds its assignment, the producer is healthy and the pipeline is not stalled.",
         ),
         consent_cache_entries: single(
             r,
             IntGauge::new,
             "fairgate_consent_cache_entries",
             "Decoded consent strings held in the bounded cache.",
+        ),
+        consent_cache_bytes: single(
+            r,
+            IntGauge::new,
+            "fairgate_consent_cache_bytes",
+            "Bytes the consent cache holds, as it weighs them (bounded by consent.cache_bytes).",
         ),
         start_time: single(
             r,
@@ -374,6 +383,7 @@ impl Metrics {
             ready: s.ready,
             rebalances: p.rebalances,
             consent_cache_entries: s.consent_cache_entries,
+            consent_cache_bytes: s.consent_cache_bytes,
             campaigns_evicted: c.campaigns_evicted,
             start_time: s.start_time,
             campaign_series_cap,

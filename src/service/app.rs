@@ -148,6 +148,9 @@ impl App {
         self.metrics
             .consent_cache_entries
             .set(g.live().consent.cached() as i64);
+        self.metrics
+            .consent_cache_bytes
+            .set(i64::try_from(g.live().consent.cached_bytes()).unwrap_or(i64::MAX));
         self.metrics.ready.set(i64::from(self.health.ready()));
     }
 }
