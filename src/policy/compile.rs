@@ -16,7 +16,7 @@ use super::file::{
     BaselineSpec, CoarsenMethod, CoarsenRule, ConsentPolicy, DimensionSpec, FairnessPolicy,
     LimitsSpec, Mode, SegmentPolicy, StripPolicy,
 };
-use super::pointer::{Pointer, RemovalGroup, SegmentMatcher};
+use super::pointer::{Pointer, RemovalGroup, SegmentMatcher, normalise_segment_id};
 use super::quantile::z_for_confidence;
 
 impl CompiledPolicy {
@@ -333,6 +333,13 @@ fn coarsen_op(place: &str, rule: &CoarsenRule, issues: &mut Issues) -> Option<Co
     }
 }
 
+/// Most sensitive segment patterns, and the longest one (in bytes).
+const MAX_PATTERNS: usize = 1000;
+const MAX_PATTERN_LEN: usize = 256;
+/// Letters or digits a sensitive pattern needs: fewer, and it names a shape
+/// (`*?`, `*a*`) rather than a category, matching every segment or most.
+const MIN_PATTERN_ALNUM: usize = 3;
+
 /// `[strip.segments]`: the matcher, if its pointer parses.
 fn segments(seg: &SegmentPolicy, issues: &mut Issues) -> Option<SegmentMatcher> {
     let p = issues.pointer("strip.segments.pointer".into(), &seg.pointer);
@@ -342,15 +349,45 @@ fn segments(seg: &SegmentPolicy, issues: &mut Issues) -> Option<SegmentMatcher> 
             "lists no pattern (remove [strip.segments] to keep every segment)",
         );
     }
+    if seg.sensitive.len() > MAX_PATTERNS {
+        issues.push(
+            "strip.segments.sensitive",
+            format!(
+                "must list between 1 and {MAX_PATTERNS} patterns, got {}",
+                seg.sensitive.len()
+            ),
+        );
+    }
     for (i, pat) in seg.sensitive.iter().enumerate() {
-        if pat.trim().is_empty() || pat.chars().all(|c| c == '*') {
-            issues.push(
-                format!("strip.segments.sensitive[{i}]"),
-                "pattern would match every segment",
-            );
+        if let Some(why) = pattern_problem(pat) {
+            issues.push(format!("strip.segments.sensitive[{i}]"), why);
         }
     }
     Some(SegmentMatcher::new(p?, &seg.sensitive))
+}
+
+/// What is wrong with one sensitive pattern, if anything. Patterns are
+/// normalised like segment ids (case, separators) before they are matched.
+fn pattern_problem(pat: &str) -> Option<String> {
+    if pat.len() > MAX_PATTERN_LEN {
+        return Some(format!(
+            "must be at most {MAX_PATTERN_LEN} bytes long, got {}",
+            pat.len()
+        ));
+    }
+    let Some(norm) = normalise_segment_id(pat) else {
+        return Some(
+            "must be ASCII: a segment id with any other character is removed whatever the patterns"
+                .into(),
+        );
+    };
+    let alnum = norm.bytes().filter(u8::is_ascii_alphanumeric).count();
+    if alnum < MIN_PATTERN_ALNUM {
+        return Some(format!(
+            "pattern would match every segment or most: it needs at least {MIN_PATTERN_ALNUM} letters or digits besides `*` and `?`, got {alnum}"
+        ));
+    }
+    None
 }
 
 /// The same pointer listed twice is harmless but suggests a mistake.
@@ -993,6 +1030,26 @@ mod tests {
             (
                 edited("\"health-*\",", "\"  \","),
                 "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", "\"*?\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", "\"*a-*\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", "\"h\u{e9}alth-*\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", &format!("\"{}*\",", "h".repeat(256))),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", &"\"health-*\",".repeat(1001)),
+                "strip.segments.sensitive",
             ),
             (
                 edited("bucket_secs = 60", "bucket_secs = 0"),
