@@ -206,8 +206,9 @@ impl Guard {
                 let x =
                     decision::as_i64(v).or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
                 x.and_then(|x| {
+                    // A year far outside `i64` of today's is in no band.
                     let x = match dim.transform {
-                        Some(BandTransform::AgeFromYear) => year_of(d.ts) - x,
+                        Some(BandTransform::AgeFromYear) => year_of(d.ts).checked_sub(x)?,
                         None => x,
                     };
                     dim.bands
