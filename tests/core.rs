@@ -1535,3 +1535,96 @@ fn no_spelling_or_shape_gets_past_stripping() {
         })
         .unwrap();
 }
+
+/// Any accepted window shape with the extremes of its ranges, and any `i64`
+/// times (decision and clock), through the tracker: nothing overflows or
+/// panics, and the window reported is `window_secs` long and never inverted.
+#[test]
+fn any_accepted_policy_and_any_times_never_overflow() {
+    use fairgate::fairness::tracker::Tracker;
+    use fairgate::policy::Category;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let extreme = prop_oneof![
+        Just(i64::MIN),
+        Just(i64::MIN + 1),
+        Just(-1i64),
+        Just(0i64),
+        Just(T0),
+        Just(i64::MAX - 1),
+        Just(i64::MAX),
+        any::<i64>(),
+        (T0 - 10_000_000..T0 + 10_000_000),
+    ];
+    let shape = (
+        prop::sample::select(vec![1u64, 7, 60, 1800, 86_400]),
+        1u64..=1440,
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_filter_map("window in range", |(bucket, n, fut, idle)| {
+            let window = bucket * n;
+            if !(60..=2_592_000).contains(&window) {
+                return None;
+            }
+            let future = fut.index((window / 2).min(3600) as usize + 1) as u64;
+            let idle = window + idle.index((7_776_000 - window) as usize + 1) as u64;
+            Some((window, bucket, future, idle))
+        });
+    let steps = prop::collection::vec(
+        (
+            0..3usize,
+            extreme.clone(),
+            extreme,
+            any::<bool>(),
+            0..2usize,
+        ),
+        1..40,
+    );
+    let mut runner = TestRunner::new_with_rng(
+        Config::with_cases(300),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    runner
+        .run(
+            &(shape, steps),
+            |((window, bucket, future, idle), steps)| {
+                let text = POLICY
+                    .replacen("window_secs = 3600", &format!("window_secs = {window}"), 1)
+                    .replacen("bucket_secs = 60", &format!("bucket_secs = {bucket}"), 1)
+                    .replacen(
+                        "max_future_secs = 300",
+                        &format!("max_future_secs = {future}"),
+                        1,
+                    )
+                    .replacen(
+                        "idle_evict_secs = 7200",
+                        &format!("idle_evict_secs = {idle}"),
+                        1,
+                    )
+                    .replacen(
+                        "min_campaign_considered = 300",
+                        "min_campaign_considered = 2",
+                        1,
+                    )
+                    .replacen(
+                        "min_campaign_selected = 300",
+                        "min_campaign_selected = 1",
+                        1,
+                    )
+                    .replacen("min_group_considered = 50", "min_group_considered = 1", 1);
+                let policy = CompiledPolicy::from_toml(&text).unwrap();
+                let t = Tracker::new(&policy);
+                for (c, ts, now, selected, group) in steps {
+                    let id = ["a", "b", "c"][c];
+                    t.record(&policy, id, Category::Default, ts, &[group], selected, now);
+                }
+                for r in t.reports(&policy, None) {
+                    prop_assert!(r.window.start_ms <= r.window.end_ms);
+                    prop_assert!(r.window.end_ms - r.window.start_ms <= window as i64 * 1000);
+                    prop_assert_eq!(r.window.secs, window as i64);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
