@@ -450,6 +450,121 @@ fn every_input_line_yields_exactly_one_output_line() {
     assert!(a["threshold"].is_number() && a["value"].is_number());
 }
 
+/// Synthetic traffic of two campaigns, one skewed, as JSON lines: 1000
+/// decisions, 100 ms apart from `T0`.
+fn synth_lines() -> Vec<Vec<u8>> {
+    let mut s = Synth::new(3, 2, 1, T0);
+    (0..1000).map(|i| s.next(T0 + i * 100).1).collect()
+}
+
+/// `fairgate check` over lines: the totals, each line's timing header, the
+/// flagged campaigns, and the report.
+fn check_lines(
+    lines: &[Vec<u8>],
+) -> (
+    fairgate::tools::check::Totals,
+    Vec<Option<String>>,
+    Vec<String>,
+    Value,
+) {
+    let g = guard();
+    let input = lines.join(&b'\n');
+    let (mut out, mut alerts) = (Vec::new(), Vec::new());
+    let totals =
+        fairgate::tools::check::run(&g, Cursor::new(&input), &mut out, Some(&mut alerts), None)
+            .unwrap();
+    let timing = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            v["headers"][headers::TIMING].as_str().map(str::to_string)
+        })
+        .collect();
+    let flagged = alerts
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+        .filter(|a| a["new_state"] == "flagged")
+        .map(|a| a["campaign"].as_str().unwrap().to_string())
+        .collect();
+    let report = serde_json::to_value(fairgate::tools::check::report(&g, totals.clone())).unwrap();
+    (totals, timing, flagged, report)
+}
+
+/// One decision stamped at `ts` (raw JSON text, so any integer fits).
+fn outlier(ts: &str) -> Vec<u8> {
+    format!(r#"{{"id":"outlier","ts":{ts},"campaign":{{"id":"cmp-outlier"}},"regs":{{"gdpr":0}},"audience":{{"sex":"female"}}}}"#)
+        .into_bytes()
+}
+
+/// One decision stamped far from the rest — first in the file or amid it,
+/// far ahead, far behind, or at the ends of `i64` — moves neither the event
+/// clock nor the windows: the skewed campaign is still flagged, the window
+/// reported ends with the traffic, and only a decision ahead of it is early.
+#[test]
+fn one_outlying_ts_does_not_poison_event_time() {
+    let normal = synth_lines();
+    let clean = check_lines(&normal);
+    assert_eq!((clean.0.late, clean.0.early), (0, 0));
+    assert!(clean.2.contains(&"cmp-skewed-01".to_string()));
+    let day = 86_400_000;
+    for (ts, early, places) in [
+        (i64::MAX.to_string(), true, &[0, 500][..]),
+        ((T0 + day).to_string(), true, &[0, 500]),
+        ("18446744073709551615".to_string(), false, &[0]),
+        (i64::MIN.to_string(), false, &[0]),
+        ("0".to_string(), false, &[0]),
+        ((T0 - day).to_string(), false, &[0]),
+    ] {
+        for &at in places {
+            let mut lines = normal.clone();
+            lines.insert(at, outlier(&ts));
+            let (totals, timing, flagged, report) = check_lines(&lines);
+            assert!(
+                flagged.contains(&"cmp-skewed-01".to_string()),
+                "ts {ts} at line {at}: flagged {flagged:?}"
+            );
+            assert_eq!(totals.early, u64::from(early), "ts {ts} at line {at}");
+            if early {
+                assert_eq!(timing[at].as_deref(), Some("early"), "ts {ts} at line {at}");
+            }
+            let others_late = timing
+                .iter()
+                .enumerate()
+                .filter(|&(i, t)| i != at && t.is_some())
+                .count();
+            assert_eq!(others_late, 0, "ts {ts} at line {at}: others late or early");
+            let skewed = report["campaigns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["campaign"] == "cmp-skewed-01")
+                .unwrap();
+            let end = skewed["window"]["end_ms"].as_i64().unwrap();
+            assert!(
+                (T0..=T0 + 700_000).contains(&end),
+                "ts {ts} at line {at}: window ends at {end}"
+            );
+            assert_eq!(skewed["state"], "flagged", "ts {ts} at line {at}");
+            // A campaign first seen by an early decision is seen at the clock,
+            // not at its `ts`: it is forgotten when idle like any other.
+            if early {
+                let c = report["campaigns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["campaign"] == "cmp-outlier")
+                    .unwrap();
+                for k in ["first_seen_ms", "last_seen_ms"] {
+                    let seen = c[k].as_i64().unwrap();
+                    assert!(seen <= T0 + 1_000_000, "ts {ts} at line {at}: {k} {seen}");
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Windows and states
 // ---------------------------------------------------------------------------

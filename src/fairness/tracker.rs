@@ -456,15 +456,18 @@ impl Tracker {
         }
     }
 
-    /// The decision's campaign, made when first seen. The returned entry
-    /// holds its shard's write lock: see the lock order on [`Tracker`].
+    /// The decision's campaign, made when first seen (seen no later than the
+    /// clock allows: an early decision's `ts` is not believed). The returned
+    /// entry holds its shard's write lock: see the lock order on [`Tracker`].
     fn campaign_entry(&self, d: &Seen<'_>) -> RefMut<'_, Box<str>, Campaign> {
         match self.campaigns.get_mut(d.campaign) {
             Some(e) => e,
-            None => self
-                .campaigns
-                .entry(d.campaign.into())
-                .or_insert_with(|| Campaign::new(d.policy, d.category, d.ts_ms, d.now_ms)),
+            None => {
+                let seen = d.ts_ms.min(d.now_ms.saturating_add(d.policy.max_future_ms));
+                self.campaigns
+                    .entry(d.campaign.into())
+                    .or_insert_with(|| Campaign::new(d.policy, d.category, seen, d.now_ms))
+            }
         }
     }
 
