@@ -450,6 +450,121 @@ fn every_input_line_yields_exactly_one_output_line() {
     assert!(a["threshold"].is_number() && a["value"].is_number());
 }
 
+/// Synthetic traffic of two campaigns, one skewed, as JSON lines: 1000
+/// decisions, 100 ms apart from `T0`.
+fn synth_lines() -> Vec<Vec<u8>> {
+    let mut s = Synth::new(3, 2, 1, T0);
+    (0..1000).map(|i| s.next(T0 + i * 100).1).collect()
+}
+
+/// `fairgate check` over lines: the totals, each line's timing header, the
+/// flagged campaigns, and the report.
+fn check_lines(
+    lines: &[Vec<u8>],
+) -> (
+    fairgate::tools::check::Totals,
+    Vec<Option<String>>,
+    Vec<String>,
+    Value,
+) {
+    let g = guard();
+    let input = lines.join(&b'\n');
+    let (mut out, mut alerts) = (Vec::new(), Vec::new());
+    let totals =
+        fairgate::tools::check::run(&g, Cursor::new(&input), &mut out, Some(&mut alerts), None)
+            .unwrap();
+    let timing = out
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            v["headers"][headers::TIMING].as_str().map(str::to_string)
+        })
+        .collect();
+    let flagged = alerts
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<Value>(l).unwrap())
+        .filter(|a| a["new_state"] == "flagged")
+        .map(|a| a["campaign"].as_str().unwrap().to_string())
+        .collect();
+    let report = serde_json::to_value(fairgate::tools::check::report(&g, totals.clone())).unwrap();
+    (totals, timing, flagged, report)
+}
+
+/// One decision stamped at `ts` (raw JSON text, so any integer fits).
+fn outlier(ts: &str) -> Vec<u8> {
+    format!(r#"{{"id":"outlier","ts":{ts},"campaign":{{"id":"cmp-outlier"}},"regs":{{"gdpr":0}},"audience":{{"sex":"female"}}}}"#)
+        .into_bytes()
+}
+
+/// One decision stamped far from the rest — first in the file or amid it,
+/// far ahead, far behind, or at the ends of `i64` — moves neither the event
+/// clock nor the windows: the skewed campaign is still flagged, the window
+/// reported ends with the traffic, and only a decision ahead of it is early.
+#[test]
+fn one_outlying_ts_does_not_poison_event_time() {
+    let normal = synth_lines();
+    let clean = check_lines(&normal);
+    assert_eq!((clean.0.late, clean.0.early), (0, 0));
+    assert!(clean.2.contains(&"cmp-skewed-01".to_string()));
+    let day = 86_400_000;
+    for (ts, early, places) in [
+        (i64::MAX.to_string(), true, &[0, 500][..]),
+        ((T0 + day).to_string(), true, &[0, 500]),
+        ("18446744073709551615".to_string(), false, &[0]),
+        (i64::MIN.to_string(), false, &[0]),
+        ("0".to_string(), false, &[0]),
+        ((T0 - day).to_string(), false, &[0]),
+    ] {
+        for &at in places {
+            let mut lines = normal.clone();
+            lines.insert(at, outlier(&ts));
+            let (totals, timing, flagged, report) = check_lines(&lines);
+            assert!(
+                flagged.contains(&"cmp-skewed-01".to_string()),
+                "ts {ts} at line {at}: flagged {flagged:?}"
+            );
+            assert_eq!(totals.early, u64::from(early), "ts {ts} at line {at}");
+            if early {
+                assert_eq!(timing[at].as_deref(), Some("early"), "ts {ts} at line {at}");
+            }
+            let others_late = timing
+                .iter()
+                .enumerate()
+                .filter(|&(i, t)| i != at && t.is_some())
+                .count();
+            assert_eq!(others_late, 0, "ts {ts} at line {at}: others late or early");
+            let skewed = report["campaigns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["campaign"] == "cmp-skewed-01")
+                .unwrap();
+            let end = skewed["window"]["end_ms"].as_i64().unwrap();
+            assert!(
+                (T0..=T0 + 700_000).contains(&end),
+                "ts {ts} at line {at}: window ends at {end}"
+            );
+            assert_eq!(skewed["state"], "flagged", "ts {ts} at line {at}");
+            // A campaign first seen by an early decision is seen at the clock,
+            // not at its `ts`: it is forgotten when idle like any other.
+            if early {
+                let c = report["campaigns"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["campaign"] == "cmp-outlier")
+                    .unwrap();
+                for k in ["first_seen_ms", "last_seen_ms"] {
+                    let seen = c[k].as_i64().unwrap();
+                    assert!(seen <= T0 + 1_000_000, "ts {ts} at line {at}: {k} {seen}");
+                }
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Windows and states
 // ---------------------------------------------------------------------------
@@ -945,6 +1060,8 @@ bands = [{ group = "under-35", min = 0, max = 34 }, { group = "35-plus", min = 3
         (json!(1800), "other"),
         (json!("x"), " male"),
         (json!(2030), "female"),
+        (json!(i64::MIN), "nobody"),
+        (json!(i64::MAX), "nobody"),
     ] {
         let d = json!({"id": "d", "ts": T0, "campaign": {"id": "band"}, "regs": {"gdpr": 0},
                        "user": {"yob": yob}, "audience": {"sex": sex}});
@@ -961,7 +1078,8 @@ bands = [{ group = "under-35", min = 0, max = 34 }, { group = "35-plus", min = 3
     // Only the exact labels "female" and "male" count (twice female, once male).
     assert_eq!(counts(0), vec![2, 1]);
     assert_eq!(r.dimensions[2].dimension, "age_from_yob");
-    // 1992 → 34 (under 35); 1991 and "1960" → 35-plus; 1800 (226), "x" and 2030 (−4) in no band.
+    // 1992 → 34 (under 35); 1991 and "1960" → 35-plus; 1800 (226), "x", 2030
+    // (−4) and the ends of i64 (an age that does not fit one) in no band.
     assert_eq!(counts(2), vec![1, 2]);
 }
 
@@ -1061,4 +1179,567 @@ fn only_ok_campaigns_without_override_are_evicted() {
         .evicted
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(evicted, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Fuzzing: parsing and stripping
+// ---------------------------------------------------------------------------
+
+/// A JSON value of any shape, small.
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |x| x.is_finite())
+            .prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::from),
+        Just(json!(SECRET)),
+        Just(json!("health-diabetes")),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map("[a-zA-Z_]{0,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A value for a field the guard reads: usually the right type, often not.
+fn typed_or_not(right: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Option<Value>> {
+    prop::option::weighted(0.85, prop_oneof![4 => right, 1 => arb_json()]).boxed()
+}
+
+/// A decision near the contract: every field the guard interprets, each
+/// present or not, of the right type or any other; unknown fields of any shape.
+fn arb_near_decision() -> impl Strategy<Value = Value> {
+    let ts = prop_oneof![
+        Just(json!(T0)),
+        any::<i64>().prop_map(Value::from),
+        Just(json!(i64::MAX)),
+        Just(json!(i64::MIN)),
+        Just(json!(u64::MAX)),
+        Just(json!(0)),
+    ];
+    let regs = (
+        typed_or_not(prop_oneof![
+            Just(json!(0)),
+            Just(json!(1)),
+            any::<bool>().prop_map(Value::from)
+        ]),
+        typed_or_not(
+            prop::sample::select(vec!["1YNN", "1YYN", "1---", "", "1Y"]).prop_map(Value::from),
+        ),
+        typed_or_not(prop::collection::vec(-3i64..30, 0..4).prop_map(Value::from)),
+        typed_or_not("[A-Za-z0-9~._-]{0,40}".prop_map(Value::from)),
+    )
+        .prop_map(|(gdpr, usp, sid, gpp)| {
+            let mut r = serde_json::Map::new();
+            for (k, v) in [
+                ("gdpr", gdpr),
+                ("us_privacy", usp),
+                ("gpp_sid", sid),
+                ("gpp", gpp),
+            ] {
+                if let Some(v) = v {
+                    r.insert(k.into(), v);
+                }
+            }
+            Value::Object(r)
+        });
+    (
+        typed_or_not("[a-z0-9-]{0,8}".prop_map(Value::from)),
+        typed_or_not(ts),
+        typed_or_not(
+            (typed_or_not("[a-z0-9-]{0,300}".prop_map(Value::from)), typed_or_not(prop::sample::select(vec!["housing", "credit", "x"]).prop_map(Value::from)))
+                .prop_map(|(id, cat)| json!({"id": id, "category": cat})),
+        ),
+        typed_or_not(any::<bool>().prop_map(Value::from)),
+        typed_or_not(
+            (arb_json(), arb_json(), typed_or_not("[A-Za-z0-9._-]{0,30}".prop_map(Value::from)))
+                .prop_map(|(data, yob, consent)| json!({"id": SECRET, "data": data, "yob": yob, "consent": consent})),
+        ),
+        typed_or_not(regs),
+        typed_or_not(arb_json()),
+        arb_json(),
+    )
+        .prop_map(|(id, ts, campaign, selected, user, regs, device, extra)| {
+            let mut d = serde_json::Map::new();
+            for (k, v) in [
+                ("id", id),
+                ("ts", ts),
+                ("campaign", campaign),
+                ("selected", selected),
+                ("user", user),
+                ("regs", regs),
+                ("device", device),
+                ("ext", Some(extra)),
+            ] {
+                if let Some(v) = v {
+                    d.insert(k.into(), v);
+                }
+            }
+            Value::Object(d)
+        })
+}
+
+/// Bytes from a near-decision, sometimes damaged: cut short, a byte
+/// changed, a byte inserted, or a key repeated.
+fn arb_near_bytes() -> impl Strategy<Value = Vec<u8>> {
+    (
+        arb_near_decision(),
+        0..5u8,
+        any::<prop::sample::Index>(),
+        any::<u8>(),
+    )
+        .prop_map(|(d, how, at, b)| {
+            let mut bytes = serde_json::to_vec(&d).unwrap();
+            let i = at.index(bytes.len() + 1);
+            match how {
+                0 => bytes.truncate(i),
+                1 if i < bytes.len() => bytes[i] = b,
+                2 => bytes.insert(i, b),
+                3 if bytes.len() > 1 => {
+                    // `{"ts":1, ...` repeated at the front: a second value for a key.
+                    bytes.splice(1..1, br#""ts":"x","user":7,"#.iter().copied());
+                }
+                _ => {}
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    /// Whatever the bytes, the guard neither panics nor loses the record:
+    /// one route; a dead letter keeps the original key and bytes and says
+    /// what was wrong without quoting the input; a published record is a
+    /// JSON object with the standard headers.
+    #[test]
+    fn any_near_decision_routes_once_and_never_panics(bytes in arb_near_bytes(), event_time in any::<bool>()) {
+        thread_local! {
+            static GUARD: Guard = guard();
+        }
+        let now = if event_time { Now::EventTime } else { Now::At(T0) };
+        let j = GUARD.with(|g| g.judge(Some(b"orig"), &bytes, now));
+        match j.route {
+            Route::DeadLetter => {
+                prop_assert_eq!(j.key.as_deref(), Some(&b"orig"[..]));
+                prop_assert_eq!(&j.payload, &bytes);
+                let error = header(&j, headers::ERROR).unwrap();
+                prop_assert!(header(&j, headers::ERROR_KIND).is_some());
+                prop_assert!(!error.contains(SECRET), "{}", error);
+            }
+            Route::Output | Route::Blocked => {
+                let out: Value = serde_json::from_slice(&j.payload).unwrap();
+                prop_assert!(out.is_object());
+                prop_assert!(out.get("audience").is_none());
+                for h in [headers::DECISION_ID, headers::POLICY_VERSION, headers::CONSENT, headers::CAMPAIGN_STATE] {
+                    prop_assert!(header(&j, h).is_some(), "{} missing", h);
+                }
+                // The decision id names the decision and is published as it came.
+                for (_, v) in j.headers.iter().filter(|(k, _)| *k != headers::DECISION_ID) {
+                    prop_assert!(!v.contains(SECRET) && !v.contains("health-diabetes"), "{}", v);
+                }
+            }
+        }
+    }
+}
+
+/// Key comparison for the stripping oracle, written apart from the
+/// product's: lower case, with the non-ASCII letters that fold onto ASCII.
+fn oracle_key_eq(a: &str, b: &str) -> bool {
+    let fold = |s: &str| -> String {
+        s.chars()
+            .map(|c| match c {
+                'ı' | 'İ' => 'i',
+                'ſ' => 's',
+                'K' => 'k',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect()
+    };
+    fold(a) == fold(b)
+}
+
+/// Every value in `v` a pointer's tokens reach, every key spelling included.
+fn oracle_reach<'a>(v: &'a Value, tokens: &[&str], out: &mut Vec<&'a Value>) {
+    let Some((t, rest)) = tokens.split_first() else {
+        out.push(v);
+        return;
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if oracle_key_eq(k, t) {
+                    oracle_reach(x, rest, out);
+                }
+            }
+        }
+        Value::Array(a) => {
+            if let Some(x) = t.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                oracle_reach(x, rest, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every string in `v`, keys included.
+fn all_strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| all_strings(x, out)),
+        Value::Object(m) => {
+            for (k, x) in m {
+                out.push(k);
+                all_strings(x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A hostile sender's spelling of a key: random case, and the non-ASCII
+/// letters that case-fold onto `i`, `s` and `k`.
+fn spell_key(rng: &mut fastrand::Rng, k: &str) -> String {
+    k.chars()
+        .map(|c| match (c, rng.u8(..8)) {
+            ('i', 0) => 'ı',
+            ('i', 1) => 'İ',
+            ('s', 0) => 'ſ',
+            ('k', 0) => 'K',
+            (c, 2..=4) => c.to_ascii_uppercase(),
+            (c, _) => c,
+        })
+        .collect()
+}
+
+/// A spelling of a segment id: case, whitespace around it, other
+/// separators; for sensitive ids also characters outside ASCII (zero-width,
+/// lookalike, full-width), which make the id unverifiable.
+fn spell_id(rng: &mut fastrand::Rng, id: &str, hostile: bool) -> String {
+    const PAD: [&str; 6] = [" ", "\t", "\n", "\u{a0}", "\u{3000}", "\u{2003}"];
+    const SEP: [&str; 6] = ["-", "_", " ", ".", "--", " - "];
+    let mut s = String::new();
+    for c in id.chars() {
+        if c == '-' {
+            s.push_str(SEP[rng.usize(..SEP.len())]);
+        } else if rng.u8(..3) == 0 {
+            s.push(c.to_ascii_uppercase());
+        } else {
+            s.push(c);
+        }
+    }
+    if hostile && rng.u8(..3) == 0 {
+        let at = s
+            .char_indices()
+            .map(|(i, _)| i)
+            .nth(rng.usize(..s.chars().count()))
+            .unwrap_or(0);
+        let odd = ["\u{200b}", "\u{feff}", "\u{0435}", "\u{ff48}", "\u{ad}"][rng.usize(..5)];
+        s.insert_str(at, odd);
+    }
+    for _ in 0..rng.usize(..3) {
+        if rng.bool() {
+            s.insert_str(0, PAD[rng.usize(..PAD.len())]);
+        } else {
+            s.push_str(PAD[rng.usize(..PAD.len())]);
+        }
+    }
+    s
+}
+
+const FUZZ_SENSITIVE: [&str; 6] = [
+    "health-diabetes",
+    "religion-catholic",
+    "lgbtq-plus",
+    "union-member",
+    "women-health-care",
+    "race-x",
+];
+const FUZZ_PLAIN: [&str; 5] = [
+    "sports",
+    "auto-intender",
+    "healthy-food",
+    "my-health",
+    "unionist",
+];
+
+/// What the stripping fuzz planted: the decision, the sensitive id
+/// spellings, and the plain ids placed where the contract allows segments.
+struct Planted {
+    decision: Value,
+    sensitive: Vec<String>,
+    plain_well_formed: Vec<String>,
+}
+
+/// One segment entry: usually an object with an `id` (in some spelling),
+/// sometimes another shape; sensitive or plain.
+fn fuzz_segment(rng: &mut fastrand::Rng, p: &mut Planted, well_formed: bool) -> Value {
+    let sensitive = rng.bool();
+    let id = if sensitive {
+        let base = FUZZ_SENSITIVE[rng.usize(..FUZZ_SENSITIVE.len())];
+        let s = spell_id(rng, base, true);
+        p.sensitive.push(s.clone());
+        s
+    } else {
+        let base = FUZZ_PLAIN[rng.usize(..FUZZ_PLAIN.len())];
+        let s = spell_id(rng, base, false);
+        if well_formed {
+            p.plain_well_formed.push(s.clone());
+        }
+        s
+    };
+    if well_formed {
+        return json!({"id": id, "name": "n"});
+    }
+    match rng.u8(..6) {
+        0 => json!({spell_key(rng, "id"): id}),
+        1 => json!({"id": "sports", spell_key(rng, "id"): id}),
+        2 => json!(id),
+        3 => json!([id]),
+        4 => json!({"id": [id]}),
+        _ => json!({"name": id}),
+    }
+}
+
+/// A `user.data` value of a random shape, with segments planted in it.
+/// Plain ids count as well placed only inside the documented shape all the
+/// way down: an array of objects, each with an array `segment` of objects.
+fn fuzz_data(rng: &mut fastrand::Rng, p: &mut Planted) -> Value {
+    let provider = |rng: &mut fastrand::Rng, p: &mut Planted, in_array: bool| -> Value {
+        let well_formed = in_array && rng.u8(..3) > 0;
+        let segs: Vec<Value> = (0..rng.usize(1..5))
+            .map(|_| fuzz_segment(rng, p, well_formed))
+            .collect();
+        let key = if well_formed {
+            "segment".to_string()
+        } else {
+            spell_key(rng, "segment")
+        };
+        match rng.u8(..5) {
+            0 if !well_formed => json!({key: segs[0].clone()}),
+            // A data entry that is not an object (a data object's own `id`
+            // or `name` is not a segment id: only non-objects are planted).
+            1 if !well_formed => json!(segs.iter().map(Value::to_string).collect::<String>()),
+            _ => json!({"id": "dmp", key: segs}),
+        }
+    };
+    match rng.u8(..6) {
+        0 => provider(rng, p, false),
+        1 => fuzz_segment(rng, p, false),
+        2 => Value::Null,
+        _ => Value::Array(
+            (0..rng.usize(1..4))
+                .map(|_| provider(rng, p, true))
+                .collect(),
+        ),
+    }
+}
+
+/// A decision whose personal fields are spelled in several cases, each
+/// holding the secret, with segments of random shapes.
+fn fuzz_decision(seed: u64, personal: &[String], contextual: bool) -> Planted {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut p = Planted {
+        decision: json!({"id": "d", "ts": T0, "campaign": {"id": "c"},
+            "regs": {"gdpr": 0, "us_privacy": if contextual { "1YYN" } else { "1YNN" }}}),
+        sensitive: Vec::new(),
+        plain_well_formed: Vec::new(),
+    };
+    for ptr in personal.iter().map(String::as_str).chain(["/audience/sex"]) {
+        for _ in 0..rng.usize(1..3) {
+            let tokens: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+            let mut at = &mut p.decision;
+            for (i, t) in tokens.iter().enumerate() {
+                // The `user` object itself keeps its spelling: the guard
+                // type-checks `user` and reads consent from it.
+                let key = if i == 0 && *t == "user" && rng.bool() {
+                    t.to_string()
+                } else {
+                    spell_key(&mut rng, t)
+                };
+                if !at.is_object() {
+                    *at = json!({});
+                }
+                at = at
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(key)
+                    .or_insert(Value::Null);
+            }
+            *at = json!(SECRET);
+        }
+    }
+    let data = fuzz_data(&mut rng, &mut p);
+    p.decision["user"]["data"] = data;
+    p
+}
+
+/// Stripping, fuzzed: whatever the case of the keys and the shape of the
+/// segments, no key a stripped pointer names (in any case) is left, no
+/// sensitive segment id (in any spelling) is left anywhere, no secret
+/// reaches a header, and plain segments in the documented shape stay when
+/// consent allows personal data.
+#[test]
+fn no_spelling_or_shape_gets_past_stripping() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let policy = CompiledPolicy::from_toml(POLICY).unwrap();
+    let personal: Vec<String> = policy
+        .unless_personalised
+        .iter()
+        .map(|p| p.text.clone())
+        .collect();
+    let g = guard();
+    let mut runner = TestRunner::new_with_rng(
+        Config::with_cases(1500),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    runner
+        .run(&(any::<u64>(), any::<bool>()), |(seed, contextual)| {
+            let p = fuzz_decision(seed, &personal, contextual);
+            let j = g.judge(None, &serde_json::to_vec(&p.decision).unwrap(), Now::At(T0));
+            prop_assert_ne!(j.route, Route::DeadLetter);
+            let outcome = j.facts.consent.unwrap().outcome;
+            prop_assert_eq!(outcome == Outcome::Contextual, contextual);
+            let out: Value = serde_json::from_slice(&j.payload).unwrap();
+            let stripped = policy.always.iter().chain(if contextual {
+                &policy.unless_personalised[..]
+            } else {
+                &[]
+            });
+            for ptr in stripped {
+                let tokens: Vec<&str> = ptr.tokens.iter().map(String::as_str).collect();
+                let mut left = Vec::new();
+                oracle_reach(&out, &tokens, &mut left);
+                prop_assert!(left.is_empty(), "{} left: {}", ptr.text, out);
+            }
+            let mut strings = Vec::new();
+            all_strings(&out, &mut strings);
+            for s in &p.sensitive {
+                prop_assert!(
+                    !strings.contains(&s.as_str()),
+                    "segment {:?} left: {}",
+                    s,
+                    out
+                );
+            }
+            if contextual {
+                prop_assert!(!strings.contains(&SECRET), "secret left: {}", out);
+            } else {
+                for s in &p.plain_well_formed {
+                    prop_assert!(
+                        strings.contains(&s.as_str()),
+                        "plain segment {:?} removed: {}",
+                        s,
+                        out
+                    );
+                }
+            }
+            for (_, v) in &j.headers {
+                prop_assert!(!v.contains(SECRET));
+                for s in &p.sensitive {
+                    prop_assert!(!v.contains(s.as_str()));
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Any accepted window shape with the extremes of its ranges, and any `i64`
+/// times (decision and clock), through the tracker: nothing overflows or
+/// panics, and the window reported is `window_secs` long and never inverted.
+#[test]
+fn any_accepted_policy_and_any_times_never_overflow() {
+    use fairgate::fairness::tracker::Tracker;
+    use fairgate::policy::Category;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let extreme = prop_oneof![
+        Just(i64::MIN),
+        Just(i64::MIN + 1),
+        Just(-1i64),
+        Just(0i64),
+        Just(T0),
+        Just(i64::MAX - 1),
+        Just(i64::MAX),
+        any::<i64>(),
+        (T0 - 10_000_000..T0 + 10_000_000),
+    ];
+    let shape = (
+        prop::sample::select(vec![1u64, 7, 60, 1800, 86_400]),
+        1u64..=1440,
+        any::<prop::sample::Index>(),
+        any::<prop::sample::Index>(),
+    )
+        .prop_filter_map("window in range", |(bucket, n, fut, idle)| {
+            let window = bucket * n;
+            if !(60..=2_592_000).contains(&window) {
+                return None;
+            }
+            let future = fut.index((window / 2).min(3600) as usize + 1) as u64;
+            let idle = window + idle.index((7_776_000 - window) as usize + 1) as u64;
+            Some((window, bucket, future, idle))
+        });
+    let steps = prop::collection::vec(
+        (
+            0..3usize,
+            extreme.clone(),
+            extreme,
+            any::<bool>(),
+            0..2usize,
+        ),
+        1..40,
+    );
+    let mut runner = TestRunner::new_with_rng(
+        Config::with_cases(300),
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    runner
+        .run(
+            &(shape, steps),
+            |((window, bucket, future, idle), steps)| {
+                let text = POLICY
+                    .replacen("window_secs = 3600", &format!("window_secs = {window}"), 1)
+                    .replacen("bucket_secs = 60", &format!("bucket_secs = {bucket}"), 1)
+                    .replacen(
+                        "max_future_secs = 300",
+                        &format!("max_future_secs = {future}"),
+                        1,
+                    )
+                    .replacen(
+                        "idle_evict_secs = 7200",
+                        &format!("idle_evict_secs = {idle}"),
+                        1,
+                    )
+                    .replacen(
+                        "min_campaign_considered = 300",
+                        "min_campaign_considered = 2",
+                        1,
+                    )
+                    .replacen(
+                        "min_campaign_selected = 300",
+                        "min_campaign_selected = 1",
+                        1,
+                    )
+                    .replacen("min_group_considered = 50", "min_group_considered = 1", 1);
+                let policy = CompiledPolicy::from_toml(&text).unwrap();
+                let t = Tracker::new(&policy);
+                for (c, ts, now, selected, group) in steps {
+                    let id = ["a", "b", "c"][c];
+                    t.record(&policy, id, Category::Default, ts, &[group], selected, now);
+                }
+                for r in t.reports(&policy, None) {
+                    prop_assert!(r.window.start_ms <= r.window.end_ms);
+                    prop_assert!(r.window.end_ms - r.window.start_ms <= window as i64 * 1000);
+                    prop_assert_eq!(r.window.secs, window as i64);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
 }

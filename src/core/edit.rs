@@ -8,11 +8,24 @@
 //! source text.
 //!
 //! The document must already be normalised ([`crate::core::decision::normalise`]):
-//! one entry per key.
+//! one entry per key. Keys that differ only in case are different entries;
+//! the editing calls that stripping uses ([`Node::for_each_at`],
+//! [`Node::retain_at`], [`Node::remove_keys`], [`Node::visit_fields`]) reach
+//! every one of them ([`key_matches`]).
 
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
 use crate::core::decision;
+use crate::policy::key_matches;
+
+/// An array index token (RFC 6901: digits only).
+fn index(token: &str) -> Option<usize> {
+    if token.bytes().all(|b| b.is_ascii_digit()) {
+        token.parse().ok()
+    } else {
+        None
+    }
+}
 
 /// A JSON value being edited.
 #[derive(Debug)]
@@ -100,6 +113,136 @@ impl<'a> Node<'a> {
             }
             None => false,
         }
+    }
+
+    /// Whether following `token` from here reaches a value: a key matching
+    /// it, or an index inside the array. Reads without opening anything.
+    fn has_child(&self, token: &str) -> bool {
+        match self {
+            Node::Doc(v) => {
+                if let Some(o) = v.as_object() {
+                    o.iter().any(|(k, _)| key_matches(k, token))
+                } else if let Some(a) = v.as_array() {
+                    index(token).is_some_and(|i| i < a.len())
+                } else {
+                    false
+                }
+            }
+            Node::Object(m) => m.iter().any(|(k, _)| key_matches(k, token)),
+            Node::Array(a) => index(token).is_some_and(|i| i < a.len()),
+            _ => false,
+        }
+    }
+
+    /// Call `f` on every value the pointer tokens reach: at each object, every
+    /// key matching the token (case does not matter, see [`key_matches`]);
+    /// at each array, the element at the index. Containers are opened only
+    /// on the way to a match.
+    pub fn for_each_at<F: FnMut(&mut Node<'a>)>(&mut self, tokens: &[String], f: &mut F) {
+        let Some((t, rest)) = tokens.split_first() else {
+            f(self);
+            return;
+        };
+        if !self.has_child(t) {
+            return;
+        }
+        self.open();
+        match self {
+            Node::Object(m) => {
+                for (_, v) in m.iter_mut().filter(|(k, _)| key_matches(k, t)) {
+                    v.for_each_at(rest, f);
+                }
+            }
+            Node::Array(a) => {
+                if let Some(v) = index(t).and_then(|i| a.get_mut(i)) {
+                    v.for_each_at(rest, f);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Call `keep` on every value the pointer reaches (as
+    /// [`Node::for_each_at`] does) and remove those for which it returns
+    /// false. Returns how many values were removed.
+    pub fn retain_at<F: FnMut(&mut Node<'a>) -> bool>(
+        &mut self,
+        tokens: &[String],
+        keep: &mut F,
+    ) -> usize {
+        let Some((last, parent)) = tokens.split_last() else {
+            return 0;
+        };
+        let mut removed = 0;
+        self.for_each_at(parent, &mut |p: &mut Node<'a>| {
+            if !p.has_child(last) {
+                return;
+            }
+            p.open();
+            match p {
+                Node::Object(m) => m.retain_mut(|(k, v)| {
+                    let keep = !key_matches(k, last) || keep(v);
+                    removed += usize::from(!keep);
+                    keep
+                }),
+                Node::Array(a) => {
+                    if let Some(i) = index(last).filter(|&i| i < a.len())
+                        && !keep(&mut a[i])
+                    {
+                        a.remove(i);
+                        removed += 1;
+                    }
+                }
+                _ => {}
+            }
+        });
+        removed
+    }
+
+    /// Remove every field of an object whose key matches `token` (case does
+    /// not matter); how many were removed. An object without one is left borrowed.
+    pub fn remove_keys(&mut self, token: &str) -> usize {
+        if matches!(self, Node::Doc(_)) && !self.has_child(token) {
+            return 0;
+        }
+        let Some(m) = self.as_object_mut() else {
+            return 0;
+        };
+        let before = m.len();
+        m.retain(|(k, _)| !key_matches(k, token));
+        before - m.len()
+    }
+
+    /// Call `f` with every field of an object whose key matches `key` (case
+    /// does not matter): the string, or `None` when the value is not one.
+    /// Returns how many fields were visited (0 when this is not an object).
+    pub fn visit_fields(&self, key: &str, mut f: impl FnMut(Option<&str>)) -> usize {
+        let mut n = 0;
+        match self {
+            Node::Doc(v) => {
+                for (k, x) in v.as_object().into_iter().flat_map(|o| o.iter()) {
+                    if key_matches(k, key) {
+                        n += 1;
+                        f(x.as_str());
+                    }
+                }
+            }
+            Node::Object(m) => {
+                for (k, x) in m.iter() {
+                    if key_matches(k, key) {
+                        n += 1;
+                        f(x.as_str());
+                    }
+                }
+            }
+            _ => {}
+        }
+        n
+    }
+
+    /// Whether this is JSON `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Node::Doc(v) if v.is_null())
     }
 
     /// The string, if this is one.

@@ -23,6 +23,7 @@ use crate::core::strip::{self, Stripped};
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
 use crate::fairness::campaign::{OverrideAction, State};
+use crate::fairness::event_time::EventClock;
 use crate::fairness::tracker::{
     CampaignReport, Filter, OverrideError, Page, Recorded, Timing, Tracker,
 };
@@ -111,7 +112,9 @@ pub struct Facts {
 }
 
 /// The current time for one call: the wall clock as read by the caller, or
-/// event time (the latest decision `ts` seen) for replaying recorded traffic.
+/// event time for replaying recorded traffic: read from the decisions' own
+/// `ts`, so that no outlier moves it far ([`crate::fairness::event_time`];
+/// prime it with [`Guard::prime_event_time`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Now {
     At(i64),
@@ -138,7 +141,7 @@ pub struct Swapped {
 pub struct Guard {
     live: ArcSwap<Live>,
     tracker: Tracker,
-    event_time: std::sync::atomic::AtomicI64,
+    event_time: parking_lot::Mutex<EventClock>,
 }
 
 fn flag_value(policy: &CompiledPolicy, f: Option<&Finding>, acknowledged: bool) -> String {
@@ -166,7 +169,7 @@ impl Guard {
                 policy,
             }),
             tracker,
-            event_time: std::sync::atomic::AtomicI64::new(i64::MIN),
+            event_time: parking_lot::Mutex::new(EventClock::new()),
         }
     }
 
@@ -208,8 +211,9 @@ impl Guard {
                 let x =
                     decision::as_i64(v).or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
                 x.and_then(|x| {
+                    // A year far outside `i64` of today's is in no band.
                     let x = match dim.transform {
-                        Some(BandTransform::AgeFromYear) => year_of(d.ts) - x,
+                        Some(BandTransform::AgeFromYear) => year_of(d.ts).checked_sub(x)?,
                         None => x,
                     };
                     dim.bands
@@ -275,7 +279,7 @@ impl Guard {
             Ok(d) => d,
             Err(e) => return self.dead_letter(&live, key, bytes, e),
         };
-        let now_ms = self.now_ms(now, d.ts);
+        let now_ms = self.now_ms(now, d.ts, policy.max_future_ms);
         let verdict = live.consent.evaluate(&d.consent_inputs());
         let rec = self.record(policy, &d, now_ms);
 
@@ -326,18 +330,20 @@ impl Guard {
         )
     }
 
-    /// The current time for one call: the caller's, or with event time the
-    /// latest decision `ts` seen (this one included).
-    fn now_ms(&self, now: Now, ts: i64) -> i64 {
+    /// The current time for one call: the caller's, or event time with this
+    /// decision's `ts` observed.
+    fn now_ms(&self, now: Now, ts: i64, max_future_ms: i64) -> i64 {
         match now {
             Now::At(ms) => ms,
-            Now::EventTime => {
-                let prev = self
-                    .event_time
-                    .fetch_max(ts, std::sync::atomic::Ordering::Relaxed);
-                prev.max(ts)
-            }
+            Now::EventTime => self.event_time.lock().observe(ts, max_future_ms),
         }
+    }
+
+    /// A decision `ts` read ahead of judging (replays): the first decisions
+    /// are then judged in event time against the ones around them, so that a
+    /// first decision stamped far ahead cannot set the clock.
+    pub fn prime_event_time(&self, ts: i64) {
+        self.event_time.lock().prime(ts);
     }
 
     /// Report of one campaign under the live policy.

@@ -4,12 +4,23 @@
 //! pointers removed unless personalised; then coarsening. A field that cannot
 //! be coarsened (an IP that does not parse, a latitude that is not a number)
 //! is removed instead: when in doubt, nothing personal flows.
+//!
+//! Pointers reach every key that matches without regard to case
+//! ([`crate::policy::key_matches`]): `user.ID` and `user.Id` go with
+//! `user.id`. Segment ids are normalised before they are matched
+//! ([`crate::policy::normalise_segment_id`]). Segments must come in the
+//! documented shape — an array of data objects, each with an array
+//! `segment` of objects with a string `id` — and whatever is not in that
+//! shape fails closed: it is removed, because what it holds cannot be
+//! checked.
 
 use std::net::IpAddr;
 
 use crate::core::consent::{Outcome, Verdict};
 use crate::core::edit::Node;
-use crate::policy::{CoarsenOp, CoarsenWhen, CompiledPolicy, Pointer, RemovalGroup};
+use crate::policy::{
+    CoarsenOp, CoarsenWhen, CompiledPolicy, Pointer, RemovalGroup, SegmentMatcher, key_matches,
+};
 
 /// What stripping did to one record: pointers only, never values.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -22,7 +33,10 @@ pub struct Stripped<'p> {
     pub coarsened: Vec<&'p str>,
     /// Pointers removed because they could not be coarsened.
     pub uncoarsenable: Vec<&'p str>,
-    /// Sensitive segments removed.
+    /// The segments pointer, when what it named was not an array (removed whole).
+    pub malformed: Vec<&'p str>,
+    /// Sensitive segments removed, with every entry or container that was
+    /// not in the documented shape.
     pub segments: usize,
 }
 
@@ -31,8 +45,9 @@ impl Stripped<'_> {
     pub fn removed_header(&self) -> String {
         let mut out = String::new();
         for p in self
-            .always
+            .malformed
             .iter()
+            .chain(&self.always)
             .chain(&self.personal)
             .chain(&self.uncoarsenable)
         {
@@ -45,24 +60,17 @@ impl Stripped<'_> {
     }
 }
 
-/// Remove the value at `p`. Returns whether something was there.
-pub fn remove(v: &mut Node<'_>, p: &Pointer) -> bool {
-    let Some((last, parent)) = p.tokens.split_last() else {
-        return false;
-    };
-    let Some(parent) = v.pointer_mut(parent) else {
-        return false;
-    };
-    if let Some(a) = parent.as_array_mut() {
-        return match last.parse::<usize>() {
-            Ok(i) if i < a.len() => {
-                a.remove(i);
-                true
-            }
-            _ => false,
-        };
+/// Push `p` once.
+fn note<'p>(out: &mut Vec<&'p str>, p: &'p str) {
+    if !out.contains(&p) {
+        out.push(p);
     }
-    parent.remove_key(last)
+}
+
+/// Remove every value at `p` (every key matching, whatever its case).
+/// Returns whether something was there.
+pub fn remove(v: &mut Node<'_>, p: &Pointer) -> bool {
+    v.retain_at(&p.tokens, &mut |_: &mut Node<'_>| false) > 0
 }
 
 fn mask_ip(s: &str, v4_bits: u8, v6_bits: u8) -> Option<String> {
@@ -127,71 +135,112 @@ fn coarsen_value(v: &mut Node<'_>, op: CoarsenOp) -> bool {
     }
 }
 
-/// Remove sensitive segments under the policy's data pointer.
-fn strip_segments(policy: &CompiledPolicy, v: &mut Node<'_>) -> usize {
-    let Some(m) = &policy.segments else {
-        return 0;
-    };
-    let Some(providers) = v
-        .pointer_mut(&m.pointer.tokens)
-        .and_then(Node::as_array_mut)
-    else {
-        return 0;
-    };
+/// Whether one segment may stay: an object whose every `id` key (whatever
+/// its case) holds a string, at least one, none of them sensitive.
+fn segment_passes(m: &SegmentMatcher, seg: &Node<'_>) -> bool {
+    let mut ok = true;
+    let ids = seg.visit_fields("id", |id| {
+        ok &= id.is_some_and(|id| !m.is_sensitive(id));
+    });
+    ok && ids > 0
+}
+
+/// The sensitive and malformed segments of one data object's `segment`
+/// arrays removed (every `segment` key, whatever its case); a `segment` that
+/// is not an array is removed whole. Returns the number removed.
+fn strip_provider(m: &SegmentMatcher, fields: &mut Vec<(&str, Node<'_>)>) -> usize {
     let mut removed = 0;
-    for provider in providers.iter_mut() {
-        let Some(segments) = provider.get_mut("segment").and_then(Node::as_array_mut) else {
-            continue;
+    fields.retain_mut(|(k, segs)| {
+        if !key_matches(k, "segment") || segs.is_null() {
+            return true;
+        }
+        let Some(list) = segs.as_array_mut() else {
+            removed += 1;
+            return false;
         };
-        segments.retain(|seg| {
-            let sensitive = match seg.field_str("id") {
-                Some(id) => m.matches(id),
-                // A segment without a readable id cannot be shown to be harmless.
-                None => true,
-            };
-            removed += sensitive as usize;
-            !sensitive
+        list.retain(|seg| {
+            let pass = segment_passes(m, seg);
+            removed += usize::from(!pass);
+            pass
         });
-    }
+        true
+    });
     removed
 }
 
-/// Remove every pointer of a plan; pushes the removed ones onto `out`.
+/// Remove sensitive segments under the policy's data pointer, and fail
+/// closed on what is not in the documented shape: a data value that is not
+/// an array is removed whole (and its pointer noted in `malformed`), a data
+/// entry that is not an object is removed. Returns the number removed.
+fn strip_segments<'p>(
+    policy: &'p CompiledPolicy,
+    v: &mut Node<'_>,
+    malformed: &mut Vec<&'p str>,
+) -> usize {
+    let Some(m) = &policy.segments else {
+        return 0;
+    };
+    let mut removed = 0;
+    let whole = v.retain_at(&m.pointer.tokens, &mut |data: &mut Node<'_>| {
+        if data.is_null() {
+            return true;
+        }
+        let Some(providers) = data.as_array_mut() else {
+            return false;
+        };
+        providers.retain_mut(|provider| match provider.as_object_mut() {
+            Some(fields) => {
+                removed += strip_provider(m, fields);
+                true
+            }
+            None => {
+                removed += 1;
+                false
+            }
+        });
+        true
+    });
+    if whole > 0 {
+        note(malformed, &m.pointer.text);
+    }
+    removed + whole
+}
+
+/// Remove every pointer of a plan; notes the removed ones in `out`, each once.
 fn remove_planned<'p>(v: &mut Node<'_>, plan: &'p [RemovalGroup], out: &mut Vec<&'p str>) {
     for g in plan {
-        let Some(parent) = v.pointer_mut(&g.parent) else {
-            continue;
-        };
-        if let Some(a) = parent.as_array_mut() {
-            // Array children: remove one by one, highest index first.
-            let mut idx: Vec<(usize, &'p str)> = g
-                .children
-                .iter()
-                .filter_map(|(k, t)| Some((k.parse::<usize>().ok()?, t.as_str())))
-                .collect();
-            idx.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
-            for (i, t) in idx {
-                if i < a.len() {
-                    a.remove(i);
-                    out.push(t);
+        v.for_each_at(&g.parent, &mut |parent: &mut Node<'_>| {
+            if let Some(a) = parent.as_array_mut() {
+                // Array children: remove one by one, highest index first.
+                let mut idx: Vec<(usize, &'p str)> = g
+                    .children
+                    .iter()
+                    .filter(|(k, _)| k.bytes().all(|b| b.is_ascii_digit()))
+                    .filter_map(|(k, t)| Some((k.parse::<usize>().ok()?, t.as_str())))
+                    .collect();
+                idx.sort_unstable_by_key(|x| std::cmp::Reverse(x.0));
+                idx.dedup_by_key(|x| x.0);
+                for (i, t) in idx {
+                    if i < a.len() {
+                        a.remove(i);
+                        note(out, t);
+                    }
+                }
+            } else {
+                for (key, text) in &g.children {
+                    if parent.remove_keys(key) > 0 {
+                        note(out, text);
+                    }
                 }
             }
-        } else {
-            for (key, text) in &g.children {
-                if parent.remove_key(key) {
-                    out.push(text);
-                }
-            }
-        }
+        });
     }
 }
 
 /// Strip one decision in place according to the policy and its consent verdict.
 pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Node<'_>, verdict: &Verdict) -> Stripped<'p> {
-    let mut out = Stripped {
-        segments: strip_segments(policy, v),
-        ..Stripped::default()
-    };
+    let mut out = Stripped::default();
+    out.segments = strip_segments(policy, v, &mut out.malformed);
     remove_planned(v, &policy.always_plan, &mut out.always);
     if verdict.outcome != Outcome::Personalised {
         remove_planned(v, &policy.personal_plan, &mut out.personal);
@@ -200,13 +249,18 @@ pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Node<'_>, verdict: &Verdict
         if c.when == CoarsenWhen::UnlessPreciseGeo && verdict.precise_geo {
             continue;
         }
-        let Some(target) = v.pointer_mut(&c.pointer.tokens) else {
-            continue;
-        };
-        if coarsen_value(target, c.op) {
-            out.coarsened.push(&c.pointer.text);
-        } else if remove(v, &c.pointer) {
-            out.uncoarsenable.push(&c.pointer.text);
+        let (mut coarsened, mut uncoarsenable) = (false, false);
+        v.retain_at(&c.pointer.tokens, &mut |target: &mut Node<'_>| {
+            let done = coarsen_value(target, c.op);
+            coarsened |= done;
+            uncoarsenable |= !done;
+            done
+        });
+        if coarsened {
+            note(&mut out.coarsened, &c.pointer.text);
+        }
+        if uncoarsenable {
+            note(&mut out.uncoarsenable, &c.pointer.text);
         }
     }
     out
@@ -315,9 +369,12 @@ mod tests {
             stripped(&policy, input, &verdict(Outcome::Personalised, true));
         assert_eq!(
             out,
-            r#"{"list":["b","d"],"user":{"id":"u","data":[{"segment":[{"id":"ok"}]},{"segment":"odd"}]},"device":{"ip":"0.0.0.0","ipv6":"2001:db8::1","geo":{"lat":"north","lon":4.56789}}}"#
+            r#"{"list":["b","d"],"user":{"id":"u","data":[{"segment":[{"id":"ok"}]},{}]},"device":{"ip":"0.0.0.0","ipv6":"2001:db8::1","geo":{"lat":"north","lon":4.56789}}}"#
         );
-        assert_eq!(segments, 2, "the sensitive one and the one without an id");
+        assert_eq!(
+            segments, 3,
+            "the sensitive one, the one without an id, the segment list that is not an array"
+        );
         assert_eq!(lists[0], "/audience,/list/2,/list/0");
         assert_eq!(
             (lists[1].as_str(), lists[2].as_str(), lists[3].as_str()),
@@ -337,6 +394,153 @@ mod tests {
             lists[4],
             "/audience,/list/2,/list/0,/user/id,/user/data,/device/geo/lat"
         );
+    }
+
+    fn example() -> CompiledPolicy {
+        CompiledPolicy::from_toml(include_str!("../../config/policy.toml")).unwrap()
+    }
+
+    /// Every key a pointer names is reached whatever its case (and the
+    /// non-ASCII letters that case-fold onto ASCII ones), at every level:
+    /// removed, coarsened, and named once in the header.
+    #[test]
+    fn keys_match_without_regard_to_case() {
+        let policy = example();
+        let input = r#"{"id":"d","USER":{"id":"a","ID":"b","Id":"c","ıd":"e","BuyerUID":"f","geo":{"LAT":52.3731,"lat":1.23456}},
+            "user":{"iD":"g","Eids":[1],"consent":"kept"},"Device":{"IFA":"h","Ip":"203.0.113.17","ip":"198.51.100.7"},"Audience":{"sex":"f"},"aUdIeNcE":1,
+            "other":{"id":"kept"}}"#;
+        let (out, lists, _) = stripped(&policy, input, &verdict(Outcome::Contextual, false));
+        assert_eq!(
+            out,
+            r#"{"id":"d","USER":{"geo":{"LAT":52.37,"lat":1.23}},"user":{"consent":"kept"},"Device":{"Ip":"203.0.113.0","ip":"198.51.100.0"},"other":{"id":"kept"}}"#
+        );
+        assert_eq!(lists[0], "/audience");
+        assert_eq!(lists[1], "/user/id,/user/buyeruid,/user/eids,/device/ifa");
+        assert_eq!(lists[2], "/device/ip,/user/geo/lat");
+        // Personalised, nothing personal goes, but every spelling of /audience does.
+        let (out, lists, _) = stripped(&policy, input, &verdict(Outcome::Personalised, true));
+        assert!(
+            !out.contains("udience") && !out.contains("UDIENCE"),
+            "{out}"
+        );
+        assert!(out.contains(r#""IFA":"h""#), "{out}");
+        assert_eq!(lists[4], "/audience");
+        // A key that only looks like a pointer token stays.
+        for key in ["i d", "idx", "uid", "i", "İdd"] {
+            let input = format!(r#"{{"user":{{"{key}":1}}}}"#);
+            let (out, _, _) = stripped(&policy, &input, &verdict(Outcome::Contextual, false));
+            assert_eq!(out, input);
+        }
+    }
+
+    /// Segment ids are normalised before they are matched: case, Unicode
+    /// whitespace around the id, separators; an id outside ASCII after
+    /// trimming (lookalike, zero-width, full-width) is removed as unverifiable;
+    /// so is a segment with any `id` key (whatever its case) that is not a
+    /// harmless string.
+    #[test]
+    fn segment_ids_are_normalised_before_matching() {
+        let policy = example();
+        let removed = [
+            r#"{"id":"Health-diabetes"}"#,
+            r#"{"id":"HEALTH-x"}"#,
+            r#"{"id":" health-x"}"#,
+            r#"{"id":"\u00a0health-x\t"}"#,
+            r#"{"id":"health_x"}"#,
+            r#"{"id":"health x"}"#,
+            r#"{"id":"health--x"}"#,
+            r#"{"id":"-health.x"}"#,
+            r#"{"id":"women_Health_y"}"#,
+            r#"{"id":"LGBTQ"}"#,
+            r#"{"id":"heal\u200bth-x"}"#,
+            r#"{"id":"\uff48ealth-x"}"#,
+            r#"{"id":"h\u0435alth-x"}"#,
+            r#"{"ID":"health-x"}"#,
+            r#"{"id":"sports","Id":"religion-x"}"#,
+            r#"{"id":"sports","iD":7}"#,
+            r#"{"id":null}"#,
+            r#"{"name":"sports"}"#,
+            r#"{}"#,
+            r#""health-x""#,
+            r#"["health-x"]"#,
+            r#"null"#,
+            r#"3"#,
+        ];
+        let kept = [
+            r#"{"id":"sports"}"#,
+            r#"{"id":" Auto Intender "}"#,
+            r#"{"id":"healthy-food"}"#,
+            r#"{"id":"my-health"}"#,
+            r#"{"id":"unionist"}"#,
+            r#"{"id":"","x":1}"#,
+            r#"{"Id":"travel"}"#,
+        ];
+        for seg in removed {
+            let input =
+                format!(r#"{{"user":{{"data":[{{"segment":[{seg},{{"id":"sports"}}]}}]}}}}"#);
+            let (out, _, n) = stripped(&policy, &input, &verdict(Outcome::Personalised, true));
+            assert_eq!(
+                out, r#"{"user":{"data":[{"segment":[{"id":"sports"}]}]}}"#,
+                "{seg} stayed"
+            );
+            assert_eq!(n, 1, "{seg}");
+        }
+        for seg in kept {
+            let input = format!(r#"{{"user":{{"data":[{{"segment":[{seg}]}}]}}}}"#);
+            let (out, _, n) = stripped(&policy, &input, &verdict(Outcome::Personalised, true));
+            assert_eq!(out, input, "{seg} was removed");
+            assert_eq!(n, 0, "{seg}");
+        }
+    }
+
+    /// What is not the documented shape — an array of data objects, each
+    /// with an array `segment` of objects — is removed whole: nothing in it
+    /// can be checked. A `null` holds nothing and stays. Every `segment`
+    /// key, whatever its case, is checked.
+    #[test]
+    fn malformed_segment_containers_fail_closed() {
+        let policy = example();
+        let personalised = verdict(Outcome::Personalised, true);
+        for (data, out, n, header) in [
+            (
+                r#"{"segment":[{"id":"health-x"}]}"#,
+                r#"{"user":{}}"#,
+                1,
+                "/user/data",
+            ),
+            (r#""health-x""#, r#"{"user":{}}"#, 1, "/user/data"),
+            (r#"7"#, r#"{"user":{}}"#, 1, "/user/data"),
+            (r#"null"#, r#"{"user":{"data":null}}"#, 0, ""),
+            (
+                r#"["health-x",{"segment":[{"id":"ok"}]},null,[{"id":"x"}]]"#,
+                r#"{"user":{"data":[{"segment":[{"id":"ok"}]}]}}"#,
+                3,
+                "",
+            ),
+            (
+                r#"[{"segment":{"id":"health-x"}},{"segment":"health-x"},{"segment":null}]"#,
+                r#"{"user":{"data":[{},{},{"segment":null}]}}"#,
+                2,
+                "",
+            ),
+            (
+                r#"[{"segment":[{"id":"ok"}],"Segment":[{"id":"health-x"},{"id":"ok2"}],"SEGMENT":{"id":"religion-x"}}]"#,
+                r#"{"user":{"data":[{"segment":[{"id":"ok"}],"Segment":[{"id":"ok2"}]}]}}"#,
+                2,
+                "",
+            ),
+        ] {
+            let input = format!(r#"{{"user":{{"data":{data}}}}}"#);
+            let (got, lists, removed) = stripped(&policy, &input, &personalised);
+            assert_eq!(got, out, "{data}");
+            assert_eq!(removed, n, "{data}");
+            assert_eq!(lists[4], header, "{data}");
+        }
+        // Every spelling of the data pointer is checked.
+        let input = r#"{"User":{"DATA":{"segment":[{"id":"health-x"}]},"data":[{"segment":[{"id":"health-y"}]}]}}"#;
+        let (got, lists, removed) = stripped(&policy, input, &personalised);
+        assert_eq!(got, r#"{"User":{"data":[{"segment":[]}]}}"#);
+        assert_eq!((lists[4].as_str(), removed), ("/user/data", 2));
     }
 
     #[test]

@@ -160,11 +160,11 @@ impl StateMachine {
         } else if a.level != Level::Insufficient {
             self.skewed_since_ms = None;
         }
-        let dwelt = now_ms - self.since_ms >= limits.min_dwell_ms;
+        let dwelt = now_ms.saturating_sub(self.since_ms) >= limits.min_dwell_ms;
         let enforce = mode == Mode::Enforce;
         let sustained = self
             .skewed_since_ms
-            .is_some_and(|s| now_ms - s >= limits.block_after_ms);
+            .is_some_and(|s| now_ms.saturating_sub(s) >= limits.block_after_ms);
         let next = match self.state {
             State::Ok => match a.level {
                 Level::Severe if enforce => Some((State::Blocked, Cause::SevereSkew)),
@@ -347,6 +347,24 @@ mod tests {
 
     /// The names are what the API's `?state=` filter and the override
     /// requests accept, and what alerts and metrics show.
+    /// Times at the ends of `i64` neither overflow nor panic: a state
+    /// entered at the latest time has not dwelt, one entered at the
+    /// earliest has dwelt (and been skewed) long enough.
+    #[test]
+    fn extreme_times_saturate() {
+        let mut m = StateMachine::new(i64::MAX);
+        m.step(&at(Level::Skewed), &limits(), Mode::Enforce, i64::MIN);
+        assert_eq!(m.state, State::Flagged);
+        assert_eq!(
+            m.step(&at(Level::Fair), &limits(), Mode::Enforce, i64::MIN),
+            None
+        );
+        let mut m = StateMachine::new(i64::MIN);
+        m.step(&at(Level::Skewed), &limits(), Mode::Enforce, i64::MIN);
+        let t = m.step(&at(Level::Skewed), &limits(), Mode::Enforce, i64::MAX);
+        assert_eq!(t.map(|t| t.cause), Some(Cause::SustainedSkew));
+    }
+
     #[test]
     fn names_round_trip() {
         for (s, name) in [

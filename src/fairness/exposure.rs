@@ -7,6 +7,10 @@
 //! reading a campaign's numbers costs one pass over its groups, not over its
 //! buckets. Advancing the window subtracts the slots that fall out of it.
 //!
+//! Bucket arithmetic saturates: any `i64` bucket is accepted (the lowest,
+//! `i64::MIN`, is read as `i64::MIN + 1`, as it tags empty slots), and none
+//! overflows or panics.
+//!
 //! Memory per campaign is fixed by the policy: `buckets × (8 + 8 × groups)`
 //! bytes of ring plus `16 × groups` of totals (for the example policy, 60
 //! buckets and 8 groups: about 4.4 KiB), see [`Window::heap_bytes`].
@@ -65,7 +69,8 @@ impl Window {
 
     /// First bucket still inside the window.
     pub fn first_live(&self) -> Option<i64> {
-        self.head().map(|h| h - self.n as i64 + 1)
+        self.head()
+            .map(|h| h.saturating_sub(self.n as i64).saturating_add(1))
     }
 
     fn expire_slot(&mut self, slot: usize) {
@@ -85,19 +90,22 @@ impl Window {
 
     /// Move the head forward to `to`, dropping the buckets that leave the window.
     pub fn advance(&mut self, to: i64) {
+        let to = to.max(EMPTY + 1);
         if self.head != EMPTY && to <= self.head {
             return;
         }
         let n = self.n as i64;
-        if self.head == EMPTY || to - self.head >= n {
+        if self.head == EMPTY || to.saturating_sub(self.head) >= n {
             for slot in 0..self.n {
                 if self.tags[slot] != EMPTY {
                     self.expire_slot(slot);
                 }
             }
         } else {
-            // Buckets (head - n, to - n] leave the window.
-            for b in (self.head - n + 1)..=(to - n) {
+            // Buckets (head - n, to - n] leave the window (fewer than n of
+            // them; near i64::MIN the saturated range is empty or shorter,
+            // and those buckets cannot have been counted).
+            for b in self.head.saturating_sub(n).saturating_add(1)..=to.saturating_sub(n) {
                 let slot = self.slot(b);
                 if self.tags[slot] == b {
                     self.expire_slot(slot);
@@ -110,10 +118,11 @@ impl Window {
     /// Count one decision in `bucket` for the given flat group indices.
     /// The caller advances first, so `bucket <= head`.
     pub fn add(&mut self, bucket: i64, groups: &[usize], selected: bool) -> Placement {
+        let bucket = bucket.max(EMPTY + 1);
         if self.head == EMPTY || bucket > self.head {
             self.advance(bucket);
         }
-        if bucket <= self.head - self.n as i64 {
+        if bucket <= self.head.saturating_sub(self.n as i64) {
             return Placement::Late;
         }
         let slot = self.slot(bucket);
@@ -262,6 +271,40 @@ mod tests {
                 prop_assert_eq!(w.recount(), expect);
             }
         }
+    }
+
+    /// The extremes of `i64` neither overflow nor panic, and keep the rules:
+    /// a bucket at least `n` behind the head is late; the lowest bucket
+    /// (`i64::MIN`, the empty tag) is read as the one above it.
+    #[test]
+    fn extreme_buckets_do_not_overflow() {
+        let mut w = Window::new(3, 1);
+        assert_eq!(w.add(i64::MIN, &[0], true), Placement::Counted);
+        assert_eq!(w.head(), Some(i64::MIN + 1));
+        assert_eq!(w.first_live(), Some(i64::MIN + 1));
+        assert_eq!(w.add(i64::MIN + 2, &[0], true), Placement::Counted);
+        assert_eq!(w.totals()[0].considered, 2);
+        assert_eq!(w.add(i64::MAX, &[0], false), Placement::Counted);
+        assert_eq!(
+            w.totals()[0].considered,
+            1,
+            "a jump past the window empties it"
+        );
+        assert_eq!(w.first_live(), Some(i64::MAX - 2));
+        assert_eq!(w.add(i64::MAX - 2, &[0], false), Placement::Counted);
+        assert_eq!(w.add(i64::MAX - 3, &[0], false), Placement::Late);
+        assert_eq!(w.add(i64::MIN, &[0], false), Placement::Late);
+        assert_eq!(w.add(0, &[0], false), Placement::Late);
+        w.advance(i64::MIN);
+        w.advance(i64::MAX);
+        assert_eq!(w.totals()[0].considered, 2);
+        assert_eq!(w.recount(), w.totals().to_vec());
+        let mut w = Window::new(1440, 1);
+        w.add(i64::MIN + 5, &[0], true);
+        w.advance(i64::MIN + 100);
+        assert_eq!(w.totals()[0].considered, 1);
+        w.advance(i64::MIN + 2000);
+        assert_eq!(w.totals()[0].considered, 0);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! follow. Pure: no I/O, no clock (time comes in as an argument).
 //!
 //! * [`exposure`] — rolling windows of time buckets by the decision's `ts`.
+//! * [`event_time`] — the clock read from the decisions' `ts` when replaying,
+//!   robust to outliers.
 //! * [`measures`] — selection-rate ratio, delivery-share distance, Wilson intervals.
 //! * [`assess`] — judging a campaign's counts against the policy's limits.
 //! * [`campaign`] — the ok / flagged / blocked state machine with hysteresis, overrides.
@@ -12,6 +14,7 @@
 pub mod alert;
 pub mod assess;
 pub mod campaign;
+pub mod event_time;
 pub mod exposure;
 pub mod measures;
 pub mod tracker;

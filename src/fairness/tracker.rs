@@ -365,13 +365,19 @@ fn context<'a>(
     }
 }
 
+/// The window ending with bucket `head` (saturating at the ends of `i64`).
 fn window_info(policy: &CompiledPolicy, head: Option<i64>) -> WindowInfo {
-    let end = head.map(|h| (h + 1) * policy.bucket_ms).unwrap_or(0);
+    let end = head.map_or(0, |h| bucket_end_ms(policy, h));
     WindowInfo {
-        start_ms: end - policy.window_ms,
+        start_ms: end.saturating_sub(policy.window_ms),
         end_ms: end,
         secs: policy.window_ms / 1000,
     }
+}
+
+/// The first millisecond after bucket `b` (saturating at the ends of `i64`).
+fn bucket_end_ms(policy: &CompiledPolicy, b: i64) -> i64 {
+    b.saturating_add(1).saturating_mul(policy.bucket_ms)
 }
 
 impl Tracker {
@@ -481,26 +487,29 @@ impl Tracker {
         }
     }
 
-    /// The decision's campaign, made when first seen. The returned entry
-    /// holds its shard's write lock: see the lock order on [`Tracker`].
+    /// The decision's campaign, made when first seen (seen no later than the
+    /// clock allows: an early decision's `ts` is not believed). The returned
+    /// entry holds its shard's write lock: see the lock order on [`Tracker`].
     fn campaign_entry(&self, d: &Seen<'_>) -> RefMut<'_, Box<str>, Campaign> {
         match self.campaigns.get_mut(d.campaign) {
             Some(e) => e,
-            None => self
-                .campaigns
-                .entry(d.campaign.into())
-                .or_insert_with(|| Campaign::new(d.policy, d.category, d.ts_ms, d.now_ms)),
+            None => {
+                let seen = d.ts_ms.min(d.now_ms.saturating_add(d.policy.max_future_ms));
+                self.campaigns
+                    .entry(d.campaign.into())
+                    .or_insert_with(|| Campaign::new(d.policy, d.category, seen, d.now_ms))
+            }
         }
     }
 
     /// Forget campaigns in state ok, without override, idle past `idle_evict_secs`.
     fn sweep(&self, policy: &CompiledPolicy, head_bucket: i64) {
-        let now_event = (head_bucket + 1) * policy.bucket_ms;
+        let now_event = bucket_end_ms(policy, head_bucket);
         let before = self.campaigns.len();
         self.campaigns.retain(|_, c| {
             c.machine.state != State::Ok
                 || c.machine.override_.is_some()
-                || now_event - c.last_seen_ms < policy.idle_evict_ms
+                || now_event.saturating_sub(c.last_seen_ms) < policy.idle_evict_ms
         });
         let gone = before.saturating_sub(self.campaigns.len());
         if gone > 0 {

@@ -13,10 +13,10 @@ use super::compiled::{
 };
 use super::error::{PolicyError, PolicyIssue};
 use super::file::{
-    BaselineSpec, CoarsenMethod, CoarsenRule, ConsentPolicy, DimensionSpec, FairnessPolicy,
-    LimitsSpec, Mode, SegmentPolicy, StripPolicy,
+    BandTransform, BaselineSpec, CoarsenMethod, CoarsenRule, ConsentPolicy, DimensionSpec,
+    FairnessPolicy, LimitsSpec, Mode, SegmentPolicy, StripPolicy,
 };
-use super::pointer::{Pointer, RemovalGroup, SegmentMatcher};
+use super::pointer::{Pointer, RemovalGroup, SegmentMatcher, normalise_segment_id};
 use super::quantile::z_for_confidence;
 
 impl CompiledPolicy {
@@ -60,6 +60,34 @@ impl Issues {
                 None
             }
         }
+    }
+
+    /// Note a number outside `lo..=hi`, naming the range (`note` says what
+    /// it is, e.g. " (30 days)") and the value found. Whether it was inside.
+    fn range(
+        &mut self,
+        place: impl Into<String>,
+        x: u64,
+        (lo, hi): (u64, u64),
+        note: &str,
+    ) -> bool {
+        let ok = (lo..=hi).contains(&x);
+        if !ok {
+            self.push(
+                place,
+                format!("must be between {lo} and {hi}{note}, got {x}"),
+            );
+        }
+        ok
+    }
+
+    /// The same for a fraction: inside `lo..=hi`, and not NaN.
+    fn fraction(&mut self, place: impl Into<String>, x: f64, lo: f64, hi: f64) -> bool {
+        let ok = (lo..=hi).contains(&x);
+        if !ok {
+            self.push(place, format!("must be between {lo} and {hi}, got {x}"));
+        }
+        ok
     }
 
     fn pointer(&mut self, place: String, text: &str) -> Option<Pointer> {
@@ -191,6 +219,45 @@ fn sections(top: &toml::Table, issues: &mut Issues) -> Sections {
 }
 
 // ---------------------------------------------------------------------------
+// Ranges
+// ---------------------------------------------------------------------------
+
+// Every number in a policy has a range that makes sense; a value outside it
+// is refused with the range in the message. Besides guarding against typos,
+// the ranges keep every time in milliseconds, every window and every count
+// far from the ends of `i64` and `u64` (see README "Exposure and skew").
+
+/// `consent.max_age_days`: a day to ten years (IAB: re-ask after 13 months).
+const MAX_AGE_DAYS: (u64, u64) = (1, 3650);
+/// `consent.cache_entries`.
+const CACHE_ENTRIES: (u64, u64) = (1, 1_000_000);
+/// `strip.coarsen[].keep_chars`: a truncation that keeps more is no coarsening.
+const KEEP_CHARS: (u64, u64) = (0, 16);
+/// `fairness.window_secs`: a minute to 30 days.
+const WINDOW_SECS: (u64, u64) = (60, 2_592_000);
+/// `fairness.bucket_secs`: a second to a day.
+const BUCKET_SECS: (u64, u64) = (1, 86_400);
+/// Buckets per window (each costs memory per campaign).
+const MAX_BUCKETS: u64 = 1440;
+/// `fairness.max_future_secs`: at most an hour, and at most half the window.
+const MAX_FUTURE_SECS: u64 = 3600;
+/// `fairness.idle_evict_secs`: at least the window (a campaign forgotten
+/// sooner would lose counts still in its window), at most 90 days.
+const IDLE_EVICT_MAX_SECS: u64 = 7_776_000;
+/// `fairness.min_*`: a verdict needs data, and one that needs more than a
+/// million decisions is never given.
+const MIN_COUNT: (u64, u64) = (1, 1_000_000);
+/// `block_after_secs` and `min_dwell_secs`: up to 30 days.
+const DURATION_SECS: (u64, u64) = (0, 2_592_000);
+/// Ages a band of `age_from_year` may name.
+const AGE: (i64, i64) = (0, 150);
+
+/// Seconds as milliseconds, saturating (the ranges keep it exact).
+fn ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+// ---------------------------------------------------------------------------
 // [consent]
 // ---------------------------------------------------------------------------
 
@@ -225,12 +292,18 @@ fn consent(c: ConsentPolicy, issues: &mut Issues) -> ConsentPart {
             required_mask |= 1 << p;
         }
     }
-    if c.max_age_days == 0 {
-        issues.push("consent.max_age_days", "must be at least 1");
-    }
-    if c.cache_entries == 0 {
-        issues.push("consent.cache_entries", "must be at least 1");
-    }
+    issues.range(
+        "consent.max_age_days",
+        u64::from(c.max_age_days),
+        MAX_AGE_DAYS,
+        " (ten years)",
+    );
+    issues.range(
+        "consent.cache_entries",
+        c.cache_entries as u64,
+        CACHE_ENTRIES,
+        "",
+    );
     consent_bounds(&c, issues);
     ConsentPart {
         spec: c,
@@ -241,36 +314,26 @@ fn consent(c: ConsentPolicy, issues: &mut Issues) -> ConsentPart {
 /// Allowed `consent.max_string_bytes`. Real TCF strings with every GVL
 /// vendor are a few KB (browsers cap a cookie at 4 KB); 1 KiB already fits a
 /// bitfield of 1,000 vendors. Above 64 KiB a string is no consent string.
-const MAX_STRING_BYTES: std::ops::RangeInclusive<usize> = 1_024..=65_536;
+const MAX_STRING_BYTES: (u64, u64) = (1_024, 65_536);
 
 /// Allowed `consent.cache_bytes`: at least 1 MiB, so a string at the largest
 /// `max_string_bytes` (64 KiB) still fits a cache shard; at most 64 GiB.
-const CACHE_BYTES: std::ops::RangeInclusive<u64> = 1 << 20..=64 << 30;
+const CACHE_BYTES: (u64, u64) = (1 << 20, 64 << 30);
 
 /// The `[consent]` settings that bound decoding work and memory.
 fn consent_bounds(c: &ConsentPolicy, issues: &mut Issues) {
-    if !MAX_STRING_BYTES.contains(&c.max_string_bytes) {
-        issues.push(
-            "consent.max_string_bytes",
-            format!(
-                "{} is outside {}..={} (bytes)",
-                c.max_string_bytes,
-                MAX_STRING_BYTES.start(),
-                MAX_STRING_BYTES.end()
-            ),
-        );
-    }
-    if !CACHE_BYTES.contains(&c.cache_bytes) {
-        issues.push(
-            "consent.cache_bytes",
-            format!(
-                "{} is outside {}..={} (bytes)",
-                c.cache_bytes,
-                CACHE_BYTES.start(),
-                CACHE_BYTES.end()
-            ),
-        );
-    }
+    issues.range(
+        "consent.max_string_bytes",
+        c.max_string_bytes as u64,
+        MAX_STRING_BYTES,
+        " (bytes)",
+    );
+    issues.range(
+        "consent.cache_bytes",
+        c.cache_bytes,
+        CACHE_BYTES,
+        " (bytes: 1 MiB to 64 GiB)",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -334,12 +397,8 @@ fn coarsen_op(place: &str, rule: &CoarsenRule, issues: &mut Issues) -> Option<Co
         CoarsenMethod::Ip => {
             let v4 = rule.ipv4_prefix_bits.unwrap_or(24);
             let v6 = rule.ipv6_prefix_bits.unwrap_or(56);
-            if v4 > 32 {
-                issues.push(format!("{place}.ipv4_prefix_bits"), "must be 0..=32");
-            }
-            if v6 > 128 {
-                issues.push(format!("{place}.ipv6_prefix_bits"), "must be 0..=128");
-            }
+            issues.range(format!("{place}.ipv4_prefix_bits"), v4.into(), (0, 32), "");
+            issues.range(format!("{place}.ipv6_prefix_bits"), v6.into(), (0, 128), "");
             Some(CoarsenOp::Ip {
                 v4_bits: v4,
                 v6_bits: v6,
@@ -347,8 +406,8 @@ fn coarsen_op(place: &str, rule: &CoarsenRule, issues: &mut Issues) -> Option<Co
         }
         CoarsenMethod::Round => match rule.decimals {
             Some(d) if d <= 6 => Some(CoarsenOp::Round { decimals: d }),
-            Some(_) => {
-                issues.push(format!("{place}.decimals"), "must be 0..=6");
+            Some(d) => {
+                issues.range(format!("{place}.decimals"), d.into(), (0, 6), "");
                 None
             }
             None => {
@@ -357,7 +416,9 @@ fn coarsen_op(place: &str, rule: &CoarsenRule, issues: &mut Issues) -> Option<Co
             }
         },
         CoarsenMethod::Truncate => match rule.keep_chars {
-            Some(k) => Some(CoarsenOp::Truncate { keep_chars: k }),
+            Some(k) => issues
+                .range(format!("{place}.keep_chars"), k as u64, KEEP_CHARS, "")
+                .then_some(CoarsenOp::Truncate { keep_chars: k }),
             None => {
                 issues.push(
                     format!("{place}.keep_chars"),
@@ -369,6 +430,13 @@ fn coarsen_op(place: &str, rule: &CoarsenRule, issues: &mut Issues) -> Option<Co
     }
 }
 
+/// Most sensitive segment patterns, and the longest one (in bytes).
+const MAX_PATTERNS: usize = 1000;
+const MAX_PATTERN_LEN: usize = 256;
+/// Letters or digits a sensitive pattern needs: fewer, and it names a shape
+/// (`*?`, `*a*`) rather than a category, matching every segment or most.
+const MIN_PATTERN_ALNUM: usize = 3;
+
 /// `[strip.segments]`: the matcher, if its pointer parses.
 fn segments(seg: &SegmentPolicy, issues: &mut Issues) -> Option<SegmentMatcher> {
     let p = issues.pointer("strip.segments.pointer".into(), &seg.pointer);
@@ -378,15 +446,45 @@ fn segments(seg: &SegmentPolicy, issues: &mut Issues) -> Option<SegmentMatcher> 
             "lists no pattern (remove [strip.segments] to keep every segment)",
         );
     }
+    if seg.sensitive.len() > MAX_PATTERNS {
+        issues.push(
+            "strip.segments.sensitive",
+            format!(
+                "must list between 1 and {MAX_PATTERNS} patterns, got {}",
+                seg.sensitive.len()
+            ),
+        );
+    }
     for (i, pat) in seg.sensitive.iter().enumerate() {
-        if pat.trim().is_empty() || pat.chars().all(|c| c == '*') {
-            issues.push(
-                format!("strip.segments.sensitive[{i}]"),
-                "pattern would match every segment",
-            );
+        if let Some(why) = pattern_problem(pat) {
+            issues.push(format!("strip.segments.sensitive[{i}]"), why);
         }
     }
     Some(SegmentMatcher::new(p?, &seg.sensitive))
+}
+
+/// What is wrong with one sensitive pattern, if anything. Patterns are
+/// normalised like segment ids (case, separators) before they are matched.
+fn pattern_problem(pat: &str) -> Option<String> {
+    if pat.len() > MAX_PATTERN_LEN {
+        return Some(format!(
+            "must be at most {MAX_PATTERN_LEN} bytes long, got {}",
+            pat.len()
+        ));
+    }
+    let Some(norm) = normalise_segment_id(pat) else {
+        return Some(
+            "must be ASCII: a segment id with any other character is removed whatever the patterns"
+                .into(),
+        );
+    };
+    let alnum = norm.bytes().filter(u8::is_ascii_alphanumeric).count();
+    if alnum < MIN_PATTERN_ALNUM {
+        return Some(format!(
+            "pattern would match every segment or most: it needs at least {MIN_PATTERN_ALNUM} letters or digits besides `*` and `?`, got {alnum}"
+        ));
+    }
+    None
 }
 
 /// The same pointer listed twice is harmless but suggests a mistake.
@@ -420,12 +518,18 @@ type Baselines = HashMap<String, Vec<Option<Vec<f64>>>>;
 
 fn fairness(f: FairnessPolicy, issues: &mut Issues) -> Option<FairnessPart> {
     let window = window(f.window_secs, f.bucket_secs, issues);
+    times(&f, window.as_ref(), issues);
     let z = confidence(f.confidence, issues);
-    if f.min_campaign_considered == 0 || f.min_campaign_selected == 0 || f.min_group_considered == 0
-    {
-        issues.push(
-            "fairness",
-            "min_campaign_considered, min_campaign_selected and min_group_considered must be at least 1 (no verdict on no data)",
+    for (field, x) in [
+        ("min_campaign_considered", f.min_campaign_considered),
+        ("min_campaign_selected", f.min_campaign_selected),
+        ("min_group_considered", f.min_group_considered),
+    ] {
+        issues.range(
+            format!("fairness.{field}"),
+            x,
+            MIN_COUNT,
+            " (no verdict on no data)",
         );
     }
     let dimensions = dimensions(&f.dimensions, f.confidence, issues);
@@ -449,22 +553,30 @@ struct Window {
 }
 
 fn window(window_secs: u64, bucket_secs: u64, issues: &mut Issues) -> Option<Window> {
-    if bucket_secs == 0 {
-        issues.push("fairness.bucket_secs", "must be at least 1");
+    let window_ok = issues.range(
+        "fairness.window_secs",
+        window_secs,
+        WINDOW_SECS,
+        " (a minute to 30 days)",
+    );
+    let bucket_ok = issues.range("fairness.bucket_secs", bucket_secs, BUCKET_SECS, " (a day)");
+    if !(window_ok && bucket_ok) {
         return None;
     }
-    if window_secs == 0 || !window_secs.is_multiple_of(bucket_secs) {
+    if !window_secs.is_multiple_of(bucket_secs) {
         issues.push(
             "fairness.window_secs",
-            format!("must be a positive multiple of bucket_secs ({bucket_secs})"),
+            format!("must be a multiple of bucket_secs ({bucket_secs}), got {window_secs}"),
         );
         return None;
     }
     let buckets = window_secs / bucket_secs;
-    if buckets > 1440 {
+    if buckets > MAX_BUCKETS {
         issues.push(
             "fairness.window_secs",
-            "more than 1440 buckets per window: use larger buckets",
+            format!(
+                "must be at most {MAX_BUCKETS} buckets of bucket_secs ({bucket_secs}), got {buckets}: use larger buckets"
+            ),
         );
         return None;
     }
@@ -475,6 +587,27 @@ fn window(window_secs: u64, bucket_secs: u64, issues: &mut Issues) -> Option<Win
     })
 }
 
+/// `max_future_secs` and `idle_evict_secs`, against the window when it is
+/// usable: a decision may be early by at most half the window, and a
+/// campaign is forgotten no sooner than its counts leave the window.
+fn times(f: &FairnessPolicy, window: Option<&Window>, issues: &mut Issues) {
+    let window_secs = window.map(|w| w.window_secs);
+    let future_max = window_secs.map_or(MAX_FUTURE_SECS, |w| (w / 2).min(MAX_FUTURE_SECS));
+    issues.range(
+        "fairness.max_future_secs",
+        f.max_future_secs,
+        (0, future_max),
+        &format!(" (half of window_secs, at most {MAX_FUTURE_SECS})"),
+    );
+    let evict_min = window_secs.unwrap_or(WINDOW_SECS.0);
+    issues.range(
+        "fairness.idle_evict_secs",
+        f.idle_evict_secs,
+        (evict_min, IDLE_EVICT_MAX_SECS),
+        " (window_secs to 90 days)",
+    );
+}
+
 /// Whether a confidence level is accepted.
 fn usable_confidence(confidence: f64) -> bool {
     (0.5..0.9995).contains(&confidence)
@@ -483,7 +616,10 @@ fn usable_confidence(confidence: f64) -> bool {
 /// The normal quantile of the confidence level, if the level is usable.
 fn confidence(confidence: f64, issues: &mut Issues) -> Option<f64> {
     if !usable_confidence(confidence) {
-        issues.push("fairness.confidence", "must be between 0.5 and 0.999");
+        issues.push(
+            "fairness.confidence",
+            format!("must be between 0.5 and 0.999, got {confidence}"),
+        );
         return None;
     }
     Some(z_for_confidence(confidence))
@@ -595,6 +731,16 @@ fn bands(place: &str, d: &DimensionSpec, issues: &mut Issues) -> Vec<(i64, i64, 
         if b.min > b.max {
             issues.push(format!("{place}.bands[{bi}]"), "min is above max");
         }
+        if d.transform == Some(BandTransform::AgeFromYear) {
+            for (field, x) in [("min", b.min), ("max", b.max)] {
+                if !(AGE.0..=AGE.1).contains(&x) {
+                    issues.push(
+                        format!("{place}.bands[{bi}].{field}"),
+                        format!("must be an age between {} and {}, got {x}", AGE.0, AGE.1),
+                    );
+                }
+            }
+        }
         match d.groups.iter().position(|g| *g == b.group) {
             Some(gi) => bands.push((b.min, b.max, gi)),
             None => issues.push(
@@ -630,7 +776,8 @@ fn limits(specs: &BTreeMap<String, toml::Value>, issues: &mut Issues) -> HashMap
     out
 }
 
-/// Every ratio and distance in 0..=1, and the thresholds ordered.
+/// Every ratio and distance in 0..=1, the flag limits able to flag, the
+/// thresholds ordered, and the durations in range.
 fn check_limits(place: &str, l: &LimitsSpec, issues: &mut Issues) {
     for (field, x) in [
         ("flag_ratio", l.flag_ratio),
@@ -640,9 +787,20 @@ fn check_limits(place: &str, l: &LimitsSpec, issues: &mut Issues) {
         ("clear_distance", l.clear_distance),
         ("block_distance", l.block_distance),
     ] {
-        if !(0.0..=1.0).contains(&x) || x.is_nan() {
-            issues.push(format!("{place}.{field}"), "must be between 0 and 1");
-        }
+        issues.fraction(format!("{place}.{field}"), x, 0.0, 1.0);
+    }
+    // No ratio is below 0 and no distance above 1: such a limit never flags.
+    if l.flag_ratio == 0.0 {
+        issues.push(
+            format!("{place}.flag_ratio"),
+            "must be above 0 (no ratio is below 0: it would never flag), got 0",
+        );
+    }
+    if l.flag_distance == 1.0 {
+        issues.push(
+            format!("{place}.flag_distance"),
+            "must be below 1 (no distance is above 1: it would never flag), got 1",
+        );
     }
     if !(l.block_ratio <= l.flag_ratio && l.flag_ratio <= l.clear_ratio) {
         issues.push(
@@ -656,6 +814,12 @@ fn check_limits(place: &str, l: &LimitsSpec, issues: &mut Issues) {
             "distances must be ordered clear_distance <= flag_distance <= block_distance",
         );
     }
+    for (field, x) in [
+        ("block_after_secs", l.block_after_secs),
+        ("min_dwell_secs", l.min_dwell_secs),
+    ] {
+        issues.range(format!("{place}.{field}"), x, DURATION_SECS, " (30 days)");
+    }
 }
 
 fn compiled_limits(l: &LimitsSpec) -> Limits {
@@ -666,8 +830,8 @@ fn compiled_limits(l: &LimitsSpec) -> Limits {
         flag_distance: l.flag_distance,
         clear_distance: l.clear_distance,
         block_distance: l.block_distance,
-        block_after_ms: (l.block_after_secs as i64).saturating_mul(1000),
-        min_dwell_ms: (l.min_dwell_secs as i64).saturating_mul(1000),
+        block_after_ms: ms(l.block_after_secs),
+        min_dwell_ms: ms(l.min_dwell_secs),
     }
 }
 
@@ -733,10 +897,7 @@ fn shares(place: &str, b: &BaselineSpec, dim: &Dimension, issues: &mut Issues) -
                 );
             }
         }
-        if !(0.0..=1.0).contains(s) {
-            ok = false;
-            issues.push(format!("{place}.shares.{g}"), "must be between 0 and 1");
-        }
+        ok &= issues.fraction(format!("{place}.shares.{g}"), *s, 0.0, 1.0);
     }
     let sum: f64 = shares.iter().sum();
     if (sum - 1.0).abs() > 0.01 {
@@ -806,11 +967,11 @@ fn assemble(
         unless_personalised: strip.unless,
         coarsen: strip.coarsen,
         segments: strip.segments,
-        window_ms: (w.window_secs * 1000) as i64,
-        bucket_ms: (w.bucket_secs * 1000) as i64,
+        window_ms: ms(w.window_secs),
+        bucket_ms: ms(w.bucket_secs),
         buckets: w.buckets as usize,
-        max_future_ms: (f.max_future_secs * 1000) as i64,
-        idle_evict_ms: (f.idle_evict_secs * 1000) as i64,
+        max_future_ms: ms(f.max_future_secs),
+        idle_evict_ms: ms(f.idle_evict_secs),
         confidence: f.confidence,
         z: fairness.z,
         min_campaign_considered: f.min_campaign_considered,
@@ -1033,6 +1194,26 @@ mod tests {
                 "strip.segments.sensitive[0]",
             ),
             (
+                edited("\"health-*\",", "\"*?\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", "\"*a-*\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", "\"h\u{e9}alth-*\","),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", &format!("\"{}*\",", "h".repeat(256))),
+                "strip.segments.sensitive[0]",
+            ),
+            (
+                edited("\"health-*\",", &"\"health-*\",".repeat(1001)),
+                "strip.segments.sensitive",
+            ),
+            (
                 edited("bucket_secs = 60", "bucket_secs = 0"),
                 "fairness.bucket_secs",
             ),
@@ -1061,15 +1242,93 @@ mod tests {
                     "min_campaign_considered = 300",
                     "min_campaign_considered = 0",
                 ),
-                "fairness",
+                "fairness.min_campaign_considered",
             ),
             (
                 edited("min_campaign_selected = 300", "min_campaign_selected = 0"),
-                "fairness",
+                "fairness.min_campaign_selected",
             ),
             (
                 edited("min_group_considered = 50", "min_group_considered = 0"),
-                "fairness",
+                "fairness.min_group_considered",
+            ),
+            (
+                edited(
+                    "min_group_considered = 50",
+                    "min_group_considered = 1000001",
+                ),
+                "fairness.min_group_considered",
+            ),
+            (
+                edited("window_secs = 3600", "window_secs = 59"),
+                "fairness.window_secs",
+            ),
+            (
+                edited("window_secs = 3600", "window_secs = 2592060")
+                    .replace("bucket_secs = 60", "bucket_secs = 1860"),
+                "fairness.window_secs",
+            ),
+            (
+                edited("bucket_secs = 60", "bucket_secs = 86401"),
+                "fairness.bucket_secs",
+            ),
+            (
+                edited("max_future_secs = 300", "max_future_secs = 1801"),
+                "fairness.max_future_secs",
+            ),
+            (
+                edited(
+                    "max_future_secs = 300",
+                    "max_future_secs = 9223372036854775807",
+                ),
+                "fairness.max_future_secs",
+            ),
+            (
+                edited("idle_evict_secs = 7200", "idle_evict_secs = 3599"),
+                "fairness.idle_evict_secs",
+            ),
+            (
+                edited("idle_evict_secs = 7200", "idle_evict_secs = 7776001"),
+                "fairness.idle_evict_secs",
+            ),
+            (
+                edited("block_after_secs = 1800", "block_after_secs = 2592001"),
+                "fairness.limits.default.block_after_secs",
+            ),
+            (
+                edited(
+                    "min_dwell_secs = 300\n",
+                    "min_dwell_secs = 9223372036854775807\n",
+                ),
+                "fairness.limits.default.min_dwell_secs",
+            ),
+            (
+                edited("flag_ratio = 0.8 ", "flag_ratio = 0.0 ").replacen(
+                    "block_ratio = 0.5",
+                    "block_ratio = 0.0",
+                    1,
+                ),
+                "fairness.limits.default.flag_ratio",
+            ),
+            (
+                edited("flag_distance = 0.10", "flag_distance = 1.0").replacen(
+                    "block_distance = 0.25",
+                    "block_distance = 1.0",
+                    1,
+                ),
+                "fairness.limits.default.flag_distance",
+            ),
+            (
+                edited("max_age_days = 390", "max_age_days = 3651"),
+                "consent.max_age_days",
+            ),
+            (
+                edited("cache_entries = 65536", "cache_entries = 1000001"),
+                "consent.cache_entries",
+            ),
+            (
+                edited("keep_chars = 3", "keep_chars = 17"),
+                "strip.coarsen[6].keep_chars",
             ),
             (
                 with_dimensions("").replacen(
@@ -1118,6 +1377,18 @@ mod tests {
             (
                 banded("transform = \"age_from_year\""),
                 "fairness.dimensions[1].transform",
+            ),
+            (
+                banded(
+                    "transform = \"age_from_year\"\nbands = [{ group = \"young\", min = -1, max = 30 }]",
+                ),
+                "fairness.dimensions[1].bands[0].min",
+            ),
+            (
+                banded(
+                    "transform = \"age_from_year\"\nbands = [{ group = \"old\", min = 30, max = 151 }]",
+                ),
+                "fairness.dimensions[1].bands[0].max",
             ),
             (
                 edited("[fairness.limits.default]", "[fairness.limits.other]"),
@@ -1217,7 +1488,30 @@ mod tests {
             edited("ipv4_prefix_bits = 24", "ipv4_prefix_bits = 32"),
             edited("ipv6_prefix_bits = 56", "ipv6_prefix_bits = 128"),
             edited("decimals = 2", "decimals = 6"),
-            edited("window_secs = 3600", "window_secs = 86400"),
+            edited("window_secs = 3600", "window_secs = 86400")
+                .replace("idle_evict_secs = 7200", "idle_evict_secs = 86400"),
+            edited("window_secs = 3600", "window_secs = 60")
+                .replace("max_future_secs = 300", "max_future_secs = 30")
+                .replace("idle_evict_secs = 7200", "idle_evict_secs = 60"),
+            edited("window_secs = 3600", "window_secs = 2592000")
+                .replace("bucket_secs = 60", "bucket_secs = 1800")
+                .replace("idle_evict_secs = 7200", "idle_evict_secs = 7776000"),
+            edited("bucket_secs = 60", "bucket_secs = 3600"),
+            edited("max_future_secs = 300", "max_future_secs = 1800"),
+            edited("max_future_secs = 300", "max_future_secs = 0"),
+            edited("idle_evict_secs = 7200", "idle_evict_secs = 3600"),
+            edited(
+                "min_group_considered = 50",
+                "min_group_considered = 1000000",
+            ),
+            edited("block_after_secs = 1800", "block_after_secs = 2592000")
+                .replace("min_dwell_secs = 300\n", "min_dwell_secs = 0\n"),
+            edited("max_age_days = 390", "max_age_days = 3650"),
+            edited("cache_entries = 65536", "cache_entries = 1000000"),
+            edited("keep_chars = 3", "keep_chars = 16"),
+            edited("keep_chars = 3", "keep_chars = 0"),
+            edited("flag_ratio = 0.8 ", "flag_ratio = 0.01 ")
+                .replace("block_ratio = 0.5", "block_ratio = 0.0"),
             edited("confidence = 0.95", "confidence = 0.5"),
             edited("confidence = 0.95", "confidence = 0.9994"),
             edited("min_group_considered = 50", "min_group_considered = 1"),
@@ -1302,6 +1596,43 @@ mod tests {
         let mode =
             CompiledPolicy::from_toml(&edited("mode = \"monitor\"", "mode = \"enforce\"")).unwrap();
         assert_eq!(mode.mode, Mode::Enforce);
+    }
+
+    /// Numbers that once passed the check and crashed or disabled the core
+    /// are refused, each naming its range and the value, all at once.
+    #[test]
+    fn numbers_out_of_range_name_the_range_and_are_listed_together() {
+        let text = edited("window_secs = 3600", "window_secs = 2305843009213693952")
+            .replace("bucket_secs = 60", "bucket_secs = 2305843009213693952")
+            .replace(
+                "max_future_secs = 300",
+                "max_future_secs = 9223372036854775807",
+            )
+            .replace(
+                "block_after_secs = 1800",
+                "block_after_secs = 9223372036854775807",
+            )
+            .replacen("\"health-*\",", "\"*?\",", 1);
+        let err = CompiledPolicy::from_toml(&text).unwrap_err();
+        let lines: Vec<String> = err.issues().iter().map(|i| i.to_string()).collect();
+        for want in [
+            "fairness.window_secs: must be between 60 and 2592000 (a minute to 30 days), got 2305843009213693952",
+            "fairness.bucket_secs: must be between 1 and 86400 (a day), got 2305843009213693952",
+            "fairness.max_future_secs: must be between 0 and 3600 (half of window_secs, at most 3600), got 9223372036854775807",
+            "fairness.limits.default.block_after_secs: must be between 0 and 2592000 (30 days), got 9223372036854775807",
+            "strip.segments.sensitive[0]: pattern would match every segment or most: it needs at least 3 letters or digits besides `*` and `?`, got 0",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "{want}\nnot in {lines:#?}");
+        }
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        // Against a usable window, max_future_secs is bounded by half of it.
+        let err =
+            CompiledPolicy::from_toml(&edited("max_future_secs = 300", "max_future_secs = 1801"))
+                .unwrap_err();
+        assert_eq!(
+            err.issues()[0].to_string(),
+            "fairness.max_future_secs: must be between 0 and 1800 (half of window_secs, at most 3600), got 1801"
+        );
     }
 
     #[test]

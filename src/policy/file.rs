@@ -73,7 +73,7 @@ pub struct ConsentPolicy {
     pub vendor_id: u16,
     /// TCF purposes that personalised targeting needs (1..=11).
     pub required_purposes: Vec<u8>,
-    /// A TCF string last updated more than this many days before the decision is expired.
+    /// A TCF string last updated more than this many days before the decision is expired (1..=3650).
     #[serde(default = "default_max_age_days")]
     pub max_age_days: u32,
     /// What an absent `regs.gdpr` means.
@@ -87,7 +87,7 @@ pub struct ConsentPolicy {
     /// Action for COPPA or a known child.
     #[serde(default = "contextual")]
     pub child: Fallback,
-    /// Decoded consent strings kept in memory, at most (bounded cache).
+    /// Decoded consent strings kept in memory, at most (bounded cache; 1..=1000000).
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
     /// Memory the decoded-string cache may take, in bytes (each entry weighed
@@ -139,13 +139,13 @@ pub struct CoarsenRule {
     pub pointer: String,
     /// `ip`, `round` or `truncate`.
     pub method: CoarsenMethod,
-    /// For `round`: decimals kept (lat/lon: 2).
+    /// For `round`: decimals kept (lat/lon: 2; 0..=6).
     pub decimals: Option<u32>,
-    /// For `truncate`: leading characters kept (zip: 3).
+    /// For `truncate`: leading characters kept (zip: 3; 0..=16).
     pub keep_chars: Option<usize>,
-    /// For `ip`: IPv4 prefix kept, in bits.
+    /// For `ip`: IPv4 prefix kept, in bits (0..=32).
     pub ipv4_prefix_bits: Option<u8>,
-    /// For `ip`: IPv6 prefix kept, in bits.
+    /// For `ip`: IPv6 prefix kept, in bits (0..=128).
     pub ipv6_prefix_bits: Option<u8>,
     /// `unless_precise_geo` (default: coarsen only when precise geolocation is not allowed) or `always`.
     #[serde(default)]
@@ -176,7 +176,9 @@ pub enum CoarsenWhen {
 pub struct SegmentPolicy {
     /// Pointer to the array of data providers, each with a `segment` array (`/user/data`).
     pub pointer: String,
-    /// Segment id patterns (`*` and `?` wildcards) that are sensitive and removed one by one.
+    /// Segment id patterns (`*` and `?` wildcards) that are sensitive and removed one by one:
+    /// 1 to 1000 of them, ASCII, at most 256 bytes, each with at least 3 letters or digits;
+    /// normalised like segment ids (case, separators) before matching.
     pub sensitive: Vec<String>,
 }
 
@@ -184,24 +186,28 @@ pub struct SegmentPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FairnessPolicy {
-    /// Length of the rolling window, in seconds.
+    /// Length of the rolling window, in seconds (60..=2592000, a minute to 30 days).
     pub window_secs: u64,
-    /// Length of one bucket of the window, in seconds (window_secs must be a multiple).
+    /// Length of one bucket of the window, in seconds (1..=86400; window_secs must be a
+    /// multiple, of at most 1440 buckets).
     pub bucket_secs: u64,
-    /// Decisions stamped more than this far ahead of the clock are counted as early and not windowed.
+    /// Decisions stamped more than this far ahead of the clock are counted as early and not
+    /// windowed (0..=3600, and at most half of window_secs).
     #[serde(default = "default_max_future_secs")]
     pub max_future_secs: u64,
-    /// Campaigns in state ok with no decision for this long (event time) are forgotten.
+    /// Campaigns in state ok with no decision for this long (event time) are forgotten
+    /// (window_secs..=7776000, i.e. up to 90 days).
     #[serde(default = "default_idle_evict_secs")]
     pub idle_evict_secs: u64,
     /// Confidence level of the intervals (0.5..0.999).
     #[serde(default = "default_confidence")]
     pub confidence: f64,
-    /// No verdict before a campaign has this many decisions considered in the window.
+    /// No verdict before a campaign has this many decisions considered in the window (1..=1000000).
     pub min_campaign_considered: u64,
-    /// No verdict on delivery shares before a campaign has this many selected in the window.
+    /// No verdict on delivery shares before a campaign has this many selected in the window
+    /// (1..=1000000).
     pub min_campaign_selected: u64,
-    /// A group takes part in the selection-rate ratio only with this many considered.
+    /// A group takes part in the selection-rate ratio only with this many considered (1..=1000000).
     pub min_group_considered: u64,
     /// Protected dimensions measured.
     pub dimensions: Vec<toml::Value>,
@@ -239,7 +245,7 @@ pub struct DimensionSpec {
     pub transform: Option<BandTransform>,
 }
 
-/// A numeric band: `min <= x <= max` maps to `group`.
+/// A numeric band: `min <= x <= max` maps to `group` (ages 0..=150 with `age_from_year`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BandSpec {
@@ -259,21 +265,23 @@ pub enum BandTransform {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
-    /// Flag when the selection-rate ratio is confidently below this (four-fifths rule: 0.8).
+    /// Flag when the selection-rate ratio is confidently below this (four-fifths rule: 0.8;
+    /// above 0, at most 1).
     pub flag_ratio: f64,
     /// Leave flagged once the ratio's upper bound is back at or above this (hysteresis).
     pub clear_ratio: f64,
     /// Block (enforce mode) when the ratio is confidently below this.
     pub block_ratio: f64,
-    /// Flag when the delivery-share distance is confidently above this (VRS: 0.10).
+    /// Flag when the delivery-share distance is confidently above this (VRS: 0.10; at least 0,
+    /// below 1).
     pub flag_distance: f64,
     /// Leave flagged once the distance's lower bound is back at or below this.
     pub clear_distance: f64,
     /// Block (enforce mode) when the distance is confidently above this.
     pub block_distance: f64,
-    /// Enforce mode: a campaign flagged this long is blocked (sustained skew).
+    /// Enforce mode: a campaign flagged this long is blocked (sustained skew; 0..=2592000).
     pub block_after_secs: u64,
-    /// Minimum time in a state before stepping down to a milder one.
+    /// Minimum time in a state before stepping down to a milder one (0..=2592000).
     pub min_dwell_secs: u64,
 }
 

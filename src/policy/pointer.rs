@@ -1,5 +1,27 @@
 //! JSON pointers and what is built from them: removal plans grouped by
 //! parent, and the matcher of sensitive segment ids.
+//!
+//! # How the input is matched
+//!
+//! Stripping must hold against spellings a downstream reader treats as the
+//! same field or the same segment, so matching here is looser than RFC 6901
+//! on purpose:
+//!
+//! * **Keys** ([`key_matches`]) are compared without regard to ASCII case,
+//!   and the four non-ASCII letters whose simple case mapping lands on an
+//!   ASCII letter (`İ` and `ı` on `i`, `ſ` on `s`, the Kelvin sign `K` on
+//!   `k`) count as that letter: Java's `equalsIgnoreCase` and .NET's
+//!   `OrdinalIgnoreCase` read `user.ID`, `user.ıd` and `user.id` as one
+//!   field. Every key that matches is acted on, not only the first.
+//! * **Segment ids** ([`normalise_segment_id`]) are trimmed of Unicode
+//!   whitespace, ASCII-lowercased, and every run of separators (ASCII
+//!   whitespace and control characters, `-`, `_`, `.`, `:`, `/`) becomes one
+//!   `-`, with none at either end. An id that still holds a character outside
+//!   ASCII (a lookalike letter, a zero-width or full-width character) cannot
+//!   be shown harmless and is treated as sensitive.
+//! * **Patterns** are normalised the same way when the policy is compiled.
+
+use std::borrow::Cow;
 
 use wildmatch::WildMatch;
 
@@ -47,8 +69,78 @@ impl Pointer {
     }
 }
 
-/// Sensitive segment ids, compiled. Patterns of the form `literal*` (most of
-/// them) are matched as prefixes; the rest by `wildmatch`.
+/// One character of a key as compared: ASCII letters in lower case, and the
+/// non-ASCII letters whose simple case mapping is an ASCII letter as that letter.
+fn fold_key_char(c: char) -> char {
+    match c {
+        '\u{130}' | '\u{131}' => 'i',
+        '\u{17f}' => 's',
+        '\u{212a}' => 'k',
+        c => c.to_ascii_lowercase(),
+    }
+}
+
+/// Whether an object key in the input names the pointer token `token`
+/// (see the module doc: case does not matter).
+pub fn key_matches(key: &str, token: &str) -> bool {
+    if key.is_ascii() && token.is_ascii() {
+        return key.eq_ignore_ascii_case(token);
+    }
+    key.chars()
+        .map(fold_key_char)
+        .eq(token.chars().map(fold_key_char))
+}
+
+/// Characters that separate the words of a segment id; any run of them is
+/// read as one `-`.
+fn is_separator(b: u8) -> bool {
+    b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/')
+}
+
+/// Whether an ASCII id is already in normal form (no copy needed).
+fn is_normal(id: &[u8]) -> bool {
+    if id.first() == Some(&b'-') || id.last() == Some(&b'-') {
+        return false;
+    }
+    let mut prev_dash = false;
+    for &b in id {
+        if b.is_ascii_uppercase() || (is_separator(b) && b != b'-') || (b == b'-' && prev_dash) {
+            return false;
+        }
+        prev_dash = b == b'-';
+    }
+    true
+}
+
+/// A segment id as it is matched (see the module doc), or `None` when it
+/// holds a character outside ASCII and so cannot be shown harmless.
+pub fn normalise_segment_id(id: &str) -> Option<Cow<'_, str>> {
+    let id = id.trim_matches(char::is_whitespace);
+    if !id.is_ascii() {
+        return None;
+    }
+    if is_normal(id.as_bytes()) {
+        return Some(Cow::Borrowed(id));
+    }
+    let mut out = String::with_capacity(id.len());
+    for &b in id.as_bytes() {
+        if is_separator(b) {
+            if !out.is_empty() && !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(b.to_ascii_lowercase() as char);
+        }
+    }
+    if out.ends_with('-') {
+        out.pop();
+    }
+    Some(Cow::Owned(out))
+}
+
+/// Sensitive segment ids, compiled. Patterns are normalised like ids (see
+/// the module doc); those of the form `literal*` (most of them) are matched
+/// as prefixes, the rest by `wildmatch`.
 #[derive(Debug, Clone)]
 pub struct SegmentMatcher {
     pub pointer: Pointer,
@@ -62,9 +154,12 @@ impl SegmentMatcher {
         let mut prefixes = Vec::new();
         let mut wild = Vec::new();
         for p in patterns {
+            // `*` and `?` are not separators: they pass through unchanged.
+            // A pattern outside ASCII is refused by the policy check.
+            let p = normalise_segment_id(p).map_or_else(|| p.to_lowercase(), Cow::into_owned);
             match p.strip_suffix('*') {
                 Some(lit) if !lit.contains(['*', '?']) => prefixes.push(lit.to_string()),
-                _ => wild.push(WildMatch::new(p)),
+                _ => wild.push(WildMatch::new(&p)),
             }
         }
         SegmentMatcher {
@@ -75,10 +170,16 @@ impl SegmentMatcher {
         }
     }
 
-    /// Whether a segment id is sensitive.
+    /// Whether a segment id, already normalised, matches a sensitive pattern.
     pub fn matches(&self, id: &str) -> bool {
         self.prefixes.iter().any(|p| id.starts_with(p.as_str()))
             || self.patterns.iter().any(|w| w.matches(id))
+    }
+
+    /// Whether a segment id as found in the input must be removed: it
+    /// matches a sensitive pattern once normalised, or cannot be normalised.
+    pub fn is_sensitive(&self, raw_id: &str) -> bool {
+        normalise_segment_id(raw_id).is_none_or(|id| self.matches(&id))
     }
 }
 
@@ -123,5 +224,93 @@ mod tests {
         assert!(Pointer::parse("a/b").is_err());
         assert!(Pointer::parse("/a//b").is_err());
         assert!(Pointer::parse("/a~2").is_err());
+    }
+
+    #[test]
+    fn keys_match_without_regard_to_case() {
+        for (key, token) in [
+            ("id", "id"),
+            ("ID", "id"),
+            ("Id", "iD"),
+            ("\u{131}d", "id"),
+            ("\u{130}D", "id"),
+            ("\u{17f}egment", "segment"),
+            ("\u{212a}ey", "key"),
+            ("IFA", "ifa"),
+            ("a/b", "A/B"),
+        ] {
+            assert!(key_matches(key, token), "{key:?} {token:?}");
+        }
+        for (key, token) in [
+            ("id ", "id"),
+            ("i", "id"),
+            ("ids", "id"),
+            ("\u{e9}", "e"),
+            ("\u{c9}", "\u{e9}"),
+            ("", "id"),
+        ] {
+            assert!(!key_matches(key, token), "{key:?} {token:?}");
+        }
+    }
+
+    #[test]
+    fn segment_ids_are_normalised() {
+        let n = |s: &str| normalise_segment_id(s).map(|c| c.into_owned());
+        for (raw, want) in [
+            ("health-x", "health-x"),
+            ("HEALTH-X", "health-x"),
+            ("  Health-diabetes\u{a0}", "health-diabetes"),
+            ("\u{3000}health-x\n", "health-x"),
+            ("health_x", "health-x"),
+            ("health  x", "health-x"),
+            ("health.:/x", "health-x"),
+            ("--health--x--", "health-x"),
+            ("health\tx\u{0}", "health-x"),
+            ("r?ce*", "r?ce*"),
+            ("*-Health-*", "*-health-*"),
+            ("a&b", "a&b"),
+            ("", ""),
+            ("---", ""),
+        ] {
+            assert_eq!(n(raw).as_deref(), Some(want), "{raw:?}");
+        }
+        for raw in [
+            "h\u{435}alth",
+            "heal\u{200b}th",
+            "\u{ff48}ealth",
+            "caf\u{e9}",
+            "a\u{a0}b",
+        ] {
+            assert_eq!(n(raw), None, "{raw:?}");
+        }
+        // Already normal: borrowed, not copied.
+        assert!(matches!(
+            normalise_segment_id("health-x"),
+            Some(Cow::Borrowed("health-x"))
+        ));
+    }
+
+    #[test]
+    fn patterns_are_normalised_like_ids() {
+        let p = Pointer::parse("/user/data").unwrap();
+        let pats: Vec<String> = ["Health-*", " religion_* ", "*-HEALTH-*", "R?CE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = SegmentMatcher::new(p, &pats);
+        assert_eq!(m.prefixes, vec!["health-", "religion-"]);
+        for id in [
+            "health-x",
+            "HEALTH_x",
+            " Religion.Catholic",
+            "women-health-y",
+            "Race",
+        ] {
+            assert!(m.is_sensitive(id), "{id}");
+        }
+        for id in ["healthy", "my-health", "sports"] {
+            assert!(!m.is_sensitive(id), "{id}");
+        }
+        assert!(m.is_sensitive("sp\u{f6}rts"), "outside ASCII: unverifiable");
     }
 }

@@ -3,15 +3,19 @@
 //! One output line per input line, in order:
 //! `{"route": "output"|"blocked"|"dead_letter", "key": ..., "headers": {...}, "value": ...}`
 //! where `value` is the published decision (JSON) or, for dead letters, the
-//! original line as a string. Time is event time (the latest `ts` seen) unless
-//! `now_ms` is given, so recorded traffic is judged as it was.
+//! original line as a string. Time is event time unless `now_ms` is given, so
+//! recorded traffic is judged as it was: read from the decisions' `ts`, robust
+//! to outliers ([`crate::fairness::event_time`]); the first lines are read
+//! ahead to prime it, so that a first decision stamped far ahead cannot set it.
 
 use std::io::{BufRead, Write};
 
 use serde::Serialize;
 
+use crate::core::decision::Decision;
 use crate::core::guard::{Guard, Judgement, Now, Route};
 use crate::fairness::alert::AlertEvent;
+use crate::fairness::event_time::RECENT;
 use crate::fairness::tracker::CampaignReport;
 
 /// Totals of one run.
@@ -76,7 +80,12 @@ pub fn run(
 ) -> std::io::Result<Totals> {
     let mut t = Totals::default();
     let now = now_ms.map(Now::At).unwrap_or(Now::EventTime);
-    for line in input.split(b'\n') {
+    let mut lines = input.split(b'\n');
+    let ahead = match now {
+        Now::EventTime => read_ahead(guard, &mut lines),
+        Now::At(_) => Vec::new(),
+    };
+    for line in ahead.into_iter().chain(lines) {
         let mut line = line?;
         if line.last() == Some(&b'\r') {
             line.pop();
@@ -101,6 +110,35 @@ pub fn run(
     t.early = c.early.load(std::sync::atomic::Ordering::Relaxed);
     out.flush()?;
     Ok(t)
+}
+
+/// Lines read ahead to prime event time with, at most.
+const READ_AHEAD_LINES: usize = 64;
+
+/// Read the first lines ahead, until [`RECENT`] of them are decisions (or
+/// [`READ_AHEAD_LINES`] are read), and prime the guard's event time with
+/// their `ts`. Returns the lines read, to be judged first.
+fn read_ahead(
+    guard: &Guard,
+    lines: &mut impl Iterator<Item = std::io::Result<Vec<u8>>>,
+) -> Vec<std::io::Result<Vec<u8>>> {
+    let (mut ahead, mut primed) = (Vec::new(), 0);
+    while primed < RECENT && ahead.len() < READ_AHEAD_LINES {
+        let Some(line) = lines.next() else { break };
+        if let Ok(l) = &line {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            if let Ok(d) = Decision::parse(l) {
+                guard.prime_event_time(d.ts);
+                primed += 1;
+            }
+        }
+        let failed = line.is_err();
+        ahead.push(line);
+        if failed {
+            break;
+        }
+    }
+    ahead
 }
 
 /// Write one alert as a JSON line.

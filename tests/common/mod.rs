@@ -459,3 +459,83 @@ impl Drop for OwnBroker {
         }
     }
 }
+
+/// One record of the bad-input corpus (`tests/data/bad-input/`).
+#[derive(Debug, Clone)]
+pub struct BadRecord {
+    pub kind: String,
+    pub why: String,
+    /// `output`, `blocked`, `dead_letter`, or `any`.
+    pub expect: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// The marker every value fairgate must strip carries in the corpus.
+pub const SECRET: &str = "SECRET";
+
+/// The bad-input corpus, large records expanded.
+pub fn bad_input() -> Vec<BadRecord> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = include_str!("../data/bad-input/corpus.json");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(text).expect("corpus.json");
+    entries
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            let mut payload = b64.decode(s("payload_b64")).expect("payload_b64");
+            if let Some(x) = e.get("expand") {
+                let marker = x["marker"].as_str().unwrap().as_bytes();
+                let times = x["times"].as_u64().unwrap() as usize;
+                let mut fill = x["char"].as_str().unwrap().repeat(times);
+                if let Some(then) = x["then"].as_str() {
+                    fill.push_str(&then.repeat(times));
+                }
+                let at = payload
+                    .windows(marker.len())
+                    .position(|w| w == marker)
+                    .expect("the marker");
+                payload.splice(at..at + marker.len(), fill.into_bytes());
+            }
+            let key = match &e["key"] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(k) => Some(k.clone().into_bytes()),
+                k => Some(b64.decode(k["b64"].as_str().unwrap()).expect("key b64")),
+            };
+            BadRecord {
+                kind: s("kind"),
+                why: s("why"),
+                expect: s("expect"),
+                key,
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// Produce records with any key (or none), as they are.
+pub fn produce_raw(brokers: &str, topic: &str, records: &[BadRecord]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("message.max.bytes", "10000000")
+        .create()
+        .expect("producer");
+    for r in records {
+        let mut rec = BaseRecord::to(topic).payload(&r.payload);
+        if let Some(k) = &r.key {
+            rec = rec.key(k);
+        }
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+}

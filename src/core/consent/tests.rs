@@ -1017,31 +1017,31 @@ fn consent_bounds_are_checked_against_their_range() {
             string,
             "max_string_bytes = 1023",
             "consent.max_string_bytes",
-            "1024..=65536",
+            "between 1024 and 65536 (bytes)",
         ),
         (
             string,
             "max_string_bytes = 65537",
             "consent.max_string_bytes",
-            "1024..=65536",
+            "between 1024 and 65536 (bytes)",
         ),
         (
             string,
             "max_string_bytes = 0",
             "consent.max_string_bytes",
-            "1024..=65536",
+            "between 1024 and 65536 (bytes)",
         ),
         (
             cache,
             "cache_bytes = 1048575",
             "consent.cache_bytes",
-            "1048576..=68719476736",
+            "between 1048576 and 68719476736",
         ),
         (
             cache,
             "cache_bytes = 68719476737",
             "consent.cache_bytes",
-            "1048576..=68719476736",
+            "between 1048576 and 68719476736",
         ),
     ] {
         let err = compile(from, to).unwrap_err();

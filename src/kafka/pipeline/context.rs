@@ -16,8 +16,8 @@ use tracing::{debug, error, info, warn};
 
 use super::super::client::{ErrorClass, classify};
 use super::commit::commit_acknowledged;
+use super::failure::{fatal, refuse};
 use super::records::{Role, Token};
-use super::send::{fatal, refuse};
 use super::shared::Shared;
 
 /// librdkafka's own log lines, into ours (they name brokers, topics and

@@ -29,6 +29,7 @@
 //!   [`GuardStage`]), then `send` with a delivery token (`records`).
 //! * `context` — librdkafka's callbacks: acknowledgements, rebalances.
 //! * `commit` — acknowledged offsets committed, periodically and on revocation.
+//! * `failure` — a fatal delivery error, or a refused record's dead-letter form.
 //! * `drain` — the end of a run, within the grace period.
 //! * `shared` — the state they share, and the lock order.
 //! * `watchdog` — a pipeline that moves nothing while records wait is not ready.
@@ -38,6 +39,7 @@ mod consume;
 mod context;
 mod drain;
 mod error;
+mod failure;
 mod in_flight;
 mod records;
 mod run;

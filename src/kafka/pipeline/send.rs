@@ -14,11 +14,11 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use tracing::warn;
 
 use super::super::client::{ErrorClass, classify};
 use super::context::ProducerCtx;
 use super::error::PipelineError;
+use super::failure::{fatal, refuse};
 use super::records::{Token, headers_of};
 use super::shared::Shared;
 use crate::config::Topics;
@@ -98,52 +98,6 @@ fn pause_after(
         SendFailure::Refused(e) => Ok((refuse(shared, &token, &e)?, Duration::ZERO)),
         SendFailure::Fatal(e) => Err(fatal(shared, &token, &e)),
     }
-}
-
-/// Count a fatal delivery error of `token`'s record; the error that stops the pipeline.
-pub(super) fn fatal(shared: &Shared, token: &Token, e: &KafkaError) -> PipelineError {
-    let role = token.out.role.as_str();
-    shared
-        .metrics
-        .delivery_errors
-        .with_label_values(&[role, "fatal"])
-        .inc();
-    PipelineError::FatalDelivery {
-        role,
-        error: e.to_string(),
-    }
-}
-
-/// A record its topic refused: its dead-letter form, to send instead. A
-/// dead-letter form refused in turn is fatal (the dead-letter topic takes
-/// less than [`REFUSED_PAYLOAD_BYTES`](super::records::REFUSED_PAYLOAD_BYTES)
-/// and a few headers: a topic configuration to fix, not a record to skip).
-pub(super) fn refuse(
-    shared: &Shared,
-    token: &Token,
-    e: &KafkaError,
-) -> Result<Box<Token>, PipelineError> {
-    if token.refused {
-        return Err(fatal(shared, token, e));
-    }
-    let role = token.out.role.as_str();
-    let code = e
-        .rdkafka_error_code()
-        .map(|c| format!("{c:?}"))
-        .unwrap_or_else(|| "refused".into());
-    shared
-        .metrics
-        .delivery_errors
-        .with_label_values(&[role, "dead_lettered"])
-        .inc();
-    shared
-        .metrics
-        .dead_letters
-        .with_label_values(&["refused_by_topic"])
-        .inc();
-    let (partition, offset) = token.input.map_or((-1, -1), |(p, _, o)| (p, o));
-    warn!(target: "fairgate::kafka", topic = role, error = %e, bytes = token.out.payload.len(), partition, offset, "a topic refused a record: sent to the dead-letter topic, cut to fit");
-    Ok(token.refused(&code))
 }
 
 /// Send from async code (the consume loop: overrides' alerts, re-sends).
