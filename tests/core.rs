@@ -1743,3 +1743,69 @@ fn any_accepted_policy_and_any_times_never_overflow() {
         )
         .unwrap();
 }
+
+/// The metrics' and the demo's list of flagged and blocked campaigns is the
+/// worst first, then by id, and never longer than asked, however many
+/// campaigns there are; a page walks the campaigns by id and its `total`
+/// and `next` say what is left.
+#[test]
+fn worst_campaigns_and_pages_are_bounded_and_ordered() {
+    use fairgate::fairness::campaign::OverrideAction;
+    use fairgate::fairness::tracker::{Filter, Tracker};
+    use fairgate::policy::Category;
+    let policy = CompiledPolicy::from_toml(POLICY).unwrap();
+    let t = Tracker::new(&policy);
+    for i in 0..500 {
+        t.record(
+            &policy,
+            &format!("c{i:03}"),
+            Category::Default,
+            1_000,
+            &[0],
+            true,
+            1_000,
+        );
+    }
+    for (id, action) in [
+        ("c400", OverrideAction::ForceBlock),
+        ("c010", OverrideAction::ForceBlock),
+        ("c300", OverrideAction::ForceBlock),
+    ] {
+        t.apply_override(&policy, id, action, "ana", "test", 1_000)
+            .unwrap();
+    }
+    let worst = t.non_ok(2);
+    assert_eq!(
+        worst,
+        vec![
+            ("c010".to_string(), State::Blocked),
+            ("c300".to_string(), State::Blocked)
+        ]
+    );
+    assert_eq!(t.non_ok(0), vec![]);
+    assert_eq!(t.non_ok(10).len(), 3);
+
+    let all = Filter::default();
+    let first = t.page(&policy, &all, None, 7);
+    let ids: Vec<&str> = first
+        .campaigns
+        .iter()
+        .map(|c| c.campaign.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["c000", "c001", "c002", "c003", "c004", "c005", "c006"]
+    );
+    assert_eq!((first.total, first.next.as_deref()), (500, Some("c006")));
+    let last = t.page(&policy, &all, Some("c495"), 7);
+    let ids: Vec<&str> = last.campaigns.iter().map(|c| c.campaign.as_str()).collect();
+    assert_eq!(ids, ["c496", "c497", "c498", "c499"]);
+    assert_eq!(last.next, None);
+    let blocked = Filter {
+        state: Some(State::Blocked),
+        prefix: Some("c3".into()),
+    };
+    let page = t.page(&policy, &blocked, None, 100);
+    assert_eq!(page.total, 1);
+    assert_eq!(page.campaigns[0].campaign, "c300");
+}
