@@ -580,6 +580,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A service configuration for a live run: the shipped policy, HTTP on a
+/// free port (returned), debug logs (so a leak into any log line shows).
+fn live_config(t: &TestTopics, dir: &std::path::Path) -> (std::path::PathBuf, u16) {
+    let policy = write_policy(dir, |p| p);
+    let port = free_port();
+    let cfg = dir.join("fairgate.toml");
+    std::fs::write(
+        &cfg,
+        t.config_toml(&policy, 1000, 10)
+            .replace(
+                "listen = \"127.0.0.1:0\"",
+                &format!("listen = \"127.0.0.1:{port}\""),
+            )
+            .replace("level = \"info\"", "level = \"debug,rdkafka=info\""),
+    )
+    .unwrap();
+    (cfg, port)
+}
+
 fn http_get(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -612,19 +631,7 @@ fn operations_during_a_live_run() {
     let t = TestTopics::new("ops");
     rt.block_on(t.create(2));
     let dir = scratch("ops");
-    let policy = write_policy(&dir, |p| p);
-    let port = free_port();
-    let cfg = dir.join("fairgate.toml");
-    std::fs::write(
-        &cfg,
-        t.config_toml(&policy, 1000, 10)
-            .replace(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            )
-            .replace("level = \"info\"", "level = \"debug,rdkafka=info\""),
-    )
-    .unwrap();
+    let (cfg, port) = live_config(&t, &dir);
     let records = decisions(8_000, 50, 51);
     // The sensitive values these decisions carry.
     let mut secrets = HashSet::new();
@@ -757,19 +764,7 @@ fn the_bad_input_corpus_through_the_pipeline_is_routed_once_and_leaks_nothing() 
     let t = TestTopics::new("hostile");
     rt.block_on(t.create(1));
     let dir = scratch("hostile");
-    let policy = write_policy(&dir, |p| p);
-    let port = free_port();
-    let cfg = dir.join("fairgate.toml");
-    std::fs::write(
-        &cfg,
-        t.config_toml(&policy, 1000, 10)
-            .replace(
-                "listen = \"127.0.0.1:0\"",
-                &format!("listen = \"127.0.0.1:{port}\""),
-            )
-            .replace("level = \"info\"", "level = \"debug,rdkafka=info\""),
-    )
-    .unwrap();
+    let (cfg, port) = live_config(&t, &dir);
     let corpus = bad_input();
     let mut child = Child::start(&cfg, dir.join("run.log"));
     produce_raw(&brokers(), &t.input, &corpus);
