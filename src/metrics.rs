@@ -51,6 +51,8 @@ pub struct Metrics {
     pub delivery_errors: IntCounterVec,
     /// Input records in flight (consumed, not yet committed).
     pub in_flight: IntGauge,
+    /// Bytes of input records consumed, not yet acknowledged.
+    pub in_flight_bytes: IntGauge,
     /// 1 while the progress watchdog finds the pipeline stalled.
     pub stalled: IntGauge,
     /// When the pipeline last consumed or completed a record (or was idle).
@@ -221,6 +223,7 @@ struct PipelineFamilies {
     producer_queue: IntGauge,
     delivery_errors: IntCounterVec,
     in_flight: IntGauge,
+    in_flight_bytes: IntGauge,
     stalled: IntGauge,
     last_progress: Gauge,
     commits: IntCounterVec,
@@ -264,6 +267,12 @@ fn pipeline_families(r: &Registry) -> PipelineFamilies {
             IntGauge::new,
             "fairgate_in_flight_messages",
             "Input records consumed whose offsets are not yet committed (bounded by pipeline.max_in_flight).",
+        ),
+        in_flight_bytes: single(
+            r,
+            IntGauge::new,
+            "fairgate_in_flight_bytes",
+            "Bytes of input records consumed whose produced records are not yet all acknowledged (bounded by pipeline.max_in_flight_bytes).",
         ),
         stalled: single(
             r,
@@ -373,6 +382,7 @@ impl Metrics {
             producer_queue: p.producer_queue,
             delivery_errors: p.delivery_errors,
             in_flight: p.in_flight,
+            in_flight_bytes: p.in_flight_bytes,
             stalled: p.stalled,
             last_progress: p.last_progress,
             dead_letters: d.dead_letters,

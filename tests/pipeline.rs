@@ -1129,3 +1129,76 @@ async fn a_wedged_pipeline_is_reported_not_ready_within_30_s_and_ready_again_whe
     wait_committed(&p, &t, 100).await;
     p.stop().await;
 }
+
+/// The byte bound: with every produced topic on a broker that is down, the
+/// pipeline reads records only until `max_in_flight_bytes` of them wait for
+/// an acknowledgement (the record that crosses the bound is the last one
+/// read), however many places `max_in_flight` has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_than_max_in_flight_bytes_are_read_and_unacknowledged() {
+    let (mock, t) = split_cluster("bytes", produced_topics);
+    mock.broker_down(2).unwrap();
+    let mut config = setup(&t, 100_000, |p| p);
+    config.pipeline.max_in_flight_bytes = 1 << 20;
+    let records = decisions(3_000, 0, 66);
+    let largest = records.iter().map(|r| r.1.len() + r.2.len()).max().unwrap();
+    let smallest = records.iter().map(|r| r.1.len() + r.2.len()).min().unwrap();
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m.clone());
+    p.wait("read up to the byte bound", || {
+        m.in_flight_bytes.get() >= 1 << 20
+    })
+    .await;
+    // Held back past the pause (1 s) and many commit intervals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = m.in_flight_bytes.get() as usize;
+    assert!(
+        held < (1 << 20) + largest,
+        "{held} bytes unacknowledged, bound 1 MiB + one record"
+    );
+    assert!(
+        p.consumed() as usize <= (1 << 20) / smallest + 1,
+        "{} records read",
+        p.consumed()
+    );
+    mock.broker_up(2).unwrap();
+    p.wait("completed every record", || p.completed() == 3_000)
+        .await;
+    assert!(p.stop().await.drained);
+    each_once(&t, &records).await;
+}
+
+/// A record's bytes come back when it is acknowledged, not when it is
+/// committed: with commits 60 s apart and a byte bound a third of the input,
+/// every record is read and completed long before the first commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_come_back_at_acknowledgement_not_at_commit() {
+    let (_mock, t) = cluster(1, "bytes-at-ack");
+    let mut config = setup(&t, 100_000, |p| p);
+    config.pipeline.max_in_flight_bytes = 1 << 20;
+    config.pipeline.commit_interval_ms = 60_000;
+    // The mock broker keeps about 5 MB of a partition: 3,000 records of
+    // about 1.2 KB fit, and are three times the bound.
+    let records = decisions(3_000, 0, 67);
+    let total: usize = records.iter().map(|r| r.1.len() + r.2.len()).sum();
+    assert!(
+        total > 3 << 20,
+        "{total} bytes: the input is several bounds"
+    );
+    produce(&t, records.clone()).await;
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m.clone());
+    p.wait("completed every record", || p.completed() == 3_000)
+        .await;
+    assert_eq!(
+        committed_async(&t).await.unwrap_or(0),
+        0,
+        "nothing committed yet: the bytes came back at acknowledgement"
+    );
+    assert_eq!(m.in_flight_bytes.get(), 0);
+    assert_eq!(m.in_flight.get(), 3_000, "places wait for the commit");
+    assert!(p.stop().await.drained);
+    assert_eq!(committed_async(&t).await, Some(3_000));
+}

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 struct Part {
     /// Offset -> deliveries still outstanding.
     pending: BTreeMap<i64, u32>,
+    /// Offset -> bytes of the input record, for the pending ones that have a size.
+    sizes: BTreeMap<i64, usize>,
     /// Offsets fully acknowledged but not yet committed.
     done: BTreeSet<i64>,
     /// Highest offset begun.
@@ -71,6 +73,19 @@ impl Offsets {
     /// not owned, or was revoked and assigned again since the record was read
     /// (the record is then not tracked: its new owner reads it again).
     pub fn begin(&mut self, partition: i32, generation: u64, offset: i64, deliveries: u32) -> bool {
+        self.begin_sized(partition, generation, offset, deliveries, 0)
+    }
+
+    /// [`Offsets::begin`] for a record of `bytes` bytes, which
+    /// [`Offsets::pending_bytes`] counts until its last acknowledgement.
+    pub fn begin_sized(
+        &mut self,
+        partition: i32,
+        generation: u64,
+        offset: i64,
+        deliveries: u32,
+        bytes: usize,
+    ) -> bool {
         let Some(p) = self.parts.get_mut(&partition) else {
             return false;
         };
@@ -82,8 +97,18 @@ impl Offsets {
             p.done.insert(offset);
         } else {
             *p.pending.entry(offset).or_insert(0) += deliveries;
+            if bytes > 0 {
+                p.sizes.insert(offset, bytes);
+            }
         }
         true
+    }
+
+    /// Bytes of the partition's records still waiting for an acknowledgement.
+    pub fn pending_bytes(&self, partition: i32) -> usize {
+        self.parts
+            .get(&partition)
+            .map_or(0, |p| p.sizes.values().sum())
     }
 
     /// One delivery for `offset` was acknowledged. Returns true when that was
@@ -99,6 +124,7 @@ impl Offsets {
             *n -= 1;
             if *n == 0 {
                 p.pending.remove(&offset);
+                p.sizes.remove(&offset);
                 p.done.insert(offset);
                 return true;
             }

@@ -125,10 +125,12 @@ impl ConsumeLoop {
             .inspect_err(|e| warn!(target: "fairgate::kafka", error = %e, "consume error"))
             .ok()?;
         let generation = self.shared.offsets.lock().generation(m.partition())?;
-        // One place per input record, given back at commit. A record that
-        // arrives while the consumer is paused (fetched before the pause) is
-        // taken over the limit and paid off first.
-        self.shared.in_flight.acquire_or_owe();
+        // One place per input record, given back at commit, and its bytes,
+        // given back at acknowledgement. A record that arrives while the
+        // consumer is paused (fetched before the pause) is taken over the
+        // limit and paid off first.
+        let size = m.payload_len() + m.key_len();
+        self.shared.in_flight.acquire_or_owe(size);
         self.shared.health.consumed.fetch_add(1, Ordering::Relaxed);
         let input = Input {
             partition: m.partition(),
@@ -137,7 +139,11 @@ impl ConsumeLoop {
             payload: m.payload().unwrap_or(&[]).to_vec(),
             headers: pick_headers(&m, self.stage.input_headers()),
         };
-        Some(Job { generation, input })
+        Some(Job {
+            generation,
+            size,
+            input,
+        })
     }
 
     /// To the judge thread that owns the record's partition. Never waits: a

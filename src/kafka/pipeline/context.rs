@@ -62,6 +62,7 @@ impl ProducerCtx {
             && s.offsets.lock().ack(p, g, o)
         {
             s.health.completed.fetch_add(1, Ordering::Relaxed);
+            s.in_flight.release_bytes(token.input_bytes);
         }
     }
 
@@ -191,15 +192,17 @@ impl ConsumerCtx {
             Some(&parts),
             "on revocation (the new owner reads what is uncommitted)",
         );
-        let released = {
+        let (released, bytes) = {
             let mut offsets = s.offsets.lock();
+            let bytes: usize = parts.iter().map(|&p| offsets.pending_bytes(p)).sum();
             let released = parts.iter().map(|&p| offsets.revoke(p)).sum();
             s.health
                 .assigned
                 .store(!offsets.partitions().is_empty(), Ordering::Relaxed);
-            released
+            (released, bytes)
         };
         s.in_flight.release(released);
+        s.in_flight.release_bytes(bytes);
         for p in &parts {
             let _ = s
                 .metrics

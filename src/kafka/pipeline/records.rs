@@ -60,6 +60,9 @@ pub struct Token {
     /// This is the dead-letter form of a record its topic refused: refused
     /// again, there is no smaller form to fall back to.
     pub(super) refused: bool,
+    /// Size of the input record, given back to the in-flight bound when its
+    /// last produced record is acknowledged.
+    pub(super) input_bytes: usize,
 }
 
 impl Token {
@@ -74,6 +77,7 @@ impl Token {
             out,
             attempts: 0,
             refused: false,
+            input_bytes: 0,
         })
     }
 
@@ -86,6 +90,7 @@ impl Token {
             out: Arc::new(refused_out(&self.out, self.input, code)),
             attempts: 0,
             refused: true,
+            input_bytes: self.input_bytes,
         })
     }
 }

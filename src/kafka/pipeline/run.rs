@@ -116,7 +116,12 @@ fn start(
     let shared = Arc::new(Shared {
         offsets: Mutex::new(Offsets::new()),
         commit_lock: Mutex::new(()),
-        in_flight: InFlight::new(p.max_in_flight, metrics.in_flight.clone()),
+        in_flight: InFlight::new(
+            p.max_in_flight,
+            p.max_in_flight_bytes,
+            metrics.in_flight.clone(),
+            metrics.in_flight_bytes.clone(),
+        ),
         metrics,
         health: health.clone(),
         clock,

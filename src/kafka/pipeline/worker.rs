@@ -22,6 +22,8 @@ use crate::config::Topics;
 pub(super) struct Job {
     /// The partition's ownership when the record was read.
     pub(super) generation: u64,
+    /// Bytes it took of the in-flight bound (key and payload).
+    pub(super) size: usize,
     pub(super) input: Input,
 }
 
@@ -55,25 +57,33 @@ impl Worker {
             || s.offsets.lock().generation(partition) != Some(generation)
         {
             s.in_flight.release(1);
+            s.in_flight.release_bytes(job.size);
             return Ok(());
         }
         let start = Instant::now();
         let produced = self.stage.process(job.input);
         s.metrics.processing.observe(start.elapsed().as_secs_f64());
+        let size = job.size;
         if !s
             .offsets
             .lock()
-            .begin(partition, generation, offset, produced.len() as u32)
+            .begin_sized(partition, generation, offset, produced.len() as u32, size)
         {
             s.in_flight.release(1);
+            s.in_flight.release_bytes(size);
             return Ok(());
         }
+        if produced.is_empty() {
+            // Nothing to acknowledge: done with at once.
+            s.in_flight.release_bytes(size);
+        }
         for p in produced {
-            let token = Token::new(
+            let mut token = Token::new(
                 Some((partition, generation, offset)),
                 p.event_ts_ms,
                 Arc::new(p.out),
             );
+            token.input_bytes = size;
             send_blocking(s, &self.producer, &self.topics, token)?;
         }
         Ok(())
