@@ -83,8 +83,24 @@ fn fold_key_char(c: char) -> char {
 /// Whether an object key in the input names the pointer token `token`
 /// (see the module doc: case does not matter).
 pub fn key_matches(key: &str, token: &str) -> bool {
+    let (k, t) = (key.as_bytes(), token.as_bytes());
+    // Fast answers first (this runs for every key stripping looks at). Bytes
+    // equal but for ASCII case: the chars are too (UTF-8 sequences hold no
+    // ASCII bytes), so they fold equal.
+    if k.len() == t.len() && k.eq_ignore_ascii_case(t) {
+        return true;
+    }
+    // Folding maps one char to one char: an empty key matches an empty token
+    // only; two ASCII first chars fold to themselves, lowercased.
+    match (k.first(), t.first()) {
+        (None, _) | (_, None) => return false,
+        (Some(a), Some(b)) if a.is_ascii() && b.is_ascii() && !a.eq_ignore_ascii_case(b) => {
+            return false;
+        }
+        _ => {}
+    }
     if key.is_ascii() && token.is_ascii() {
-        return key.eq_ignore_ascii_case(token);
+        return false;
     }
     key.chars()
         .map(fold_key_char)
@@ -238,6 +254,8 @@ mod tests {
             ("\u{212a}ey", "key"),
             ("IFA", "ifa"),
             ("a/b", "A/B"),
+            ("", ""),
+            ("SEGMENT", "segment"),
         ] {
             assert!(key_matches(key, token), "{key:?} {token:?}");
         }
@@ -248,6 +266,9 @@ mod tests {
             ("\u{e9}", "e"),
             ("\u{c9}", "\u{e9}"),
             ("", "id"),
+            ("id", ""),
+            ("xd", "id"),
+            ("\u{131}x", "id"),
         ] {
             assert!(!key_matches(key, token), "{key:?} {token:?}");
         }
