@@ -248,6 +248,73 @@ fn not_json(bytes: &[u8], e: &sonic_rs::Error) -> Reject {
     }
 }
 
+/// Whether some object in `json` may repeat a key, read from the text (which
+/// must be valid JSON: it has parsed). `false` is certain: every key is free
+/// of escapes and differs byte for byte from the other keys of its object.
+/// `true` means: look at the parsed document ([`normalise`]); an escaped key
+/// may spell another differently, and an object of more than 32 keys is left
+/// to the hashed check there rather than compared pair by pair here.
+///
+/// Cheaper than walking the parsed document, whose every node read looks up
+/// its type; most records repeat no key and are settled here.
+fn keys_may_repeat(json: &[u8]) -> bool {
+    const MANY: usize = 32;
+    // The keys of the open objects, innermost last; where each open
+    // container's keys start (arrays too, so that closing pops in step).
+    let mut keys: Vec<&[u8]> = Vec::with_capacity(64);
+    let mut frames: Vec<usize> = Vec::with_capacity(16);
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                let (mut end, mut escaped) = (start, false);
+                loop {
+                    let Some(p) = memchr::memchr2(b'"', b'\\', &json[end..]) else {
+                        return true;
+                    };
+                    end += p;
+                    if json[end] == b'"' {
+                        break;
+                    }
+                    escaped = true;
+                    end += 2;
+                }
+                i = end + 1;
+                // A string is a key when a `:` follows it.
+                let mut k = i;
+                while json
+                    .get(k)
+                    .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                {
+                    k += 1;
+                }
+                if json.get(k) == Some(&b':') {
+                    let from = frames.last().copied().unwrap_or(0);
+                    let key = &json[start..end];
+                    if escaped || keys.len() - from >= MANY || keys[from..].contains(&key) {
+                        return true;
+                    }
+                    keys.push(key);
+                    i = k + 1;
+                }
+            }
+            b'{' | b'[' => {
+                frames.push(keys.len());
+                i += 1;
+            }
+            b'}' | b']' => {
+                if let Some(f) = frames.pop() {
+                    keys.truncate(f);
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 /// Whether any object in `v` repeats a key.
 fn has_repeated_keys(v: &Value) -> bool {
     match v.get_type() {
@@ -504,7 +571,11 @@ impl Decision {
             )));
         }
         let value: Value = sonic_rs::from_slice(bytes).map_err(|e| not_json(bytes, &e))?;
-        Self::from_value(value)
+        if keys_may_repeat(bytes) {
+            Self::from_value(value)
+        } else {
+            Self::validate(value)
+        }
     }
 
     /// Validate an already parsed value (repeated keys are normalised first).
@@ -512,7 +583,11 @@ impl Decision {
     /// Fields are checked in a fixed order — id, ts, campaign, selected,
     /// user, regs, device — and the first problem found is the rejection.
     pub fn from_value(value: Value) -> Result<Decision, Reject> {
-        let value = normalise(value)?;
+        Self::validate(normalise(value)?)
+    }
+
+    /// Validate a value that repeats no key.
+    fn validate(value: Value) -> Result<Decision, Reject> {
         let Some(root) = value.as_object() else {
             return Err(Reject::NotObject(type_name(&value)));
         };
@@ -738,6 +813,34 @@ mod tests {
         let m = d.value.get("m").unwrap();
         assert_eq!(m.as_object().unwrap().len(), 40);
         assert_eq!(m.get("k7").unwrap().as_str(), Some("x"));
+    }
+
+    /// The text scan settles records that repeat no key, and sends every
+    /// one that might to the parsed-document check.
+    #[test]
+    fn the_key_scan_never_misses_a_repeat() {
+        for json in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":[{"c":1,"d":"c","c":2}]}}"#,
+            r#"{"a" : 1 , "a"	:2}"#,
+            // An escape may spell another key: looked at closer.
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"a\"":1}"#,
+        ] {
+            assert!(keys_may_repeat(json.as_bytes()), "{json}");
+        }
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        assert!(keys_may_repeat(format!("{{{many}\"z\":0}}").as_bytes()));
+        for json in [
+            r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}],"d":{"a":{"a":1}}}"#,
+            // Strings that are values, holding quotes, colons and brackets.
+            r#"{"a":"a","b":":","c":"\"a\":{[","d":["a","a"],"e":"\\"}"#,
+            r#"[{"a":1},{"a":1}]"#,
+            r#""a""#,
+            "{}",
+        ] {
+            assert!(!keys_may_repeat(json.as_bytes()), "{json}");
+        }
     }
 
     #[test]
