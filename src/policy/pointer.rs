@@ -256,6 +256,9 @@ mod tests {
             ("a/b", "A/B"),
             ("", ""),
             ("SEGMENT", "segment"),
+            // ASCII first, a folded char later: lengths differ.
+            ("i\u{17f}", "IS"),
+            ("a\u{212a}", "ak"),
         ] {
             assert!(key_matches(key, token), "{key:?} {token:?}");
         }
