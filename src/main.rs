@@ -118,6 +118,9 @@ struct LoadgenArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Prefix of the decision ids (a run told apart from an earlier one on the same topic).
+    #[arg(long, default_value = "dec-")]
+    id_prefix: String,
 }
 
 #[derive(Args)]
@@ -273,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             skewed: a.skewed,
             malformed_every: a.malformed_every,
             seed: a.seed,
-            id_prefix: "dec-".into(),
+            id_prefix: a.id_prefix,
             extra: Default::default(),
         }),
         Command::Policy {
