@@ -162,6 +162,10 @@ struct BenchE2eArgs {
     /// The policy file.
     #[arg(long, default_value = "config/policy.toml")]
     policy: PathBuf,
+    /// The configuration whose settings (pipeline, librdkafka) every pass
+    /// uses; only brokers, group, topics and the HTTP address are replaced.
+    #[arg(long, default_value = "config/fairgate.toml")]
+    config: PathBuf,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -264,6 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 latency_rate: a.latency_rate,
                 latency_count: a.latency_count,
                 policy: a.policy,
+                config: a.config,
             },
             a.json,
         ),
