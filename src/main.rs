@@ -118,6 +118,9 @@ struct LoadgenArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Prefix of the decision ids (a run told apart from an earlier one on the same topic).
+    #[arg(long, default_value = "dec-")]
+    id_prefix: String,
 }
 
 #[derive(Args)]
@@ -159,6 +162,10 @@ struct BenchE2eArgs {
     /// The policy file.
     #[arg(long, default_value = "config/policy.toml")]
     policy: PathBuf,
+    /// The configuration whose settings (pipeline, librdkafka) every pass
+    /// uses; only brokers, group, topics and the HTTP address are replaced.
+    #[arg(long, default_value = "config/fairgate.toml")]
+    config: PathBuf,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -261,6 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 latency_rate: a.latency_rate,
                 latency_count: a.latency_count,
                 policy: a.policy,
+                config: a.config,
             },
             a.json,
         ),
@@ -273,7 +281,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             skewed: a.skewed,
             malformed_every: a.malformed_every,
             seed: a.seed,
-            id_prefix: "dec-".into(),
+            id_prefix: a.id_prefix,
             extra: Default::default(),
         }),
         Command::Policy {

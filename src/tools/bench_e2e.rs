@@ -1,7 +1,10 @@
-//! The end-to-end benchmark: the same decisions through the same broker,
-//! once through a plain consume-and-produce pass-through and once through
-//! fairgate, with the same rdkafka settings and the same pipeline code (the
-//! pass-through is the pipeline with the guard taken out).
+//! The product's own pass-through comparison: the same decisions through the
+//! same broker, once through fairgate's pipeline with the guard taken out and
+//! once through fairgate, in one process, with the settings of a given
+//! configuration (the shipped one by default). It shares fairgate's limits,
+//! so it shows what the guard costs inside the pipeline, not what the
+//! pipeline costs; `scripts/bench-e2e` compares fairgate with an independent
+//! rdkafka pass-through (`examples/passthrough.rs`) in separate processes.
 //!
 //! 1. **Throughput**: `count` decisions are produced to an input topic first;
 //!    each pass drains them with its own consumer group. Passes run in the
@@ -45,6 +48,8 @@ pub struct BenchOptions {
     pub latency_rate: u64,
     pub latency_count: u64,
     pub policy: std::path::PathBuf,
+    /// The configuration whose settings every pass uses.
+    pub config: std::path::PathBuf,
 }
 
 /// One pass.
@@ -97,36 +102,19 @@ fn percentiles(mut v: Vec<f64>) -> Percentiles {
     }
 }
 
-fn config(brokers: &str, input: &str, out: &str, group: &str, policy: &std::path::Path) -> Config {
-    let toml = format!(
-        r#"policy = "{policy}"
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-[kafka.topics]
-input = "{input}"
-output = "{out}"
-blocked = "{out}.blocked"
-dead_letter = "{out}.dlq"
-alerts = "{out}.alerts"
-[kafka.consumer]
-"auto.offset.reset" = "earliest"
-[kafka.producer]
-"linger.ms" = "5"
-"batch.num.messages" = "10000"
-[pipeline]
-max_in_flight = 100000
-commit_interval_ms = 100
-grace_period_secs = 10
-[http]
-listen = "127.0.0.1:0"
-[log]
-format = "text"
-level = "warn"
-"#,
-        policy = policy.display()
-    );
-    Config::from_toml(&toml).expect("bench config is valid")
+/// The configuration of one pass: `base` (the shipped configuration, by
+/// default) with only the brokers, group, topics and HTTP address replaced.
+fn config(base: &Config, brokers: &str, input: &str, out: &str, group: &str) -> Config {
+    let mut c = base.clone();
+    c.kafka.brokers = brokers.to_string();
+    c.kafka.group_id = group.to_string();
+    c.kafka.topics.input = input.to_string();
+    c.kafka.topics.output = out.to_string();
+    c.kafka.topics.blocked = format!("{out}.blocked");
+    c.kafka.topics.dead_letter = format!("{out}.dlq");
+    c.kafka.topics.alerts = format!("{out}.alerts");
+    c.http.listen = "127.0.0.1:0".into();
+    c
 }
 
 /// The baseline: each input to the output topic unchanged, its decision-id
@@ -320,6 +308,8 @@ impl BenchTopics {
 /// Run the benchmark.
 pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
     let _ = CompiledPolicy::load(&opts.policy)?;
+    let base = Config::load(&opts.config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", opts.config.display()))?;
     let run_id = SystemClock.now_ms() % 100_000_000;
     let topics = BenchTopics::new(run_id);
     create_topics(&opts.brokers, &topics.all(), opts.partitions).await?;
@@ -339,7 +329,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         extra: BTreeMap::new(),
     };
     produce(lg.clone(), &clock).await?;
-    let (passes, guard, plain) = throughput(&opts, &topics, run_id).await?;
+    let (passes, guard, plain) = throughput(&opts, &base, &topics, run_id).await?;
     let paced = LoadgenOptions {
         rate: opts.latency_rate,
         count: opts.latency_count,
@@ -362,6 +352,7 @@ async fn produce(lg: LoadgenOptions, clock: &Arc<dyn Clock>) -> anyhow::Result<(
 /// still running (caught up) for the latency phase.
 async fn throughput(
     opts: &BenchOptions,
+    base: &Config,
     topics: &BenchTopics,
     run_id: i64,
 ) -> anyhow::Result<(Vec<Pass>, Running, Running)> {
@@ -373,11 +364,11 @@ async fn throughput(
     {
         let group = format!("bench-{run_id}-{i}");
         let cfg = config(
+            base,
             &opts.brokers,
             &topics.input,
             topics.output(kind),
             &group,
-            &opts.policy,
         );
         let (pass, r) = one_pass(opts, cfg, kind).await?;
         passes.push(pass);

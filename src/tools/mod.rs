@@ -5,7 +5,8 @@
 //! * [`synth`] — realistic synthetic decisions (load generator, demo, benches).
 //! * [`loadgen`] — synthetic decisions to a Kafka topic at a set rate.
 //! * [`demo`] — the whole product on librdkafka's in-process mock cluster.
-//! * [`bench_e2e`] — the end-to-end benchmark through one broker.
+//! * [`bench_e2e`] — the product's own pass-through comparison, in one process
+//!   (the end-to-end benchmark proper is `scripts/bench-e2e`).
 
 pub mod bench_e2e;
 pub mod check;
