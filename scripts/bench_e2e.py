@@ -139,12 +139,13 @@ def fairgate_config(shipped, path, brokers, group, topics, workers=None):
     """The shipped configuration with only what a run must change replaced."""
     doc = tomllib.loads(Path(shipped).read_text())
     doc["policy"] = str((Path(shipped).parent / doc["policy"]).resolve())
-    doc["kafka"]["brokers"] = brokers
-    doc["kafka"]["group_id"] = group
-    doc["kafka"]["topics"] = topics
-    doc["http"]["listen"] = f"127.0.0.1:{free_port()}"
+    kafka = doc.setdefault("kafka", {})
+    kafka["brokers"] = brokers
+    kafka["group_id"] = group
+    kafka["topics"] = topics
+    doc.setdefault("http", {})["listen"] = f"127.0.0.1:{free_port()}"
     if workers is not None:
-        doc["pipeline"]["workers"] = workers
+        doc.setdefault("pipeline", {})["workers"] = workers
     Path(path).write_text("\n".join(toml_dump(doc)) + "\n")
 
 
@@ -174,6 +175,11 @@ class Bench:
     # -- processes
 
     def start_broker(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.a.port), 0.2).close()
+            raise SystemExit(f"port {self.a.port} is taken; choose another with --port")
+        except OSError:
+            pass
         nisshi = Path.home() / ".cargo" / "bin" / "nisshi"
         out = open(self.logs / "nisshi.log", "w")
         self.nisshi = subprocess.Popen(
@@ -188,6 +194,8 @@ class Bench:
             stderr=subprocess.STDOUT,
         )
         for _ in range(100):
+            if self.nisshi.poll() is not None:
+                raise SystemExit(f"nisshi exited; see {self.logs / 'nisshi.log'}")
             try:
                 socket.create_connection(("127.0.0.1", self.a.port), 0.2).close()
                 return
