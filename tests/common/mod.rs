@@ -194,6 +194,22 @@ pub fn produce(topic: &str, records: &[(String, String, Vec<u8>)]) {
 /// Produce records to a given broker and wait for every acknowledgement
 /// (riding out a broker outage of up to five minutes).
 pub fn produce_on(brokers: &str, topic: &str, records: &[(String, String, Vec<u8>)]) {
+    send_all(
+        brokers,
+        topic,
+        records
+            .iter()
+            .map(|(_, key, payload)| (Some(key.as_bytes()), payload.as_slice())),
+    );
+}
+
+/// Produce `(key, payload)` pairs as they are, waiting out a full queue, and
+/// flush.
+fn send_all<'a>(
+    brokers: &str,
+    topic: &str,
+    records: impl Iterator<Item = (Option<&'a [u8]>, &'a [u8])>,
+) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
@@ -202,13 +218,16 @@ pub fn produce_on(brokers: &str, topic: &str, records: &[(String, String, Vec<u8
         .set("message.max.bytes", "10000000")
         .create()
         .expect("producer");
-    for (_, key, payload) in records {
-        let mut rec = BaseRecord::to(topic).key(key).payload(payload);
+    for (key, payload) in records {
+        let mut rec = BaseRecord::to(topic).payload(payload);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
         loop {
             match p.send(rec) {
                 Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
+                Err((_, back)) => {
+                    rec = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
@@ -516,26 +535,11 @@ pub fn bad_input() -> Vec<BadRecord> {
 
 /// Produce records with any key (or none), as they are.
 pub fn produce_raw(brokers: &str, topic: &str, records: &[BadRecord]) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("message.max.bytes", "10000000")
-        .create()
-        .expect("producer");
-    for r in records {
-        let mut rec = BaseRecord::to(topic).payload(&r.payload);
-        if let Some(k) = &r.key {
-            rec = rec.key(k);
-        }
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
-    }
-    p.flush(Duration::from_secs(60)).expect("flush");
+    send_all(
+        brokers,
+        topic,
+        records
+            .iter()
+            .map(|r| (r.key.as_deref(), r.payload.as_slice())),
+    );
 }
