@@ -217,15 +217,7 @@ async fn overrides_change_the_state_and_emit_an_audit_alert() {
         .map(|t| serde_json::from_str(&t).unwrap())
         .unwrap();
     assert_eq!(list["count"], 1);
-    let page = s
-        .client
-        .get(format!("{}/", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&s, "/").await;
     assert!(page.contains("c1") && page.contains("legal hold"));
     let metrics = s
         .client
@@ -339,6 +331,11 @@ async fn the_file_watcher_reloads_on_change() {
     cancel.cancel();
 }
 
+async fn get_text(s: &Server, path: &str) -> String {
+    let r = s.client.get(format!("{}{path}", s.base)).send().await;
+    r.unwrap().text().await.unwrap()
+}
+
 async fn get_json(s: &Server, path: &str) -> (u16, Value) {
     let r = s
         .client
@@ -414,15 +411,7 @@ async fn the_campaign_listing_is_paged_by_id_with_a_cursor_and_filters() {
     let (_, none) = get_json(&s, "/v1/campaigns?state=blocked&prefix=cmp-").await;
     assert_eq!(none["total"], 0);
     // The status page is bounded too, and says how many it leaves out.
-    let page = s
-        .client
-        .get(format!("{}/", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&s, "/").await;
     assert!(page.contains("other-2"), "blocked campaigns first");
     assert!(
         page.contains(&format!("and {} more", n + 1 - 50)),
