@@ -380,6 +380,23 @@ fn bucket_end_ms(policy: &CompiledPolicy, b: i64) -> i64 {
     b.saturating_add(1).saturating_mul(policy.bucket_ms)
 }
 
+/// Keep an item among the `limit` smallest held in `heap` (a max-heap, so
+/// its top is the one to drop first): `beats_top` says whether the item is
+/// smaller than the top; `make` builds it, only when it is kept.
+fn keep_smallest<T: Ord>(
+    heap: &mut BinaryHeap<T>,
+    limit: usize,
+    beats_top: impl FnOnce(&T) -> bool,
+    make: impl FnOnce() -> T,
+) {
+    if heap.len() < limit {
+        heap.push(make());
+    } else if heap.peek().is_some_and(beats_top) {
+        heap.pop();
+        heap.push(make());
+    }
+}
+
 impl Tracker {
     pub fn new(policy: &CompiledPolicy) -> Tracker {
         Tracker {
@@ -606,12 +623,7 @@ impl Tracker {
                 continue;
             }
             remaining += 1;
-            if smallest.len() < limit {
-                smallest.push(id.into());
-            } else if smallest.peek().is_some_and(|top| id < &**top) {
-                smallest.pop();
-                smallest.push(id.into());
-            }
+            keep_smallest(&mut smallest, limit, |top| id < &**top, || id.into());
         }
         let ids = smallest.into_sorted_vec();
         let next = (remaining > ids.len())
@@ -656,13 +668,13 @@ impl Tracker {
             if state == State::Ok || limit == 0 {
                 continue;
             }
-            let key = (std::cmp::Reverse(state), c.key().clone());
-            if kept.len() < limit {
-                kept.push(key);
-            } else if kept.peek().is_some_and(|top| key < *top) {
-                kept.pop();
-                kept.push(key);
-            }
+            let rank = std::cmp::Reverse(state);
+            keep_smallest(
+                &mut kept,
+                limit,
+                |top| (rank, &**c.key()) < (top.0, &*top.1),
+                || (rank, c.key().clone()),
+            );
         }
         kept.into_sorted_vec()
             .into_iter()
