@@ -19,6 +19,7 @@ use sonic_rs::JsonValueTrait;
 use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
 use crate::core::decision::{self, Decision, lookup};
 use crate::core::edit::Node;
+use crate::core::rewrite::Plan;
 use crate::core::strip::{self, Stripped};
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
@@ -127,6 +128,20 @@ pub struct Live {
     pub policy: CompiledPolicy,
     pub consent: ConsentEvaluator,
     pub version: Arc<str>,
+    /// Stripping and writing in one walk, when the policy allows it
+    /// ([`crate::core::rewrite`]); else the sequential passes.
+    pub plan: Option<Plan>,
+}
+
+impl Live {
+    fn new(policy: CompiledPolicy) -> Live {
+        Live {
+            consent: ConsentEvaluator::new(&policy),
+            version: policy.version.as_str().into(),
+            plan: Plan::new(&policy),
+            policy,
+        }
+    }
 }
 
 /// What a policy swap did.
@@ -163,11 +178,7 @@ impl Guard {
     pub fn new(policy: CompiledPolicy) -> Guard {
         let tracker = Tracker::new(&policy);
         Guard {
-            live: ArcSwap::from_pointee(Live {
-                consent: ConsentEvaluator::new(&policy),
-                version: policy.version.as_str().into(),
-                policy,
-            }),
+            live: ArcSwap::from_pointee(Live::new(policy)),
             tracker,
             event_time: parking_lot::Mutex::new(EventClock::new()),
         }
@@ -190,11 +201,7 @@ impl Guard {
         if !kept {
             self.tracker.reset_windows(&policy);
         }
-        self.live.store(Arc::new(Live {
-            consent: ConsentEvaluator::new(&policy),
-            version: policy.version.as_str().into(),
-            policy,
-        }));
+        self.live.store(Arc::new(Live::new(policy)));
         Swapped { kept_windows: kept }
     }
 
@@ -283,14 +290,21 @@ impl Guard {
         let verdict = live.consent.evaluate(&d.consent_inputs());
         let rec = self.record(policy, &d, now_ms);
 
-        // Stripping edits a copy-on-write view; untouched parts are written
-        // straight from the parsed document.
-        let mut edited = Node::Doc(&d.value);
-        let stripped = strip::strip(policy, &mut edited, &verdict);
+        // Stripped and written in one walk where the policy allows;
+        // otherwise the sequential passes edit a copy-on-write view.
+        // Untouched parts are written straight from the parsed document.
+        let mut payload = Vec::with_capacity(bytes.len());
+        let stripped = match &live.plan {
+            Some(plan) => plan.write(policy, &d.value, &verdict, &mut payload),
+            None => {
+                let mut edited = Node::Doc(&d.value);
+                let stripped = strip::strip(policy, &mut edited, &verdict);
+                edited.write(&mut payload);
+                stripped
+            }
+        };
         let (route, reason) = route_of(&verdict, rec.state);
         let headers = published_headers(&live, &d, &verdict, &rec, &stripped, route, reason);
-        let mut payload = Vec::with_capacity(bytes.len());
-        edited.write(&mut payload);
         let facts = Facts {
             reason,
             consent: Some(verdict),

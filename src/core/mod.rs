@@ -6,6 +6,8 @@
 //! * [`consent`] — TCF v2.2, US Privacy, GPP, GPC, COPPA → personalised,
 //!   contextual or withheld, with a reason code; a bounded decode cache.
 //! * [`strip`] — removing and coarsening what the policy names.
+//! * [`rewrite`] — the same, and writing the result, in one walk of the
+//!   parsed decision (the guard's fast path where the policy allows).
 //! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
 //! * [`guard`] — the pipeline order in one place: bytes in, one
 //!   [`guard::Judgement`] out (consent, exposure and campaign state, strip, route).
@@ -14,4 +16,5 @@ pub mod consent;
 pub mod decision;
 pub mod edit;
 pub mod guard;
+pub mod rewrite;
 pub mod strip;

@@ -1,0 +1,624 @@
+//! Stripping and writing in one walk: the fast path of [`crate::core::strip`].
+//!
+//! [`strip::strip`] applies the policy pointer by pointer, each from the
+//! root, opening every object on its way into an editable copy, and the
+//! edited view is written afterwards. Here the pointers are compiled once
+//! into a tree of tokens (a [`Plan`]), and the parsed decision is written out
+//! in a single walk that consults the tree at each key: a key the tree does
+//! not name is written with its value as it is; a key it names is removed,
+//! coarsened, has its segments filtered, or is walked into. Nothing is
+//! opened or copied on the way.
+//!
+//! The output is the same, byte for byte, as the sequential passes give, and
+//! the report ([`Stripped`]) names the same pointers (property-tested below
+//! against them), in the policy's order. Where a
+//! policy's pointers could make the two differ, the policy gets no plan and
+//! the guard keeps to the sequential passes: a token of digits only (it may
+//! index an array, whose positions one pass shifts for the next), two tokens
+//! of one level that match each other, pointers below a coarsened value or
+//! below a removed one that remove too (the passes' order decides what is
+//! reported), and a coarsening of the segment list.
+
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Object, Value};
+
+use crate::core::consent::{Outcome, Verdict};
+use crate::core::edit::Node;
+use crate::core::strip::{self, Stripped};
+use crate::policy::{CoarsenWhen, CompiledPolicy, RemovalGroup, key_matches};
+
+/// The policy's pointers as one tree of tokens.
+#[derive(Debug, Default)]
+pub struct Plan {
+    root: Level,
+    /// How many pointers `always_plan` and `personal_plan` hold (their
+    /// children, in order: the order the sequential passes note them).
+    always: usize,
+    personal: usize,
+}
+
+#[derive(Debug, Default)]
+struct Level {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Default)]
+struct Step {
+    token: String,
+    /// Index into [`Plan::always`] / [`Plan::personal`].
+    always: Option<usize>,
+    personal: Option<usize>,
+    /// Indices into the policy's coarsenings, in policy order.
+    coarsen: Vec<usize>,
+    /// The segments pointer ends here.
+    segments: bool,
+    /// The segments pointer ends at or below here.
+    segments_below: bool,
+    next: Level,
+}
+
+impl Level {
+    fn step(&mut self, token: &str) -> &mut Step {
+        match self.steps.iter().position(|s| s.token == token) {
+            Some(i) => &mut self.steps[i],
+            None => {
+                self.steps.push(Step {
+                    token: token.to_string(),
+                    ..Step::default()
+                });
+                self.steps.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    fn at(&mut self, tokens: &[String]) -> &mut Step {
+        let (first, rest) = tokens.split_first().expect("a pointer has a token");
+        let mut step = self.step(first);
+        for t in rest {
+            step = step.next.step(t);
+        }
+        step
+    }
+
+    /// The one step whose token matches `key`, if any (siblings never match
+    /// each other, see [`Plan::new`]).
+    fn find(&self, key: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| key_matches(key, &s.token))
+    }
+
+    fn exact(&self) -> bool {
+        let siblings_apart = self.steps.iter().enumerate().all(|(i, a)| {
+            self.steps[i + 1..]
+                .iter()
+                .all(|b| !key_matches(&a.token, &b.token))
+        });
+        siblings_apart && self.steps.iter().all(Step::exact)
+    }
+}
+
+impl Step {
+    fn removes(&self) -> bool {
+        self.always.is_some() || self.personal.is_some()
+    }
+
+    fn removes_below(&self) -> bool {
+        self.next
+            .steps
+            .iter()
+            .any(|s| s.removes() || s.removes_below())
+    }
+
+    fn exact(&self) -> bool {
+        let digits = !self.token.is_empty() && self.token.bytes().all(|b| b.is_ascii_digit());
+        let removal_over_removal = self.removes() && self.removes_below();
+        let coarsening_over_more =
+            !self.coarsen.is_empty() && (!self.next.steps.is_empty() || self.segments_below);
+        !(digits || removal_over_removal || coarsening_over_more) && self.next.exact()
+    }
+}
+
+impl Plan {
+    /// The plan of a policy, or `None` when one walk cannot reproduce the
+    /// sequential passes exactly (see the module doc).
+    pub fn new(policy: &CompiledPolicy) -> Option<Plan> {
+        let mut plan = Plan::default();
+        for (groups, count, personal) in [
+            (&policy.always_plan, &mut plan.always, false),
+            (&policy.personal_plan, &mut plan.personal, true),
+        ] {
+            for g in groups {
+                for (last, _) in &g.children {
+                    let mut tokens = g.parent.clone();
+                    tokens.push(last.clone());
+                    let step = plan.root.at(&tokens);
+                    let id = if personal {
+                        &mut step.personal
+                    } else {
+                        &mut step.always
+                    };
+                    if id.is_none() {
+                        *id = Some(*count);
+                    }
+                    *count += 1;
+                }
+            }
+        }
+        for (i, c) in policy.coarsen.iter().enumerate() {
+            plan.root.at(&c.pointer.tokens).coarsen.push(i);
+        }
+        if let Some(m) = &policy.segments {
+            plan.root.at(&m.pointer.tokens).segments = true;
+            let mut level = &mut plan.root;
+            for t in &m.pointer.tokens {
+                let step = level.step(t);
+                step.segments_below = true;
+                level = &mut step.next;
+            }
+        }
+        plan.root.exact().then_some(plan)
+    }
+
+    /// Strip `doc` (normalised: one entry per key) and write the result to
+    /// `out`; what was done, as [`strip::strip`] reports it.
+    pub fn write<'p>(
+        &self,
+        policy: &'p CompiledPolicy,
+        doc: &Value,
+        verdict: &Verdict,
+        out: &mut Vec<u8>,
+    ) -> Stripped<'p> {
+        let mut walk = Walk {
+            policy,
+            personalised: verdict.outcome == Outcome::Personalised,
+            precise_geo: verdict.precise_geo,
+            always: vec![false; self.always],
+            personal: vec![false; self.personal],
+            coarsened: vec![false; policy.coarsen.len()],
+            uncoarsenable: vec![false; policy.coarsen.len()],
+            malformed: false,
+            segments: 0,
+        };
+        match doc.as_object() {
+            Some(o) => walk.object(o, &self.root, Some(out)),
+            None => write_value(doc, out),
+        }
+        walk.report(policy)
+    }
+}
+
+/// One walk's state: what was hit, to report in the passes' order.
+struct Walk<'p> {
+    policy: &'p CompiledPolicy,
+    personalised: bool,
+    precise_geo: bool,
+    always: Vec<bool>,
+    personal: Vec<bool>,
+    coarsened: Vec<bool>,
+    uncoarsenable: Vec<bool>,
+    malformed: bool,
+    segments: usize,
+}
+
+/// A removal pointer, by its place in its plan.
+#[derive(Debug, Clone, Copy)]
+enum Removal {
+    Always(usize),
+    Personal(usize),
+}
+
+const SER: &str = "a parsed value always serialises";
+
+fn write_value(v: &Value, out: &mut Vec<u8>) {
+    sonic_rs::to_writer(&mut *out, v).expect(SER);
+}
+
+fn write_key(k: &str, first: &mut bool, out: &mut Vec<u8>) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    sonic_rs::to_writer(&mut *out, k).expect(SER);
+    out.push(b':');
+}
+
+impl<'p> Walk<'p> {
+    /// Walk an object along `level`; write it to `out`, or (`None`) only
+    /// count what the passes would have counted in it before removing it.
+    fn object(&mut self, o: &Object, level: &Level, mut out: Option<&mut Vec<u8>>) {
+        let writing = out.is_some();
+        if let Some(out) = out.as_deref_mut() {
+            out.push(b'{');
+        }
+        let mut first = true;
+        for (k, v) in o.iter() {
+            let Some(step) = level.find(k) else {
+                if let Some(out) = out.as_deref_mut() {
+                    write_key(k, &mut first, out);
+                    write_value(v, out);
+                }
+                continue;
+            };
+            // The passes' order: segments, the removals, then coarsening.
+            // The segment pass removes a list that is not an array (or null)
+            // whole, before a removal could.
+            let list_stays = !step.segments || v.is_null() || v.is_array();
+            let removal = self.removal(step);
+            let Some(out) = out
+                .as_deref_mut()
+                .filter(|_| removal.is_none() && list_stays)
+            else {
+                if step.segments {
+                    self.segments(v, None);
+                } else if step.segments_below {
+                    self.descend(v, step, None);
+                }
+                match removal {
+                    Some(Removal::Always(i)) if writing && list_stays => self.always[i] = true,
+                    Some(Removal::Personal(i)) if writing && list_stays => self.personal[i] = true,
+                    _ => {}
+                }
+                continue;
+            };
+            if step.segments {
+                write_key(k, &mut first, out);
+                self.segments(v, Some(out));
+            } else if !step.coarsen.is_empty() {
+                if let Some(node) = self.coarsen(v, &step.coarsen) {
+                    write_key(k, &mut first, out);
+                    node.write(out);
+                }
+            } else {
+                write_key(k, &mut first, out);
+                self.descend(v, step, Some(out));
+            }
+        }
+        if let Some(out) = out {
+            out.push(b'}');
+        }
+    }
+
+    /// The removal that applies at a step: `always` first, then (unless
+    /// personalised) `unless_personalised`.
+    fn removal(&self, step: &Step) -> Option<Removal> {
+        match (step.always, step.personal) {
+            (Some(i), _) => Some(Removal::Always(i)),
+            (None, Some(i)) if !self.personalised => Some(Removal::Personal(i)),
+            _ => None,
+        }
+    }
+
+    /// Below a step: objects are walked on; anything else is left as it is
+    /// (an array is reached by index tokens only, which have no plan).
+    fn descend(&mut self, v: &Value, step: &Step, out: Option<&mut Vec<u8>>) {
+        match (v.as_object(), out) {
+            (Some(o), out) if !step.next.steps.is_empty() => self.object(o, &step.next, out),
+            (_, Some(out)) => write_value(v, out),
+            (_, None) => {}
+        }
+    }
+
+    /// The coarsenings of one value, in policy order; `None` when one of
+    /// them cannot apply (the value is removed).
+    fn coarsen<'v>(&mut self, v: &'v Value, rules: &[usize]) -> Option<Node<'v>> {
+        let mut node = Node::Doc(v);
+        for &i in rules {
+            let c = &self.policy.coarsen[i];
+            if c.when == CoarsenWhen::UnlessPreciseGeo && self.precise_geo {
+                continue;
+            }
+            if strip::coarsen_value(&mut node, c.op) {
+                self.coarsened[i] = true;
+            } else {
+                self.uncoarsenable[i] = true;
+                return None;
+            }
+        }
+        Some(node)
+    }
+
+    /// The segment list at the policy's data pointer, as
+    /// [`strip`]'s segment pass filters it: written filtered to `out`, or
+    /// only counted. Returns whether the value stays (null or an array).
+    fn segments(&mut self, data: &Value, mut out: Option<&mut Vec<u8>>) -> bool {
+        let m = self.policy.segments.as_ref().expect("a plan with segments");
+        if data.is_null() {
+            if let Some(out) = out {
+                out.extend_from_slice(b"null");
+            }
+            return true;
+        }
+        let Some(providers) = data.as_array() else {
+            self.segments += 1;
+            self.malformed = true;
+            return false;
+        };
+        if let Some(out) = out.as_deref_mut() {
+            out.push(b'[');
+        }
+        let mut first_provider = true;
+        for p in providers.iter() {
+            let Some(fields) = p.as_object() else {
+                self.segments += 1;
+                continue;
+            };
+            let mut out = out.as_deref_mut();
+            if let Some(out) = out.as_deref_mut() {
+                if !std::mem::take(&mut first_provider) {
+                    out.push(b',');
+                }
+                out.push(b'{');
+            }
+            let mut first = true;
+            for (k, segs) in fields.iter() {
+                if !key_matches(k, "segment") || segs.is_null() {
+                    if let Some(out) = out.as_deref_mut() {
+                        write_key(k, &mut first, out);
+                        write_value(segs, out);
+                    }
+                    continue;
+                }
+                let Some(list) = segs.as_array() else {
+                    self.segments += 1;
+                    continue;
+                };
+                if let Some(out) = out.as_deref_mut() {
+                    write_key(k, &mut first, out);
+                    out.push(b'[');
+                }
+                let mut first_seg = true;
+                for seg in list.iter() {
+                    if !strip::segment_passes(m, &Node::Doc(seg)) {
+                        self.segments += 1;
+                    } else if let Some(out) = out.as_deref_mut() {
+                        if !std::mem::take(&mut first_seg) {
+                            out.push(b',');
+                        }
+                        write_value(seg, out);
+                    }
+                }
+                if let Some(out) = out.as_deref_mut() {
+                    out.push(b']');
+                }
+            }
+            if let Some(out) = out {
+                out.push(b'}');
+            }
+        }
+        if let Some(out) = out {
+            out.push(b']');
+        }
+        true
+    }
+
+    fn report(self, policy: &'p CompiledPolicy) -> Stripped<'p> {
+        let mut s = Stripped {
+            segments: self.segments,
+            ..Stripped::default()
+        };
+        if self.malformed
+            && let Some(m) = &policy.segments
+        {
+            s.malformed.push(&m.pointer.text);
+        }
+        s.always = noted(&self.always, &policy.always_plan);
+        s.personal = noted(&self.personal, &policy.personal_plan);
+        for (i, c) in policy.coarsen.iter().enumerate() {
+            let text = c.pointer.text.as_str();
+            if self.coarsened[i] && !s.coarsened.contains(&text) {
+                s.coarsened.push(text);
+            }
+            if self.uncoarsenable[i] && !s.uncoarsenable.contains(&text) {
+                s.uncoarsenable.push(text);
+            }
+        }
+        s
+    }
+}
+
+/// The texts of the pointers hit, in plan order, each once.
+fn noted<'p>(hits: &[bool], groups: &'p [RemovalGroup]) -> Vec<&'p str> {
+    let texts = groups
+        .iter()
+        .flat_map(|g| g.children.iter().map(|c| c.1.as_str()));
+    let mut out: Vec<&'p str> = Vec::new();
+    for (hit, text) in hits.iter().zip(texts) {
+        if *hit && !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::core::consent::Reason;
+
+    const POLICY: &str = include_str!("../../config/policy.toml");
+
+    fn policy(text: &str) -> CompiledPolicy {
+        CompiledPolicy::from_toml(text).expect("test policy compiles")
+    }
+
+    /// The shipped policy, and variants that put removals, coarsenings and
+    /// the segment list in each other's way.
+    fn policies() -> Vec<CompiledPolicy> {
+        vec![
+            policy(POLICY),
+            // A removed object with coarsenings below it.
+            policy(&POLICY.replace(
+                "always = [\"/audience\"]",
+                "always = [\"/audience\", \"/device/geo\"]",
+            )),
+            // Segments filtered and written (not also removed), a removed
+            // object with the segment list below it.
+            policy(&POLICY.replace("  \"/user/data\",\n", "").replace(
+                "always = [\"/audience\"]",
+                "always = [\"/Audience\", \"/user/geo\"]",
+            )),
+            // The segment list below a removed object: counted, then gone.
+            policy(&{
+                let start = POLICY
+                    .find("unless_personalised = [")
+                    .expect("shipped policy");
+                let end = start + POLICY[start..].find(']').expect("list ends");
+                let mut p = POLICY.to_string();
+                p.replace_range(start..=end, "unless_personalised = [\"/device/ifa\"]");
+                p.replace(
+                    "always = [\"/audience\"]",
+                    "always = [\"/audience\", \"/user\"]",
+                )
+            }),
+        ]
+    }
+
+    fn verdict(outcome: Outcome, precise_geo: bool) -> Verdict {
+        Verdict {
+            outcome,
+            reason: Reason::Consented,
+            precise_geo,
+            signals: Default::default(),
+        }
+    }
+
+    /// The sequential passes' output and report, and the one walk's. The
+    /// report's lists are compared as sets: the walk names pointers in the
+    /// policy's order, the passes in the order they met them (which differs
+    /// when a document spells one key in two cases, e.g. `user` and `USER`).
+    fn both<'p>(p: &'p CompiledPolicy, json: &str, v: &Verdict) -> [(String, Stripped<'p>); 2] {
+        let doc: Value = sonic_rs::from_str(json).expect("test JSON parses");
+        let mut node = Node::Doc(&doc);
+        let s = strip::strip(p, &mut node, v);
+        let mut seq = Vec::new();
+        node.write(&mut seq);
+        let mut walked = Vec::new();
+        let plan = Plan::new(p).expect("these policies have a plan");
+        let w = plan.write(p, &doc, v, &mut walked);
+        let sorted = |mut s: Stripped<'p>| {
+            for list in [
+                &mut s.always,
+                &mut s.personal,
+                &mut s.coarsened,
+                &mut s.uncoarsenable,
+            ] {
+                list.sort_unstable();
+            }
+            s
+        };
+        [
+            (String::from_utf8(seq).unwrap(), sorted(s)),
+            (String::from_utf8(walked).unwrap(), sorted(w)),
+        ]
+    }
+
+    #[test]
+    fn the_walk_writes_and_reports_what_the_passes_do() {
+        let json = r#"{"id":"d","USER":{"id":"a","geo":{"LAT":52.3731,"lon":"x"},"data":[{"id":"p","segment":[{"id":"health-x"},{"id":"ok"},{"x":1},7]},{"segment":"odd"},3,{"Segment":null}],"ext":{"eids":[1]}},
+            "user":{"Eids":[1],"consent":"kept","data":{"not":"a list"}},"Device":{"IFA":"h","Ip":"203.0.113.17","geo":{"lat":1.23456,"zip":"1012AB"}},"Audience":{"sex":"f"},"aUdIeNcE":1,"other":{"id":"kept","user":{"id":1}},"list":[{"user":{"id":2}}]}"#;
+        for p in &policies() {
+            for outcome in [
+                Outcome::Personalised,
+                Outcome::Contextual,
+                Outcome::Withheld,
+            ] {
+                for geo in [false, true] {
+                    let [seq, walked] = both(p, json, &verdict(outcome, geo));
+                    assert_eq!(seq, walked, "{outcome:?} precise_geo={geo}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn policies_the_walk_cannot_reproduce_have_no_plan() {
+        assert!(Plan::new(&policy(POLICY)).is_some());
+        for (from, to) in [
+            // An array index.
+            (
+                "always = [\"/audience\"]",
+                "always = [\"/audience\", \"/list/0\"]",
+            ),
+            // Two spellings of one key at one level.
+            (
+                "always = [\"/audience\"]",
+                "always = [\"/audience\", \"/AUDIENCE\"]",
+            ),
+            // A removal below a removal: the passes' order decides the report.
+            (
+                "always = [\"/audience\"]",
+                "always = [\"/audience\", \"/user\"]",
+            ),
+        ] {
+            assert!(
+                Plan::new(&policy(&POLICY.replace(from, to))).is_none(),
+                "{to}"
+            );
+        }
+        // A coarsening of an object with coarsenings below it.
+        let coarse_geo =
+            POLICY.replace("pointer = \"/device/geo/zip\"", "pointer = \"/device/geo\"");
+        assert!(Plan::new(&policy(&coarse_geo)).is_none());
+    }
+
+    /// JSON text around the policy's paths: its keys in several cases, and
+    /// values of every type where it expects one.
+    fn doc() -> impl Strategy<Value = String> {
+        const KEYS: &[&str] = &[
+            "user", "USER", "device", "Device", "audience", "data", "segment", "Segment", "id",
+            "ID", "ip", "geo", "lat", "lon", "zip", "eids", "ext", "ifa", "consent", "x",
+        ];
+        const LEAVES: &[&str] = &[
+            "null",
+            "true",
+            "1",
+            "-0.5",
+            "52.3731",
+            "1e400",
+            "\"203.0.113.17\"",
+            "\"2001:db8::1\"",
+            "\"health-x\"",
+            "\"ok\"",
+            "\" Politics.Left \"",
+            "\"1012AB\"",
+            "\"a\\\"b\"",
+            "\"\"",
+        ];
+        let leaf = proptest::sample::select(LEAVES).prop_map(str::to_string);
+        leaf.prop_recursive(5, 60, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..7).prop_map(
+                    |fields| {
+                        let mut seen = Vec::new();
+                        let mut out = Vec::new();
+                        for (k, v) in fields {
+                            if !seen.contains(&k) {
+                                seen.push(k);
+                                out.push(format!("\"{k}\":{v}"));
+                            }
+                        }
+                        format!("{{{}}}", out.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any document, any verdict: the walk gives the passes' bytes and report.
+        #[test]
+        fn the_walk_agrees_with_the_passes(
+            json in doc().prop_map(|d| format!("{{\"id\":\"d\",\"user\":{d},\"device\":{d},\"other\":{d}}}")),
+            outcome in proptest::sample::select(&[Outcome::Personalised, Outcome::Contextual, Outcome::Withheld][..]),
+            geo in any::<bool>(),
+            which in 0usize..4,
+        ) {
+            let ps = policies();
+            let [seq, walked] = both(&ps[which], &json, &verdict(outcome, geo));
+            prop_assert_eq!(seq, walked);
+        }
+    }
+}
