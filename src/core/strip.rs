@@ -102,7 +102,7 @@ fn round(x: f64, decimals: u32) -> f64 {
 }
 
 /// Apply one coarsening in place; `false` when the value cannot be coarsened.
-pub(crate) fn coarsen_value(v: &mut Node<'_>, op: CoarsenOp) -> bool {
+pub fn coarsen_value(v: &mut Node<'_>, op: CoarsenOp) -> bool {
     match op {
         CoarsenOp::Ip { v4_bits, v6_bits } => {
             match v.as_str().and_then(|s| mask_ip(s, v4_bits, v6_bits)) {
@@ -137,7 +137,7 @@ pub(crate) fn coarsen_value(v: &mut Node<'_>, op: CoarsenOp) -> bool {
 
 /// Whether one segment may stay: an object whose every `id` key (whatever
 /// its case) holds a string, at least one, none of them sensitive.
-pub(crate) fn segment_passes(m: &SegmentMatcher, seg: &Node<'_>) -> bool {
+pub fn segment_passes(m: &SegmentMatcher, seg: &Node<'_>) -> bool {
     let mut ok = true;
     let ids = seg.visit_fields("id", |id| {
         ok &= id.is_some_and(|id| !m.is_sensitive(id));
