@@ -44,6 +44,8 @@ struct Level {
 #[derive(Debug, Default)]
 struct Step {
     token: String,
+    /// The token's first byte, lowercased (0 for an empty token).
+    first: u8,
     /// Index into [`Plan::always`] / [`Plan::personal`].
     always: Option<usize>,
     personal: Option<usize>,
@@ -63,6 +65,7 @@ impl Level {
             None => {
                 self.steps.push(Step {
                     token: token.to_string(),
+                    first: token.bytes().next().map_or(0, |b| b.to_ascii_lowercase()),
                     ..Step::default()
                 });
                 self.steps.last_mut().expect("just pushed")
@@ -82,7 +85,13 @@ impl Level {
     /// The one step whose token matches `key`, if any (siblings never match
     /// each other, see [`Plan::new`]).
     fn find(&self, key: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| key_matches(key, &s.token))
+        // An ASCII first byte folds only to itself lowercased, so two ASCII
+        // first bytes that differ rule a step out without reading further.
+        let k = key.bytes().next().map_or(0, |b| b.to_ascii_lowercase());
+        self.steps.iter().find(|s| {
+            (s.first == k || !s.first.is_ascii() || !k.is_ascii() || k == 0 || s.first == 0)
+                && key_matches(key, &s.token)
+        })
     }
 
     fn exact(&self) -> bool {
@@ -170,10 +179,10 @@ impl Plan {
             policy,
             personalised: verdict.outcome == Outcome::Personalised,
             precise_geo: verdict.precise_geo,
-            always: vec![false; self.always],
-            personal: vec![false; self.personal],
-            coarsened: vec![false; policy.coarsen.len()],
-            uncoarsenable: vec![false; policy.coarsen.len()],
+            always: Hits::new(self.always),
+            personal: Hits::new(self.personal),
+            coarsened: Hits::new(policy.coarsen.len()),
+            uncoarsenable: Hits::new(policy.coarsen.len()),
             malformed: false,
             segments: 0,
         };
@@ -190,12 +199,43 @@ struct Walk<'p> {
     policy: &'p CompiledPolicy,
     personalised: bool,
     precise_geo: bool,
-    always: Vec<bool>,
-    personal: Vec<bool>,
-    coarsened: Vec<bool>,
-    uncoarsenable: Vec<bool>,
+    always: Hits,
+    personal: Hits,
+    coarsened: Hits,
+    uncoarsenable: Hits,
     malformed: bool,
     segments: usize,
+}
+
+/// Which of a list's pointers were hit: one bit each, on the stack for the
+/// first 64 (a policy with more pays one allocation per record).
+enum Hits {
+    Few(u64),
+    Many(Vec<bool>),
+}
+
+impl Hits {
+    fn new(n: usize) -> Hits {
+        if n <= 64 {
+            Hits::Few(0)
+        } else {
+            Hits::Many(vec![false; n])
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        match self {
+            Hits::Few(bits) => *bits |= 1 << i,
+            Hits::Many(v) => v[i] = true,
+        }
+    }
+
+    fn get(&self, i: usize) -> bool {
+        match self {
+            Hits::Few(bits) => i < 64 && bits & (1 << i) != 0,
+            Hits::Many(v) => v.get(i).copied().unwrap_or(false),
+        }
+    }
 }
 
 /// A removal pointer, by its place in its plan.
@@ -251,8 +291,8 @@ impl<'p> Walk<'p> {
                     self.descend(v, step, None);
                 }
                 match removal {
-                    Some(Removal::Always(i)) if writing && list_stays => self.always[i] = true,
-                    Some(Removal::Personal(i)) if writing && list_stays => self.personal[i] = true,
+                    Some(Removal::Always(i)) if writing && list_stays => self.always.set(i),
+                    Some(Removal::Personal(i)) if writing && list_stays => self.personal.set(i),
                     _ => {}
                 }
                 continue;
@@ -305,9 +345,9 @@ impl<'p> Walk<'p> {
                 continue;
             }
             if strip::coarsen_value(&mut node, c.op) {
-                self.coarsened[i] = true;
+                self.coarsened.set(i);
             } else {
-                self.uncoarsenable[i] = true;
+                self.uncoarsenable.set(i);
                 return None;
             }
         }
@@ -402,10 +442,10 @@ impl<'p> Walk<'p> {
         s.personal = noted(&self.personal, &policy.personal_plan);
         for (i, c) in policy.coarsen.iter().enumerate() {
             let text = c.pointer.text.as_str();
-            if self.coarsened[i] && !s.coarsened.contains(&text) {
+            if self.coarsened.get(i) && !s.coarsened.contains(&text) {
                 s.coarsened.push(text);
             }
-            if self.uncoarsenable[i] && !s.uncoarsenable.contains(&text) {
+            if self.uncoarsenable.get(i) && !s.uncoarsenable.contains(&text) {
                 s.uncoarsenable.push(text);
             }
         }
@@ -414,13 +454,13 @@ impl<'p> Walk<'p> {
 }
 
 /// The texts of the pointers hit, in plan order, each once.
-fn noted<'p>(hits: &[bool], groups: &'p [RemovalGroup]) -> Vec<&'p str> {
+fn noted<'p>(hits: &Hits, groups: &'p [RemovalGroup]) -> Vec<&'p str> {
     let texts = groups
         .iter()
         .flat_map(|g| g.children.iter().map(|c| c.1.as_str()));
     let mut out: Vec<&'p str> = Vec::new();
-    for (hit, text) in hits.iter().zip(texts) {
-        if *hit && !out.contains(&text) {
+    for (i, text) in texts.enumerate() {
+        if hits.get(i) && !out.contains(&text) {
             out.push(text);
         }
     }
@@ -565,7 +605,8 @@ mod tests {
     fn doc() -> impl Strategy<Value = String> {
         const KEYS: &[&str] = &[
             "user", "USER", "device", "Device", "audience", "data", "segment", "Segment", "id",
-            "ID", "ip", "geo", "lat", "lon", "zip", "eids", "ext", "ifa", "consent", "x",
+            "ID", "ıd", "ip", "geo", "GEO", "lat", "lon", "zip", "eids", "ext", "ifa", "consent",
+            "x", "",
         ];
         const LEAVES: &[&str] = &[
             "null",

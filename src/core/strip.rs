@@ -113,17 +113,21 @@ pub fn coarsen_value(v: &mut Node<'_>, op: CoarsenOp) -> bool {
                 None => false,
             }
         }
-        // The text serde_json gives the rounded `f64` (e.g. `52.37`, `1e-7`).
-        CoarsenOp::Round { decimals } => match v
-            .as_f64()
-            .and_then(|x| serde_json::Number::from_f64(round(x, decimals)))
-        {
-            Some(n) => {
-                *v = Node::Number(n.to_string());
-                true
+        // The text serde_json gives the rounded `f64` (e.g. `52.37`, `1e-7`):
+        // its formatter, `zmij`, called directly.
+        CoarsenOp::Round { decimals } => {
+            match v
+                .as_f64()
+                .map(|x| round(x, decimals))
+                .filter(|x| x.is_finite())
+            {
+                Some(x) => {
+                    *v = Node::Number(zmij::Buffer::new().format_finite(x).to_string());
+                    true
+                }
+                None => false,
             }
-            None => false,
-        },
+        }
         CoarsenOp::Truncate { keep_chars } => match v.as_str() {
             Some(s) => {
                 let t: String = s.chars().take(keep_chars).collect();
@@ -295,6 +299,24 @@ mod tests {
             "2001:db8:abcd:1200::"
         );
         assert!(mask_ip("not-an-ip", 24, 56).is_none());
+    }
+
+    proptest::proptest! {
+        /// A rounded number is written as serde_json writes that `f64`.
+        #[test]
+        fn rounded_numbers_read_as_serde_json_writes_them(x in proptest::num::f64::ANY, decimals in 0u32..8) {
+            let text = format!("{x:e}");
+            let doc: sonic_rs::Value = match sonic_rs::from_str(&text) {
+                Ok(d) => d,
+                Err(_) => return Ok(()),
+            };
+            let mut v = Node::Doc(&doc);
+            let expected = serde_json::Number::from_f64(round(x, decimals)).map(|n| n.to_string());
+            proptest::prop_assert_eq!(coarsen_value(&mut v, CoarsenOp::Round { decimals }), expected.is_some());
+            if let (Node::Number(t), Some(e)) = (&v, expected) {
+                proptest::prop_assert_eq!(t, &e);
+            }
+        }
     }
 
     #[test]

@@ -156,11 +156,13 @@ pub fn normalise_segment_id(id: &str) -> Option<Cow<'_, str>> {
 
 /// Sensitive segment ids, compiled. Patterns are normalised like ids (see
 /// the module doc); those of the form `literal*` (most of them) are matched
-/// as prefixes, the rest by `wildmatch`.
+/// as prefixes, `*literal*` as substrings, the rest by `wildmatch`.
 #[derive(Debug, Clone)]
 pub struct SegmentMatcher {
     pub pointer: Pointer,
     pub prefixes: Vec<String>,
+    /// Patterns of the form `*literal*`, matched as substrings.
+    pub infixes: Vec<String>,
     pub patterns: Vec<WildMatch>,
     pub source: Vec<String>,
 }
@@ -168,19 +170,25 @@ pub struct SegmentMatcher {
 impl SegmentMatcher {
     pub fn new(pointer: Pointer, patterns: &[String]) -> SegmentMatcher {
         let mut prefixes = Vec::new();
+        let mut infixes = Vec::new();
         let mut wild = Vec::new();
         for p in patterns {
             // `*` and `?` are not separators: they pass through unchanged.
             // A pattern outside ASCII is refused by the policy check.
             let p = normalise_segment_id(p).map_or_else(|| p.to_lowercase(), Cow::into_owned);
+            let literal = |l: &str| !l.is_empty() && !l.contains(['*', '?']);
             match p.strip_suffix('*') {
-                Some(lit) if !lit.contains(['*', '?']) => prefixes.push(lit.to_string()),
+                Some(lit) if literal(lit) => prefixes.push(lit.to_string()),
+                Some(lit) if lit.strip_prefix('*').is_some_and(literal) => {
+                    infixes.push(lit[1..].to_string())
+                }
                 _ => wild.push(WildMatch::new(&p)),
             }
         }
         SegmentMatcher {
             pointer,
             prefixes,
+            infixes,
             patterns: wild,
             source: patterns.to_vec(),
         }
@@ -189,6 +197,7 @@ impl SegmentMatcher {
     /// Whether a segment id, already normalised, matches a sensitive pattern.
     pub fn matches(&self, id: &str) -> bool {
         self.prefixes.iter().any(|p| id.starts_with(p.as_str()))
+            || self.infixes.iter().any(|p| id.contains(p.as_str()))
             || self.patterns.iter().any(|w| w.matches(id))
     }
 
@@ -323,6 +332,7 @@ mod tests {
             .collect();
         let m = SegmentMatcher::new(p, &pats);
         assert_eq!(m.prefixes, vec!["health-", "religion-"]);
+        assert_eq!(m.infixes, vec!["-health-"]);
         for id in [
             "health-x",
             "HEALTH_x",
