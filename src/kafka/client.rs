@@ -28,7 +28,10 @@ pub fn consumer_config(
         // also the rebalance timeout: how long a group waits for members that
         // vanished (a broker restart can leave one behind) before it moves on.
         .set("max.poll.interval.ms", "60000")
-        .set("queued.max.messages.kbytes", "16384")
+        // The prefetch queue (`queued.max.messages.kbytes`) stays at
+        // librdkafka's 64 MiB: a 16 MiB cap here held the shipped config to
+        // 43,000/s where the same run without it reached 56,000–70,000/s on
+        // the end-to-end bench (the queue ran dry between fetches).
         // A guardrail sits on the request path: when a fetch finds nothing
         // new, ask again soon rather than after librdkafka's 500 ms default.
         .set("fetch.wait.max.ms", "100")

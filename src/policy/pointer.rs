@@ -196,7 +196,12 @@ impl SegmentMatcher {
 
     /// Whether a segment id, already normalised, matches a sensitive pattern.
     pub fn matches(&self, id: &str) -> bool {
-        self.prefixes.iter().any(|p| id.starts_with(p.as_str()))
+        // Ids and prefixes are non-empty and normalised: a first byte that
+        // differs settles most prefixes without a compare of the rest.
+        let first = id.as_bytes().first();
+        self.prefixes
+            .iter()
+            .any(|p| p.as_bytes().first() == first && id.starts_with(p.as_str()))
             || self.infixes.iter().any(|p| id.contains(p.as_str()))
             || self.patterns.iter().any(|w| w.matches(id))
     }
