@@ -24,7 +24,9 @@ use sonic_rs::{JsonContainerTrait, JsonValueTrait, Object, Value};
 use crate::core::consent::{Outcome, Verdict};
 use crate::core::edit::Node;
 use crate::core::strip::{self, Stripped};
-use crate::policy::{CoarsenWhen, CompiledPolicy, RemovalGroup, key_matches};
+use std::collections::{HashMap, HashSet};
+
+use crate::policy::{CoarsenWhen, CompiledPolicy, RemovalGroup, fold_key, key_matches};
 
 /// The policy's pointers as one tree of tokens.
 #[derive(Debug, Default)]
@@ -32,14 +34,21 @@ pub struct Plan {
     root: Level,
     /// How many pointers `always_plan` and `personal_plan` hold (their
     /// children, in order: the order the sequential passes note them).
-    always: usize,
-    personal: usize,
+    always: Vec<(usize, usize)>,
+    personal: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Default)]
 struct Level {
     steps: Vec<Step>,
+    /// Each step's index by its folded token ([`fold_key`]): built while the
+    /// plan is built, and kept for lookups on a level of many steps.
+    index: HashMap<String, usize>,
 }
+
+/// Above this many steps, a level is searched through its index rather
+/// than step by step (a policy may name thousands of keys of one object).
+const SCAN: usize = 16;
 
 #[derive(Debug, Default)]
 struct Step {
@@ -59,32 +68,41 @@ struct Step {
 }
 
 impl Level {
-    fn step(&mut self, token: &str) -> &mut Step {
-        match self.steps.iter().position(|s| s.token == token) {
-            Some(i) => &mut self.steps[i],
+    /// The step of `token`, made if new. `None` when another token of this
+    /// level matches it without being equal (two spellings of one key).
+    fn step(&mut self, token: &str) -> Option<&mut Step> {
+        let folded = fold_key(token);
+        match self.index.get(&folded) {
+            Some(&i) if self.steps[i].token == token => Some(&mut self.steps[i]),
+            Some(_) => None,
             None => {
+                self.index.insert(folded, self.steps.len());
                 self.steps.push(Step {
                     token: token.to_string(),
                     first: token.bytes().next().map_or(0, |b| b.to_ascii_lowercase()),
                     ..Step::default()
                 });
-                self.steps.last_mut().expect("just pushed")
+                self.steps.last_mut()
             }
         }
     }
 
-    fn at(&mut self, tokens: &[String]) -> &mut Step {
-        let (first, rest) = tokens.split_first().expect("a pointer has a token");
-        let mut step = self.step(first);
+    /// The step at the end of `tokens`, made if new; `None` as [`Level::step`].
+    fn at(&mut self, tokens: &[String]) -> Option<&mut Step> {
+        let (first, rest) = tokens.split_first()?;
+        let mut step = self.step(first)?;
         for t in rest {
-            step = step.next.step(t);
+            step = step.next.step(t)?;
         }
-        step
+        Some(step)
     }
 
     /// The one step whose token matches `key`, if any (siblings never match
     /// each other, see [`Plan::new`]).
     fn find(&self, key: &str) -> Option<&Step> {
+        if self.steps.len() > SCAN {
+            return self.index.get(&fold_key(key)).map(|&i| &self.steps[i]);
+        }
         // An ASCII first byte folds only to itself lowercased, so two ASCII
         // first bytes that differ rule a step out without reading further.
         let k = key.bytes().next().map_or(0, |b| b.to_ascii_lowercase());
@@ -94,13 +112,10 @@ impl Level {
         })
     }
 
+    /// Siblings never match each other: [`Level::step`] refuses a second
+    /// spelling as the plan is built.
     fn exact(&self) -> bool {
-        let siblings_apart = self.steps.iter().enumerate().all(|(i, a)| {
-            self.steps[i + 1..]
-                .iter()
-                .all(|b| !key_matches(&a.token, &b.token))
-        });
-        siblings_apart && self.steps.iter().all(Step::exact)
+        self.steps.iter().all(Step::exact)
     }
 }
 
@@ -130,35 +145,35 @@ impl Plan {
     /// sequential passes exactly (see the module doc).
     pub fn new(policy: &CompiledPolicy) -> Option<Plan> {
         let mut plan = Plan::default();
-        for (groups, count, personal) in [
+        for (groups, places, personal) in [
             (&policy.always_plan, &mut plan.always, false),
             (&policy.personal_plan, &mut plan.personal, true),
         ] {
-            for g in groups {
-                for (last, _) in &g.children {
+            for (gi, g) in groups.iter().enumerate() {
+                for (ci, (last, _)) in g.children.iter().enumerate() {
                     let mut tokens = g.parent.clone();
                     tokens.push(last.clone());
-                    let step = plan.root.at(&tokens);
+                    let step = plan.root.at(&tokens)?;
                     let id = if personal {
                         &mut step.personal
                     } else {
                         &mut step.always
                     };
                     if id.is_none() {
-                        *id = Some(*count);
+                        *id = Some(places.len());
                     }
-                    *count += 1;
+                    places.push((gi, ci));
                 }
             }
         }
         for (i, c) in policy.coarsen.iter().enumerate() {
-            plan.root.at(&c.pointer.tokens).coarsen.push(i);
+            plan.root.at(&c.pointer.tokens)?.coarsen.push(i);
         }
         if let Some(m) = &policy.segments {
-            plan.root.at(&m.pointer.tokens).segments = true;
+            plan.root.at(&m.pointer.tokens)?.segments = true;
             let mut level = &mut plan.root;
             for t in &m.pointer.tokens {
-                let step = level.step(t);
+                let step = level.step(t)?;
                 step.segments_below = true;
                 level = &mut step.next;
             }
@@ -179,8 +194,8 @@ impl Plan {
             policy,
             personalised: verdict.outcome == Outcome::Personalised,
             precise_geo: verdict.precise_geo,
-            always: Hits::new(self.always),
-            personal: Hits::new(self.personal),
+            always: Hits::new(self.always.len()),
+            personal: Hits::new(self.personal.len()),
             coarsened: Hits::new(policy.coarsen.len()),
             uncoarsenable: Hits::new(policy.coarsen.len()),
             malformed: false,
@@ -190,7 +205,7 @@ impl Plan {
             Some(o) => walk.object(o, &self.root, Some(out)),
             None => write_value(doc, out),
         }
-        walk.report(policy)
+        walk.report(self, policy)
     }
 }
 
@@ -207,11 +222,12 @@ struct Walk<'p> {
     segments: usize,
 }
 
-/// Which of a list's pointers were hit: one bit each, on the stack for the
-/// first 64 (a policy with more pays one allocation per record).
+/// Which of a list's pointers were hit: bits on the stack for a list of up
+/// to 64, else the indices hit (a policy of thousands of pointers pays for
+/// what one record hits, not for the list).
 enum Hits {
     Few(u64),
-    Many(Vec<bool>),
+    Many(Vec<usize>),
 }
 
 impl Hits {
@@ -219,21 +235,34 @@ impl Hits {
         if n <= 64 {
             Hits::Few(0)
         } else {
-            Hits::Many(vec![false; n])
+            Hits::Many(Vec::new())
         }
     }
 
     fn set(&mut self, i: usize) {
         match self {
             Hits::Few(bits) => *bits |= 1 << i,
-            Hits::Many(v) => v[i] = true,
+            Hits::Many(v) => v.push(i),
         }
     }
 
-    fn get(&self, i: usize) -> bool {
+    /// The indices hit, ascending, each once.
+    fn indices(&self) -> Vec<usize> {
         match self {
-            Hits::Few(bits) => i < 64 && bits & (1 << i) != 0,
-            Hits::Many(v) => v.get(i).copied().unwrap_or(false),
+            Hits::Few(bits) => {
+                let (mut b, mut out) = (*bits, Vec::new());
+                while b != 0 {
+                    out.push(b.trailing_zeros() as usize);
+                    b &= b - 1;
+                }
+                out
+            }
+            Hits::Many(v) => {
+                let mut v = v.clone();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
         }
     }
 }
@@ -428,7 +457,7 @@ impl<'p> Walk<'p> {
         true
     }
 
-    fn report(self, policy: &'p CompiledPolicy) -> Stripped<'p> {
+    fn report(self, plan: &Plan, policy: &'p CompiledPolicy) -> Stripped<'p> {
         let mut s = Stripped {
             segments: self.segments,
             ..Stripped::default()
@@ -438,30 +467,45 @@ impl<'p> Walk<'p> {
         {
             s.malformed.push(&m.pointer.text);
         }
-        s.always = noted(&self.always, &policy.always_plan);
-        s.personal = noted(&self.personal, &policy.personal_plan);
-        for (i, c) in policy.coarsen.iter().enumerate() {
-            let text = c.pointer.text.as_str();
-            if self.coarsened.get(i) && !s.coarsened.contains(&text) {
-                s.coarsened.push(text);
-            }
-            if self.uncoarsenable.get(i) && !s.uncoarsenable.contains(&text) {
-                s.uncoarsenable.push(text);
-            }
-        }
+        let removed = |hits: &Hits, places: &[(usize, usize)], groups: &'p [RemovalGroup]| {
+            let texts = hits.indices().into_iter().map(|i| {
+                let (g, c) = places[i];
+                groups[g].children[c].1.as_str()
+            });
+            unique(texts)
+        };
+        s.always = removed(&self.always, &plan.always, &policy.always_plan);
+        s.personal = removed(&self.personal, &plan.personal, &policy.personal_plan);
+        let coarse = |hits: &Hits| {
+            unique(
+                hits.indices()
+                    .into_iter()
+                    .map(|i| policy.coarsen[i].pointer.text.as_str()),
+            )
+        };
+        s.coarsened = coarse(&self.coarsened);
+        s.uncoarsenable = coarse(&self.uncoarsenable);
         s
     }
 }
 
-/// The texts of the pointers hit, in plan order, each once.
-fn noted<'p>(hits: &Hits, groups: &'p [RemovalGroup]) -> Vec<&'p str> {
-    let texts = groups
-        .iter()
-        .flat_map(|g| g.children.iter().map(|c| c.1.as_str()));
+/// The texts in order, each once.
+fn unique<'p>(texts: impl Iterator<Item = &'p str>) -> Vec<&'p str> {
     let mut out: Vec<&'p str> = Vec::new();
-    for (i, text) in texts.enumerate() {
-        if hits.get(i) && !out.contains(&text) {
-            out.push(text);
+    let mut seen: HashSet<&'p str> = HashSet::new();
+    for t in texts {
+        // A short list is searched; a long one (a policy of thousands of
+        // pointers) is hashed.
+        let new = if out.len() < 32 {
+            !out.contains(&t)
+        } else {
+            if seen.is_empty() {
+                seen.extend(out.iter().copied());
+            }
+            seen.insert(t)
+        };
+        if new {
+            out.push(t);
         }
     }
     out
@@ -496,6 +540,15 @@ mod tests {
                 "always = [\"/audience\"]",
                 "always = [\"/Audience\", \"/user/geo\"]",
             )),
+            // More than 64 removals, and a level of more than `SCAN` steps
+            // (looked up through its index).
+            policy(&{
+                let many: Vec<String> = (0..70).map(|i| format!("\"/user/k{i}\"")).collect();
+                POLICY.replace(
+                    "always = [\"/audience\"]",
+                    &format!("always = [\"/audience\", {}]", many.join(", ")),
+                )
+            }),
             // The segment list below a removed object: counted, then gone.
             policy(&{
                 let start = POLICY
@@ -606,7 +659,7 @@ mod tests {
         const KEYS: &[&str] = &[
             "user", "USER", "device", "Device", "audience", "data", "segment", "Segment", "id",
             "ID", "ıd", "ip", "geo", "GEO", "lat", "lon", "zip", "eids", "ext", "ifa", "consent",
-            "x", "",
+            "x", "", "k1", "K69", "k70",
         ];
         const LEAVES: &[&str] = &[
             "null",
@@ -655,7 +708,7 @@ mod tests {
             json in doc().prop_map(|d| format!("{{\"id\":\"d\",\"user\":{d},\"device\":{d},\"other\":{d}}}")),
             outcome in proptest::sample::select(&[Outcome::Personalised, Outcome::Contextual, Outcome::Withheld][..]),
             geo in any::<bool>(),
-            which in 0usize..4,
+            which in 0usize..5,
         ) {
             let ps = policies();
             let [seq, walked] = both(&ps[which], &json, &verdict(outcome, geo));

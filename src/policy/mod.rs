@@ -40,5 +40,7 @@ pub use file::{
     DimensionSpec, FairnessPolicy, Fallback, GdprUnknown, LimitsSpec, Mode, PolicyFile,
     SegmentPolicy, StripPolicy,
 };
-pub use pointer::{Pointer, RemovalGroup, SegmentMatcher, key_matches, normalise_segment_id};
+pub use pointer::{
+    Pointer, RemovalGroup, SegmentMatcher, fold_key, key_matches, normalise_segment_id,
+};
 pub use quantile::z_for_confidence;

@@ -80,6 +80,12 @@ fn fold_key_char(c: char) -> char {
     }
 }
 
+/// A key as [`key_matches`] compares it: two keys match exactly when their
+/// folded forms are equal (for a hashed lookup among many tokens).
+pub fn fold_key(key: &str) -> String {
+    key.chars().map(fold_key_char).collect()
+}
+
 /// Whether an object key in the input names the pointer token `token`
 /// (see the module doc: case does not matter).
 pub fn key_matches(key: &str, token: &str) -> bool {
