@@ -4,12 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// A record begun and not yet fully acknowledged.
+#[derive(Debug, Default)]
+struct Pending {
+    deliveries: u32,
+    /// Bytes of the input record (0 when begun without a size).
+    bytes: usize,
+}
+
 #[derive(Debug, Default)]
 struct Part {
-    /// Offset -> deliveries still outstanding.
-    pending: BTreeMap<i64, u32>,
-    /// Offset -> bytes of the input record, for the pending ones that have a size.
-    sizes: BTreeMap<i64, usize>,
+    /// Offset -> deliveries still outstanding, and the input record's bytes.
+    pending: BTreeMap<i64, Pending>,
     /// Offsets fully acknowledged but not yet committed.
     done: BTreeSet<i64>,
     /// Highest offset begun.
@@ -96,9 +102,10 @@ impl Offsets {
         if deliveries == 0 {
             p.done.insert(offset);
         } else {
-            *p.pending.entry(offset).or_insert(0) += deliveries;
+            let e = p.pending.entry(offset).or_default();
+            e.deliveries += deliveries;
             if bytes > 0 {
-                p.sizes.insert(offset, bytes);
+                e.bytes = bytes;
             }
         }
         true
@@ -108,7 +115,7 @@ impl Offsets {
     pub fn pending_bytes(&self, partition: i32) -> usize {
         self.parts
             .get(&partition)
-            .map_or(0, |p| p.sizes.values().sum())
+            .map_or(0, |p| p.pending.values().map(|e| e.bytes).sum())
     }
 
     /// One delivery for `offset` was acknowledged. Returns true when that was
@@ -120,11 +127,10 @@ impl Offsets {
         if p.generation != generation {
             return false;
         }
-        if let Some(n) = p.pending.get_mut(&offset) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(e) = p.pending.get_mut(&offset) {
+            e.deliveries -= 1;
+            if e.deliveries == 0 {
                 p.pending.remove(&offset);
-                p.sizes.remove(&offset);
                 p.done.insert(offset);
                 return true;
             }
