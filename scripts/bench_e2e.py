@@ -205,13 +205,7 @@ class Bench:
 
     def stop_all(self):
         for p in self.kids + ([self.nisshi] if self.nisshi else []):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            self.stop(p, 30)
 
     def probe(self, *args, capture=False):
         cmd = [str(PROBE), *args[:1], "--brokers", self.brokers, *args[1:]]
@@ -282,10 +276,13 @@ class Bench:
         raise SystemExit("the watch ended early")
 
     @staticmethod
-    def stop(p):
+    def stop(p, timeout=60):
+        """SIGTERM, then SIGKILL after `timeout` seconds; nothing if it has exited."""
+        if p.poll() is not None:
+            return
         p.send_signal(signal.SIGTERM)
         try:
-            p.wait(60)
+            p.wait(timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
