@@ -23,6 +23,56 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: campaign state on Kafka (the campaign table and the exposure
+/// topic), the same on every instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Keep campaign state on Kafka (true, the default) or in this
+    /// instance's memory only (false: one instance, keyed by campaign).
+    #[serde(default = "d_true")]
+    pub shared: bool,
+    /// The consumer group of the campaigns' owners (default: `<group_id>.owners`).
+    pub owner_group_id: Option<String>,
+    /// The key table rows and override commands are signed with (at least
+    /// 16 bytes), else read from the variable named by `key_env`.
+    pub key: Option<String>,
+    #[serde(default = "d_state_key_env")]
+    pub key_env: String,
+    /// A campaign's row is written again at least this often while it
+    /// receives decisions (and at once on a change of state or override).
+    #[serde(default = "d_table_refresh_ms")]
+    pub table_refresh_ms: u64,
+    /// How often owners judge what the deltas changed.
+    #[serde(default = "d_judge_interval_ms")]
+    pub judge_interval_ms: u64,
+}
+
+fn d_state_key_env() -> String {
+    "FAIRGATE_STATE_KEY".into()
+}
+fn d_table_refresh_ms() -> u64 {
+    30_000
+}
+fn d_judge_interval_ms() -> u64 {
+    250
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            shared: true,
+            owner_group_id: None,
+            key: None,
+            key_env: d_state_key_env(),
+            table_refresh_ms: d_table_refresh_ms(),
+            judge_interval_ms: d_judge_interval_ms(),
+        }
+    }
 }
 
 /// `[kafka]`
@@ -54,6 +104,20 @@ pub struct Topics {
     pub blocked: String,
     pub dead_letter: String,
     pub alerts: String,
+    /// The campaign table (compacted), keyed by campaign id.
+    #[serde(default = "d_campaigns_topic")]
+    pub campaigns: String,
+    /// Count deltas and override commands, keyed by campaign id; retained
+    /// at least as long as the policy's window.
+    #[serde(default = "d_exposure_topic")]
+    pub exposure: String,
+}
+
+fn d_campaigns_topic() -> String {
+    "fairgate.campaigns".into()
+}
+fn d_exposure_topic() -> String {
+    "fairgate.exposure".into()
 }
 
 /// Delivery guarantee.
@@ -102,6 +166,15 @@ pub struct PipelineConfig {
     /// records wait, in seconds.
     #[serde(default = "d_stall_after_secs")]
     pub stall_after_secs: u64,
+    /// Count deltas are published at least this often (and sooner when a
+    /// quarter of `max_in_flight` records wait on them); an input offset is
+    /// committed only after the deltas that count it are acknowledged.
+    #[serde(default = "d_exposure_flush_ms")]
+    pub exposure_flush_ms: u64,
+}
+
+fn d_exposure_flush_ms() -> u64 {
+    1_000
 }
 
 fn d_stall_after_secs() -> u64 {
@@ -153,6 +226,7 @@ impl Default for PipelineConfig {
             campaign_series_cap: d_campaign_series_cap(),
             watch_policy: true,
             stall_after_secs: d_stall_after_secs(),
+            exposure_flush_ms: d_exposure_flush_ms(),
         }
     }
 }
@@ -308,7 +382,45 @@ impl Config {
         check_http(&self.http, &mut problems);
         check_alerts(&self.alerts, &mut problems);
         check_log(&self.log, &mut problems);
+        check_state(self, &mut problems);
         problems
+    }
+
+    /// The state key: the config value, else the environment variable.
+    pub fn state_key(&self) -> Option<String> {
+        self.state
+            .key
+            .clone()
+            .or_else(|| std::env::var(&self.state.key_env).ok())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The state key, or the problem with it: shared state needs one of at
+    /// least 16 bytes, the same on every instance, or no instance could
+    /// trust another's rows.
+    pub fn state_key_or_problem(&self) -> Result<String, String> {
+        match self.state_key() {
+            Some(k) if k.len() >= crate::fairness::wire::MIN_KEY_BYTES => Ok(k),
+            Some(k) => Err(format!(
+                "state.key (or the variable {}): must be at least {} bytes, got {}",
+                self.state.key_env,
+                crate::fairness::wire::MIN_KEY_BYTES,
+                k.len()
+            )),
+            None => Err(format!(
+                "state.key: shared state (state.shared = true) needs a key of at least {} bytes, the same on every instance: set the variable {} or state.key",
+                crate::fairness::wire::MIN_KEY_BYTES,
+                self.state.key_env
+            )),
+        }
+    }
+
+    /// The owners' consumer group.
+    pub fn owner_group(&self) -> String {
+        self.state
+            .owner_group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}.owners", self.kafka.group_id))
     }
 
     /// The admin token: the config value, else the environment variable.
@@ -345,6 +457,8 @@ fn check_topics(t: &Topics, problems: &mut Vec<String>) {
         ("kafka.topics.blocked", &t.blocked),
         ("kafka.topics.dead_letter", &t.dead_letter),
         ("kafka.topics.alerts", &t.alerts),
+        ("kafka.topics.campaigns", &t.campaigns),
+        ("kafka.topics.exposure", &t.exposure),
     ];
     for (i, (field, name)) in names.iter().enumerate() {
         if name.is_empty()
@@ -410,6 +524,48 @@ fn check_pipeline(p: &PipelineConfig, problems: &mut Vec<String>) {
         problems.push(format!(
             "pipeline.stall_after_secs: must be 5..=3600, got {}",
             p.stall_after_secs
+        ));
+    }
+}
+
+/// `[state]` and `pipeline.exposure_flush_ms`: bounds, and a state key when
+/// state is shared (without one no instance could trust another's rows).
+fn check_state(c: &Config, problems: &mut Vec<String>) {
+    let s = &c.state;
+    if !(10..=60_000).contains(&c.pipeline.exposure_flush_ms) {
+        problems.push(format!(
+            "pipeline.exposure_flush_ms: must be 10..=60000, got {}",
+            c.pipeline.exposure_flush_ms
+        ));
+    }
+    if !(100..=3_600_000).contains(&s.table_refresh_ms) {
+        problems.push(format!(
+            "state.table_refresh_ms: must be 100..=3600000, got {}",
+            s.table_refresh_ms
+        ));
+    }
+    if !(10..=60_000).contains(&s.judge_interval_ms) {
+        problems.push(format!(
+            "state.judge_interval_ms: must be 10..=60000, got {}",
+            s.judge_interval_ms
+        ));
+    }
+    if s.owner_group_id
+        .as_deref()
+        .is_some_and(|g| g.trim().is_empty() || g == c.kafka.group_id)
+    {
+        problems.push(
+            "state.owner_group_id: must not be empty nor the input's group (kafka.group_id)".into(),
+        );
+    }
+    // A key from the environment is checked at start (`Config::state_key_or_problem`).
+    if let Some(k) = &s.key
+        && k.len() < crate::fairness::wire::MIN_KEY_BYTES
+    {
+        problems.push(format!(
+            "state.key: must be at least {} bytes, got {}",
+            crate::fairness::wire::MIN_KEY_BYTES,
+            k.len()
         ));
     }
 }

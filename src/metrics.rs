@@ -17,7 +17,7 @@ use prometheus::{
 
 use crate::core::guard::{Judgement, Route};
 use crate::fairness::campaign::State;
-use crate::fairness::tracker::{CampaignReport, Tracker};
+use crate::fairness::tracker::{CampaignReport, CampaignStore};
 
 /// All of fairgate's metric families.
 #[derive(Clone)]
@@ -81,6 +81,89 @@ pub struct Metrics {
     pub start_time: Gauge,
     /// Cap on per-campaign series.
     pub campaign_series_cap: usize,
+    /// Campaign state on Kafka: deltas, table, owners.
+    pub state: StateMetrics,
+}
+
+/// Campaign state on Kafka: the exposure deltas, the campaign table, the owners.
+#[derive(Clone)]
+pub struct StateMetrics {
+    /// Count delta records published.
+    pub deltas: IntCounter,
+    /// From a flush's start to its last delta's acknowledgement.
+    pub flush_seconds: Histogram,
+    /// Table records between this instance's position and the end of the table.
+    pub table_lag: IntGauge,
+    /// State records read, by topic (campaigns, exposure) and result.
+    pub records: IntCounterVec,
+    /// Time to replay a partition's window on takeover.
+    pub restore_seconds: Histogram,
+    /// Exposure records replayed on takeover.
+    pub restore_records: IntCounter,
+    /// Campaigns and exposure partitions this instance owns.
+    pub owned_campaigns: IntGauge,
+    pub owned_partitions: IntGauge,
+    /// Rows, tombstones and platform rows written to the table.
+    pub table_writes: IntCounterVec,
+}
+
+fn state_families(r: &Registry) -> StateMetrics {
+    StateMetrics {
+        deltas: single(
+            r,
+            IntCounter::new,
+            "fairgate_exposure_deltas_total",
+            "Count delta records published to the exposure topic (one per campaign touched per flush, plus the platform's).",
+        ),
+        flush_seconds: histogram(
+            r,
+            "fairgate_exposure_flush_duration_seconds",
+            "From the start of an exposure flush to the acknowledgement of its last delta (input offsets wait for it).",
+            PUBLISH_LAG_BUCKETS.to_vec(),
+        ),
+        table_lag: single(
+            r,
+            IntGauge::new,
+            "fairgate_table_lag_records",
+            "Campaign-table records not yet read by this instance (its view is this far behind).",
+        ),
+        records: counter(
+            r,
+            "fairgate_state_records_total",
+            "Campaign-table and exposure records read, by topic (campaigns, exposure) and result (applied, stale, skipped reasons: malformed, unknown_version, unknown_kind, bad_signature, wrong_key, groups_mismatch, replayed).",
+            &["topic", "result"],
+        ),
+        restore_seconds: histogram(
+            r,
+            "fairgate_restore_duration_seconds",
+            "Time to rebuild an exposure partition's windows from the exposure topic when this instance takes it over.",
+            PUBLISH_LAG_BUCKETS.to_vec(),
+        ),
+        restore_records: single(
+            r,
+            IntCounter::new,
+            "fairgate_restore_records_total",
+            "Exposure records replayed to rebuild windows on takeover.",
+        ),
+        owned_campaigns: single(
+            r,
+            IntGauge::new,
+            "fairgate_owned_campaigns",
+            "Campaigns this instance owns (merges, judges and writes to the table).",
+        ),
+        owned_partitions: single(
+            r,
+            IntGauge::new,
+            "fairgate_owned_exposure_partitions",
+            "Exposure partitions this instance holds in the owners' group.",
+        ),
+        table_writes: counter(
+            r,
+            "fairgate_table_writes_total",
+            "Records written to the campaign table, by kind (row, tombstone, platform) and result (sent, failed).",
+            &["kind", "result"],
+        ),
+    }
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -366,6 +449,7 @@ impl Metrics {
         let c = campaign_families(&registry);
         let p = pipeline_families(&registry);
         let s = process_families(&registry);
+        let state = state_families(&registry);
         let m = Metrics {
             registry,
             decisions: d.decisions,
@@ -397,6 +481,7 @@ impl Metrics {
             campaigns_evicted: c.campaigns_evicted,
             start_time: s.start_time,
             campaign_series_cap,
+            state,
         };
         m.create_known_label_sets();
         m
@@ -483,7 +568,7 @@ impl Metrics {
     /// Refresh the gauges that mirror the tracker (campaign states, capped per-campaign series).
     pub fn refresh_campaigns(
         &self,
-        tracker: &Tracker,
+        tracker: &dyn CampaignStore,
         reports: impl FnOnce(Vec<String>) -> Vec<CampaignReport>,
     ) {
         for (state, n) in tracker.state_counts() {
@@ -510,12 +595,7 @@ impl Metrics {
             }
         }
         self.campaigns_evicted.reset();
-        self.campaigns_evicted.inc_by(
-            tracker
-                .counters
-                .evicted
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        self.campaigns_evicted.inc_by(tracker.evicted());
     }
 
     /// Mark `version` as the live policy.

@@ -25,8 +25,9 @@ use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
 use crate::fairness::campaign::{OverrideAction, State};
 use crate::fairness::event_time::EventClock;
+use crate::fairness::table::SharedCampaigns;
 use crate::fairness::tracker::{
-    CampaignReport, Filter, OverrideError, Page, Recorded, Timing, Tracker,
+    CampaignReport, CampaignStore, Filter, OverrideError, Page, Recorded, Timing, Tracker,
 };
 use crate::policy::{BandTransform, Category, CompiledPolicy, MAX_TOTAL_GROUPS};
 
@@ -156,6 +157,9 @@ pub struct Swapped {
 pub struct Guard {
     live: ArcSwap<Live>,
     tracker: Tracker,
+    /// Campaign state kept on Kafka (`state.shared`): decisions are counted
+    /// into its counter and routed by its table; `tracker` is then unused.
+    shared: Option<Arc<SharedCampaigns>>,
     event_time: parking_lot::Mutex<EventClock>,
 }
 
@@ -180,7 +184,32 @@ impl Guard {
         Guard {
             live: ArcSwap::from_pointee(Live::new(policy)),
             tracker,
+            shared: None,
             event_time: parking_lot::Mutex::new(EventClock::new()),
+        }
+    }
+
+    /// A guard whose campaign state is kept on Kafka: it counts into the
+    /// shared counter and routes by the campaign table (fed elsewhere).
+    pub fn with_shared_state(policy: CompiledPolicy) -> Guard {
+        let shared = Arc::new(SharedCampaigns::new(&policy));
+        Guard {
+            shared: Some(shared),
+            ..Guard::new(policy)
+        }
+    }
+
+    /// The campaign state kept on Kafka, when it is.
+    pub fn shared(&self) -> Option<&Arc<SharedCampaigns>> {
+        self.shared.as_ref()
+    }
+
+    /// Where campaign reports come from: the table when state is shared,
+    /// else this instance's tracker.
+    pub fn store(&self) -> &dyn CampaignStore {
+        match &self.shared {
+            Some(s) => &s.table,
+            None => &self.tracker,
         }
     }
 
@@ -200,6 +229,9 @@ impl Guard {
         let kept = old.policy.same_windows(&policy);
         if !kept {
             self.tracker.reset_windows(&policy);
+            if let Some(s) = &self.shared {
+                s.reset_counter(&policy);
+            }
         }
         self.live.store(Arc::new(Live::new(policy)));
         Swapped { kept_windows: kept }
@@ -333,6 +365,9 @@ impl Guard {
         let mut groups = [0usize; MAX_TOTAL_GROUPS];
         let n = Self::groups(policy, d, &mut groups);
         let category = Category::of_campaign(d.category.as_deref());
+        if let Some(s) = &self.shared {
+            return count_shared(s, policy, d, category, &groups[..n], now_ms);
+        }
         self.tracker.record(
             policy,
             &d.campaign_id,
@@ -362,17 +397,18 @@ impl Guard {
 
     /// Report of one campaign under the live policy.
     pub fn campaign(&self, id: &str) -> Option<CampaignReport> {
-        self.tracker.report(&self.live.load().policy, id)
+        self.store().report(&self.live.load().policy, id)
     }
 
-    /// Reports of all campaigns, optionally in one state.
+    /// Reports of all campaigns, optionally in one state (this instance's
+    /// tracker; `check` and tests).
     pub fn campaigns(&self, state: Option<State>) -> Vec<CampaignReport> {
         self.tracker.reports(&self.live.load().policy, state)
     }
 
     /// One page of campaign reports under the live policy (see [`Tracker::page`]).
     pub fn campaign_page(&self, filter: &Filter, after: Option<&str>, limit: usize) -> Page {
-        self.tracker
+        self.store()
             .page(&self.live.load().policy, filter, after, limit)
     }
 
@@ -387,6 +423,50 @@ impl Guard {
     ) -> Result<AlertEvent, OverrideError> {
         self.tracker
             .apply_override(&self.live.load().policy, id, action, by, reason, now_ms)
+    }
+}
+
+/// [`Guard::record`] when state is shared: the decision is added to the
+/// counter (unless its `ts` is outside the window by the clock: late or
+/// early) and routed by the campaign's row in the table. Transitions and
+/// their alerts come from the campaign's owner, not from here.
+fn count_shared(
+    s: &SharedCampaigns,
+    policy: &CompiledPolicy,
+    d: &Decision,
+    category: Category,
+    groups: &[usize],
+    now_ms: i64,
+) -> Recorded {
+    let bucket = d.ts.div_euclid(policy.bucket_ms);
+    let now_bucket = now_ms.div_euclid(policy.bucket_ms);
+    let timing = if d.ts > now_ms.saturating_add(policy.max_future_ms) {
+        Timing::Early
+    } else if bucket <= now_bucket.saturating_sub(policy.buckets as i64) {
+        Timing::Late
+    } else {
+        Timing::Counted
+    };
+    let seen = d.ts.min(now_ms.saturating_add(policy.max_future_ms));
+    s.counter().add(
+        &d.campaign_id,
+        category,
+        seen,
+        (timing == Timing::Counted).then_some(bucket),
+        groups,
+        d.selected,
+    );
+    let r = s.table.route(&d.campaign_id);
+    Recorded {
+        state: r.state,
+        timing,
+        finding: if r.state == State::Ok {
+            None
+        } else {
+            r.finding
+        },
+        acknowledged: r.acknowledged,
+        alert: None,
     }
 }
 

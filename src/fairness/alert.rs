@@ -2,7 +2,7 @@
 //! manual override, carrying the numbers behind it and a sentence a person
 //! can read.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fairness::assess::{DimensionNumbers, Finding, Measure};
 use crate::fairness::campaign::{Cause, OverrideAction, State};
@@ -17,7 +17,7 @@ pub enum AlertKind {
 }
 
 /// The window the numbers were counted over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowInfo {
     pub start_ms: i64,
     pub end_ms: i64,

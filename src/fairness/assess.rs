@@ -4,13 +4,13 @@
 //! nothing; [`detail`] builds the full per-group numbers for reports, the
 //! HTTP API and alert events.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fairness::measures::{self, Counts, Distance, Ratio};
 use crate::policy::{CompiledPolicy, Limits};
 
 /// Which measure a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Measure {
     SelectionRateRatio,
@@ -27,7 +27,7 @@ impl Measure {
 }
 
 /// How skewed a campaign is right now, with confidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Not enough data for any verdict.
@@ -43,7 +43,7 @@ pub enum Level {
 }
 
 /// The measure behind a level.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     pub dimension: usize,
     pub measure: Measure,
@@ -64,7 +64,7 @@ pub struct Assessment {
 }
 
 /// Where the delivery-share baseline comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BaselineSource {
     /// The campaign's eligible audience, from the policy.
@@ -196,7 +196,7 @@ pub fn assess(
 }
 
 /// One group's numbers, as shown to people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupNumbers {
     pub group: String,
     pub considered: u64,
@@ -210,7 +210,7 @@ pub struct GroupNumbers {
 }
 
 /// One dimension's numbers and measures, as shown to people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DimensionNumbers {
     pub dimension: String,
     pub groups: Vec<GroupNumbers>,

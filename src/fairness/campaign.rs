@@ -75,7 +75,7 @@ impl OverrideAction {
 }
 
 /// An override in force, with who set it and why (kept for audit).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverrideRecord {
     pub action: OverrideAction,
     pub by: String,

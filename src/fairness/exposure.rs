@@ -145,6 +145,37 @@ impl Window {
         Placement::Counted
     }
 
+    /// Add counts already summed per group (a [`crate::fairness::wire::Delta`]'s
+    /// bucket): `cells[g]` is (considered, selected) of group `g`. Cells past
+    /// the window's groups are ignored.
+    pub fn add_cells(&mut self, bucket: i64, cells: &[[u32; 2]]) -> Placement {
+        let bucket = bucket.max(EMPTY + 1);
+        if self.head == EMPTY || bucket > self.head {
+            self.advance(bucket);
+        }
+        if bucket <= self.head.saturating_sub(self.n as i64) {
+            return Placement::Late;
+        }
+        let slot = self.slot(bucket);
+        if self.tags[slot] != bucket {
+            if self.tags[slot] != EMPTY {
+                self.expire_slot(slot);
+            }
+            self.tags[slot] = bucket;
+        }
+        let base = slot * self.g;
+        for (gi, &[c, s]) in cells.iter().enumerate().take(self.g) {
+            let cell = &mut self.cells[base + gi];
+            // A cell saturates as `add` does; the totals count what the cells hold.
+            let (c0, s0) = (cell[0], cell[1]);
+            cell[0] = c0.saturating_add(c);
+            cell[1] = s0.saturating_add(s);
+            self.totals[gi].considered += u64::from(cell[0] - c0);
+            self.totals[gi].selected += u64::from(cell[1] - s0);
+        }
+        Placement::Counted
+    }
+
     /// Running totals per flat group index.
     pub fn totals(&self) -> &[Counts] {
         &self.totals

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use dashmap::mapref::one::RefMut;
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::fairness::alert::{self, AlertEvent, AlertKind, Context, OverrideInfo, WindowInfo};
 use crate::fairness::assess::{self, Assessment, DimensionNumbers, Finding, Level};
@@ -32,7 +32,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, id: &str, state: State) -> bool {
+    pub fn matches(&self, id: &str, state: State) -> bool {
         self.state.is_none_or(|s| s == state)
             && self.prefix.as_deref().is_none_or(|p| id.starts_with(p))
     }
@@ -266,10 +266,10 @@ pub struct Tracker {
 }
 
 /// A campaign's state and numbers, as reported (check `--report`, HTTP API).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignReport {
     pub campaign: String,
-    pub category: &'static str,
+    pub category: std::borrow::Cow<'static, str>,
     pub state: State,
     pub measured_state: State,
     pub since_ms: i64,
@@ -294,23 +294,100 @@ pub enum OverrideError {
     BadCampaign,
     #[error("`by` and `reason` must be non-empty and at most 512 characters")]
     MissingWhoOrWhy,
+    /// The override could not be handed to the campaign's owner.
+    #[error("override not applied: {0}")]
+    Unavailable(String),
+}
+
+/// An override's campaign id, and its `by` and `reason` trimmed, checked.
+pub fn check_override<'a>(
+    id: &str,
+    by: &'a str,
+    reason: &'a str,
+) -> Result<(&'a str, &'a str), OverrideError> {
+    if id.is_empty() || id.len() > 256 {
+        return Err(OverrideError::BadCampaign);
+    }
+    let (by, reason) = (by.trim(), reason.trim());
+    // Limits count characters, not bytes: a reason in Japanese or
+    // Greek gets as many characters as one in English.
+    let too_long = |s: &str| s.chars().count() > MAX_WHO_OR_WHY_CHARS;
+    if by.is_empty() || reason.is_empty() || too_long(by) || too_long(reason) {
+        return Err(OverrideError::MissingWhoOrWhy);
+    }
+    Ok((by, reason))
+}
+
+/// Where campaign reports come from: this instance's own tracker (`check`,
+/// a single instance with `state.shared = false`) or the campaign table
+/// every instance reads ([`crate::fairness::table`]).
+pub trait CampaignStore: Send + Sync {
+    /// One campaign's report.
+    fn report(&self, policy: &CompiledPolicy, id: &str) -> Option<CampaignReport>;
+    /// One page of reports, by id, after the cursor `after`; bounded
+    /// whatever the number of campaigns.
+    fn page(
+        &self,
+        policy: &CompiledPolicy,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page;
+    /// Number of campaigns per effective state.
+    fn state_counts(&self) -> [(State, usize); 3];
+    /// Ids of at most `limit` campaigns not in state ok, worst first, then by id.
+    fn non_ok(&self, limit: usize) -> Vec<(String, State)>;
+    /// Campaigns forgotten so far.
+    fn evicted(&self) -> u64;
+    /// Campaigns held.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CampaignStore for Tracker {
+    fn report(&self, policy: &CompiledPolicy, id: &str) -> Option<CampaignReport> {
+        Tracker::report(self, policy, id)
+    }
+    fn page(
+        &self,
+        policy: &CompiledPolicy,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page {
+        Tracker::page(self, policy, filter, after, limit)
+    }
+    fn state_counts(&self) -> [(State, usize); 3] {
+        Tracker::state_counts(self)
+    }
+    fn non_ok(&self, limit: usize) -> Vec<(String, State)> {
+        Tracker::non_ok(self, limit)
+    }
+    fn evicted(&self) -> u64 {
+        self.counters.evicted.load(Ordering::Relaxed)
+    }
+    fn len(&self) -> usize {
+        Tracker::len(self)
+    }
 }
 
 /// What differs between a transition alert and an override alert.
-struct AlertParts {
-    kind: AlertKind,
-    old_state: State,
-    new_state: State,
-    measured_state: State,
-    cause: Option<Cause>,
-    since_ms: i64,
-    override_: Option<OverrideInfo>,
-    message: String,
+pub struct AlertParts {
+    pub kind: AlertKind,
+    pub old_state: State,
+    pub new_state: State,
+    pub measured_state: State,
+    pub cause: Option<Cause>,
+    pub since_ms: i64,
+    pub override_: Option<OverrideInfo>,
+    pub message: String,
 }
 
 /// An alert event with the finding and numbers behind it.
 #[allow(clippy::too_many_arguments)]
-fn alert_event(
+pub fn alert_event(
     policy: &CompiledPolicy,
     campaign: &str,
     category: Category,
@@ -346,7 +423,7 @@ fn alert_event(
 }
 
 /// What an alert's message is written from.
-fn context<'a>(
+pub fn context<'a>(
     policy: &'a CompiledPolicy,
     campaign: &'a str,
     category: Category,
@@ -366,7 +443,7 @@ fn context<'a>(
 }
 
 /// The window ending with bucket `head` (saturating at the ends of `i64`).
-fn window_info(policy: &CompiledPolicy, head: Option<i64>) -> WindowInfo {
+pub fn window_info(policy: &CompiledPolicy, head: Option<i64>) -> WindowInfo {
     let end = head.map_or(0, |h| bucket_end_ms(policy, h));
     WindowInfo {
         start_ms: end.saturating_sub(policy.window_ms),
@@ -383,7 +460,7 @@ fn bucket_end_ms(policy: &CompiledPolicy, b: i64) -> i64 {
 /// Keep an item among the `limit` smallest held in `heap` (a max-heap, so
 /// its top is the one to drop first): `beats_top` says whether the item is
 /// smaller than the top; `make` builds it, only when it is kept.
-fn keep_smallest<T: Ord>(
+pub fn keep_smallest<T: Ord>(
     heap: &mut BinaryHeap<T>,
     limit: usize,
     beats_top: impl FnOnce(&T) -> bool,
@@ -557,7 +634,7 @@ impl Tracker {
         let info = window_info(policy, c.window.head());
         CampaignReport {
             campaign: id.to_string(),
-            category: c.category.as_str(),
+            category: c.category.as_str().into(),
             state: c.machine.effective(),
             measured_state: c.machine.state,
             since_ms: c.machine.since_ms,
@@ -692,16 +769,7 @@ impl Tracker {
         reason: &str,
         now_ms: i64,
     ) -> Result<AlertEvent, OverrideError> {
-        if id.is_empty() || id.len() > 256 {
-            return Err(OverrideError::BadCampaign);
-        }
-        let (by, reason) = (by.trim(), reason.trim());
-        // Limits count characters, not bytes: a reason in Japanese or
-        // Greek gets as many characters as one in English.
-        let too_long = |s: &str| s.chars().count() > MAX_WHO_OR_WHY_CHARS;
-        if by.is_empty() || reason.is_empty() || too_long(by) || too_long(reason) {
-            return Err(OverrideError::MissingWhoOrWhy);
-        }
+        let (by, reason) = check_override(id, by, reason)?;
         let (platform, head) = self.platform_totals(policy);
         let mut c = self
             .campaigns

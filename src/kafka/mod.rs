@@ -3,9 +3,11 @@
 //! * [`client`] — librdkafka settings for our clients, and error classification.
 //! * [`offsets`] — which input offsets may be committed (pure).
 //! * [`pipeline`] — the at-least-once loop.
+//! * [`state`] — campaign state on Kafka: table reader, owners, topic checks.
 
 pub mod client;
 pub mod offsets;
 pub mod pipeline;
+pub mod state;
 
 pub use client::{ErrorClass, classify, consumer_config, producer_config};

@@ -8,8 +8,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Debug, Default)]
 struct Pending {
     deliveries: u32,
-    /// Bytes of the input record (0 when begun without a size).
+    /// Bytes of the input record (0 when begun without a size, and once
+    /// every delivery is acknowledged: its memory is free then).
     bytes: usize,
+    /// Something else must be acknowledged before the record is done: the
+    /// exposure deltas that count it ([`Offsets::release_hold`]).
+    held: bool,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +96,20 @@ impl Offsets {
         deliveries: u32,
         bytes: usize,
     ) -> bool {
+        self.begin_held(partition, generation, offset, deliveries, bytes, false)
+    }
+
+    /// [`Offsets::begin_sized`] for a record that, when `held`, is done only
+    /// once [`Offsets::release_hold`] is called for it as well.
+    pub fn begin_held(
+        &mut self,
+        partition: i32,
+        generation: u64,
+        offset: i64,
+        deliveries: u32,
+        bytes: usize,
+        held: bool,
+    ) -> bool {
         let Some(p) = self.parts.get_mut(&partition) else {
             return false;
         };
@@ -99,16 +117,37 @@ impl Offsets {
             return false;
         }
         p.high = Some(p.high.map_or(offset, |h| h.max(offset)));
-        if deliveries == 0 {
+        if deliveries == 0 && !held {
             p.done.insert(offset);
         } else {
             let e = p.pending.entry(offset).or_default();
             e.deliveries += deliveries;
-            if bytes > 0 {
+            e.held |= held;
+            if bytes > 0 && deliveries > 0 {
                 e.bytes = bytes;
             }
         }
         true
+    }
+
+    /// The hold on a record begun with `held` is released (the deltas that
+    /// count it are acknowledged). Returns true when that made it done.
+    pub fn release_hold(&mut self, partition: i32, generation: u64, offset: i64) -> bool {
+        let Some(p) = self.parts.get_mut(&partition) else {
+            return false;
+        };
+        if p.generation != generation {
+            return false;
+        }
+        if let Some(e) = p.pending.get_mut(&offset) {
+            e.held = false;
+            if e.deliveries == 0 {
+                p.pending.remove(&offset);
+                p.done.insert(offset);
+                return true;
+            }
+        }
+        false
     }
 
     /// Bytes of the partition's records still waiting for an acknowledgement.
@@ -119,7 +158,8 @@ impl Offsets {
     }
 
     /// One delivery for `offset` was acknowledged. Returns true when that was
-    /// the record's last outstanding delivery.
+    /// the record's last outstanding delivery (its bytes are free; it is done
+    /// unless it is still held).
     pub fn ack(&mut self, partition: i32, generation: u64, offset: i64) -> bool {
         let Some(p) = self.parts.get_mut(&partition) else {
             return false;
@@ -130,8 +170,11 @@ impl Offsets {
         if let Some(e) = p.pending.get_mut(&offset) {
             e.deliveries -= 1;
             if e.deliveries == 0 {
-                p.pending.remove(&offset);
-                p.done.insert(offset);
+                e.bytes = 0;
+                if !e.held {
+                    p.pending.remove(&offset);
+                    p.done.insert(offset);
+                }
                 return true;
             }
         }
@@ -188,6 +231,35 @@ impl Offsets {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_held_record_waits_for_its_hold_and_its_deliveries() {
+        let mut o = Offsets::new();
+        let g = o.assign(0);
+        o.begin_held(0, g, 10, 1, 100, true);
+        o.begin_held(0, g, 11, 0, 50, true);
+        assert_eq!(
+            o.pending_bytes(0),
+            100,
+            "a record with nothing to deliver holds no bytes"
+        );
+        assert!(o.ack(0, g, 10), "its last delivery frees its bytes");
+        assert_eq!(o.pending_bytes(0), 0);
+        assert_eq!(o.committable(0), Some(10), "still held: not committable");
+        assert!(o.release_hold(0, g, 10));
+        assert_eq!(o.committable(0), Some(11));
+        assert!(
+            !o.release_hold(0, g + 1, 11),
+            "another ownership's release is ignored"
+        );
+        assert!(o.release_hold(0, g, 11));
+        assert_eq!(o.committable(0), Some(12));
+        // Released before its delivery: done at the delivery.
+        o.begin_held(0, g, 12, 1, 10, true);
+        assert!(!o.release_hold(0, g, 12));
+        assert!(o.ack(0, g, 12));
+        assert_eq!(o.committable(0), Some(13));
+    }
 
     #[test]
     fn commit_waits_for_the_earliest_outstanding_record() {

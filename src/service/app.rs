@@ -14,8 +14,21 @@ use crate::fairness::alert::AlertEvent;
 use crate::fairness::campaign::OverrideAction;
 use crate::fairness::tracker::OverrideError;
 use crate::kafka::pipeline::Health;
+use crate::kafka::state::Commands;
 use crate::metrics::Metrics;
 use crate::policy::{CompiledPolicy, PolicyError, PolicyIssue};
+
+/// How long an override request waits for its campaign's row to show it.
+const WAIT_APPLIED: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A unique id for an override command: time, process and a random part.
+fn command_id(now_ms: i64) -> String {
+    format!(
+        "{now_ms:x}-{:x}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    )
+}
 
 /// What a reload did.
 #[derive(Debug, serde::Serialize)]
@@ -36,6 +49,8 @@ pub struct App {
     /// Alerts to publish (overrides); the pipeline produces them.
     pub alerts_tx: mpsc::Sender<AlertEvent>,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Override commands to the campaigns' owners (state on Kafka).
+    commands: std::sync::OnceLock<Arc<Commands>>,
 }
 
 impl App {
@@ -60,6 +75,7 @@ impl App {
                 admin_token,
                 alerts_tx,
                 reload_lock: tokio::sync::Mutex::new(()),
+                commands: std::sync::OnceLock::new(),
             }),
             alerts_rx,
         )
@@ -113,7 +129,19 @@ impl App {
         }
     }
 
+    /// Where override commands go (state on Kafka); set once at start.
+    pub fn set_commands(&self, c: Arc<Commands>) {
+        let _ = self.commands.set(c);
+    }
+
     /// A campaign manager's override: applied, and its audit alert published.
+    ///
+    /// With state on Kafka the override is a signed command to the
+    /// campaign's owner, which applies it and writes the campaign's row;
+    /// every instance routes by that row. This returns once the command is
+    /// on the exposure topic and, when `applied` is true, this instance's
+    /// table shows it (within `WAIT_APPLIED`). The audit alert is published
+    /// here, once, whichever instance owns the campaign.
     pub async fn apply_override(
         &self,
         campaign: &str,
@@ -121,9 +149,46 @@ impl App {
         by: &str,
         reason: &str,
     ) -> Result<AlertEvent, OverrideError> {
-        let alert =
-            self.guard
-                .override_campaign(campaign, action, by, reason, self.clock.now_ms())?;
+        let alert = match self.guard.shared() {
+            Some(shared) => {
+                let Some(commands) = self.commands.get() else {
+                    return Err(OverrideError::Unavailable(
+                        "campaign state is not started yet".into(),
+                    ));
+                };
+                let live = self.guard.live();
+                let id = command_id(self.clock.now_ms());
+                let (cmd, alert) = shared.table.prepare_override(
+                    &live.policy,
+                    campaign,
+                    action,
+                    by,
+                    reason,
+                    self.clock.now_ms(),
+                    id.clone(),
+                )?;
+                commands
+                    .send(&cmd)
+                    .await
+                    .map_err(OverrideError::Unavailable)?;
+                let start = std::time::Instant::now();
+                while start.elapsed() < WAIT_APPLIED {
+                    if shared
+                        .table
+                        .get(campaign)
+                        .is_some_and(|r| r.applied.contains(&id))
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                alert
+            }
+            None => {
+                self.guard
+                    .override_campaign(campaign, action, by, reason, self.clock.now_ms())?
+            }
+        };
         self.metrics
             .transitions
             .with_label_values(&[
@@ -142,7 +207,7 @@ impl App {
     /// Refresh gauges that mirror in-memory state (called before each scrape).
     pub fn refresh_metrics(&self) {
         let g = &self.guard;
-        self.metrics.refresh_campaigns(g.tracker(), |ids| {
+        self.metrics.refresh_campaigns(g.store(), |ids| {
             ids.iter().filter_map(|id| g.campaign(id)).collect()
         });
         self.metrics

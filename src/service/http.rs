@@ -23,6 +23,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+
+use crate::fairness::tracker::OverrideError;
 use tokio_util::sync::CancellationToken;
 
 use super::app::App;
@@ -302,6 +304,9 @@ async fn override_campaign(
         .await
     {
         Ok(alert) => axum::Json(json!({"applied": true, "alert": alert})).into_response(),
+        Err(e @ OverrideError::Unavailable(_)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -330,7 +335,7 @@ async fn reload_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
 async fn status_page(State(app): State<Arc<App>>) -> Response {
     let page = tokio::task::spawn_blocking(move || {
         let live = app.guard.live();
-        let counts = app.guard.tracker().state_counts();
+        let counts = app.guard.store().state_counts();
         let sections: Vec<status_page::Section> = [
             (CampaignState::Blocked, status_page::SHOWN_NOT_OK),
             (CampaignState::Flagged, status_page::SHOWN_NOT_OK),

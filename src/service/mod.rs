@@ -39,7 +39,11 @@ pub fn build(
 ) -> anyhow::Result<(Arc<App>, mpsc::Receiver<AlertEvent>)> {
     let policy = CompiledPolicy::load(&config.policy)
         .map_err(|e| anyhow::anyhow!("policy {}: {e}", config.policy.display()))?;
-    let guard = Arc::new(Guard::new(policy));
+    let guard = Arc::new(if config.state.shared {
+        Guard::with_shared_state(policy)
+    } else {
+        Guard::new(policy)
+    });
     let metrics = Metrics::new(
         prometheus::Registry::new(),
         config.pipeline.campaign_series_cap,
@@ -57,6 +61,45 @@ pub fn build(
     ))
 }
 
+/// Start the state threads (state on Kafka) and wait until the table is
+/// read: `Ok(None)` when state is not shared, or when cancelled meanwhile.
+async fn start_state(
+    config: &Config,
+    app: &Arc<App>,
+    fanout: Option<mpsc::Sender<AlertEvent>>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<crate::kafka::state::StateService>> {
+    if app.guard.shared().is_none() {
+        return Ok(None);
+    }
+    let s = crate::kafka::state::start(
+        config,
+        app.guard.clone(),
+        app.metrics.clone(),
+        app.clock.clone(),
+        fanout,
+    )
+    .await
+    .map_err(|problems| {
+        anyhow::anyhow!(
+            "campaign state on Kafka cannot start ({} problem{}):\n{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            problems
+                .iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    app.set_commands(s.commands.clone());
+    if !s.wait_loaded(&app.guard, cancel).await {
+        s.stop().await;
+        return Ok(None);
+    }
+    Ok(Some(s))
+}
+
 /// Run the service until a signal or a fatal error.
 pub async fn run(
     config: Config,
@@ -65,6 +108,36 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let (app, alerts_rx) = build(&config, clock)?;
     serve(config, app, alerts_rx, cancel).await
+}
+
+/// The tasks beside the pipeline: signals, the policy watcher, the webhook.
+/// Returns where to hand alerts for the webhook, when there is one.
+fn spawn_side_tasks(
+    config: &Config,
+    app: &Arc<App>,
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Option<mpsc::Sender<AlertEvent>> {
+    tasks.spawn(signals(app.clone(), cancel.clone()));
+    if config.pipeline.watch_policy {
+        tasks.spawn(watch_policy(
+            app.clone(),
+            cancel.clone(),
+            Duration::from_secs(1),
+            Duration::from_millis(500),
+        ));
+    }
+    config.alerts.webhook_url.clone().map(|url| {
+        let (tx, rx) = mpsc::channel(config.alerts.webhook_queue);
+        tasks.spawn(webhook::run(
+            url,
+            config.alerts.clone(),
+            rx,
+            app.metrics.clone(),
+            cancel.clone(),
+        ));
+        tx
+    })
 }
 
 /// Serve a built [`App`]: HTTP, signals, policy watcher, webhook, pipeline.
@@ -81,26 +154,17 @@ pub async fn serve(
     let http_cancel = CancellationToken::new();
     let http_thread = http::spawn(listener, app.clone(), http_cancel.clone())
         .map_err(|e| anyhow::anyhow!("http.listen {}: {e}", config.http.listen))?;
-    tasks.spawn(signals(app.clone(), cancel.clone()));
-    if config.pipeline.watch_policy {
-        tasks.spawn(watch_policy(
-            app.clone(),
-            cancel.clone(),
-            Duration::from_secs(1),
-            Duration::from_millis(500),
-        ));
-    }
-    let fanout = config.alerts.webhook_url.clone().map(|url| {
-        let (tx, rx) = mpsc::channel(config.alerts.webhook_queue);
-        tasks.spawn(webhook::run(
-            url,
-            config.alerts.clone(),
-            rx,
-            app.metrics.clone(),
-            cancel.clone(),
-        ));
-        tx
-    });
+    let fanout = spawn_side_tasks(&config, &app, &tasks, &cancel);
+    // Campaign state on Kafka: the table is read whole before any input.
+    let state = match start_state(&config, &app, fanout.clone(), &cancel).await {
+        Ok(Some(s)) => Some(s),
+        Ok(None) if app.guard.shared().is_none() => None,
+        stopped => {
+            http_cancel.cancel();
+            cancel.cancel();
+            return stopped.map(|_| ());
+        }
+    };
     let stage = GuardStage::new(
         app.guard.clone(),
         app.metrics.clone(),
@@ -121,6 +185,9 @@ pub async fn serve(
     )
     .await;
     cancel.cancel();
+    if let Some(s) = state {
+        s.stop().await;
+    }
     http_cancel.cancel();
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;

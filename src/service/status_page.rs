@@ -130,7 +130,7 @@ fn campaign_html(r: &CampaignReport, out: &mut String) {
         "<section class=\"campaign {state}\" id=\"c-{id}\"><h3>{id} <span class=\"badge {state}\">{state}</span> <small>{cat}</small></h3><p class=\"why\">{why}</p>",
         id = esc(&r.campaign),
         state = r.state.as_str(),
-        cat = esc(r.category),
+        cat = esc(&r.category),
         why = esc(&why(r)),
     );
     for d in &r.dimensions {

@@ -32,12 +32,14 @@ pub struct DemoOptions {
     pub summary_every: Duration,
 }
 
-const TOPICS: [&str; 5] = [
+const TOPICS: [&str; 7] = [
     "decisions",
     "decisions.guarded",
     "decisions.blocked",
     "decisions.dlq",
     "fairgate.alerts",
+    "fairgate.campaigns",
+    "fairgate.exposure",
 ];
 
 /// Run the demo until Ctrl-C or the duration ends.
@@ -85,6 +87,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     result
 }
 
+/// The demo's state key: random, as no other instance shares its state.
+fn demo_key() -> String {
+    format!("demo-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
 /// The service configuration of the demo: the mock cluster, the shipped policy.
 fn service_config(opts: &DemoOptions, brokers: &str, token: &str) -> String {
     format!(
@@ -110,9 +117,14 @@ admin_token = "{token}"
 [log]
 format = "text"
 level = "warn"
+[state]
+# One demo process: a key of its own, made at start.
+key = "{state_key}"
+table_refresh_ms = 2000
 "#,
         policy = opts.policy.display().to_string().replace('\\', "/"),
         http = opts.http,
+        state_key = demo_key(),
     )
 }
 
@@ -170,8 +182,8 @@ async fn summarise(app: Arc<App>, every: Duration, cancel: CancellationToken) {
         let total = out + blocked + dead;
         let rate = (total - last.0) as f64 / last.1.elapsed().as_secs_f64();
         last = (total, Instant::now());
-        let states = app.guard.tracker().state_counts();
-        let shown = app.guard.tracker().non_ok(SHOWN);
+        let states = app.guard.store().state_counts();
+        let shown = app.guard.store().non_ok(SHOWN);
         let more = (states[1].1 + states[2].1).saturating_sub(shown.len());
         let mut flagged: Vec<String> = shown
             .into_iter()

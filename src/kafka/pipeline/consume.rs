@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use super::context::{ConsumerCtx, ProducerCtx};
 use super::error::PipelineError;
+use super::flush::flush_async;
 use super::records::{Token, alert_out, pick_headers};
 use super::send::{resend, send_async};
 use super::shared::Shared;
@@ -50,12 +51,24 @@ pub(super) struct ConsumeLoop {
     pub(super) alerts_open: bool,
     /// The partitions are paused (held back for longer than [`PAUSE_AFTER`]).
     pub(super) paused: bool,
+    /// Exposure deltas are flushed at least this often…
+    pub(super) flush_every: Duration,
+    /// …and as soon as this many input records wait for them.
+    pub(super) flush_at: usize,
 }
 
 impl ConsumeLoop {
     /// Until `cancel` fires (returns `None`) or an error stops the pipeline.
     pub(super) async fn run(&mut self, cancel: &CancellationToken) -> Option<PipelineError> {
+        let holding = self.shared.holds.is_some();
+        let mut flush_tick = tokio::time::interval(self.flush_every);
+        flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let flush_due = self
+                .shared
+                .holds
+                .as_ref()
+                .is_some_and(|h| h.len() >= self.flush_at);
             let held_back = !self.paused && self.shared.in_flight.held_back();
             let step = tokio::select! {
                 biased;
@@ -65,6 +78,13 @@ impl ConsumeLoop {
                     resend(&self.shared, &self.producer, &self.topics, token).await
                 }
                 a = self.alerts.recv(), if self.alerts_open => self.publish_alert(a).await,
+                _ = flush_tick.tick(), if holding => self.flush().await,
+                // Many records wait on the next flush: flush now, so that
+                // the deltas never hold back max_in_flight.
+                _ = std::future::ready(()), if flush_due => {
+                    flush_tick.reset();
+                    self.flush().await
+                }
                 // Places came back: read again (resuming the partitions if
                 // they were paused).
                 _ = self.shared.in_flight.freed(), if held_back || self.paused => {
@@ -108,6 +128,16 @@ impl ConsumeLoop {
             Token::new(None, None, out),
         )
         .await
+    }
+
+    /// Publish the exposure deltas; the records they count may then be committed.
+    pub(super) async fn flush(&mut self) -> Result<(), PipelineError> {
+        match &self.shared.holds {
+            Some(h) => {
+                flush_async(&self.shared, &self.producer, &self.topics, h, &*self.stage).await
+            }
+            None => Ok(()),
+        }
     }
 
     fn resume_if_free(&mut self) {

@@ -64,6 +64,9 @@ impl ProducerCtx {
             s.health.completed.fetch_add(1, Ordering::Relaxed);
             s.in_flight.release_bytes(token.input_bytes);
         }
+        if let Some(b) = &token.batch {
+            s.delta_acknowledged(b);
+        }
     }
 
     /// A delivery failed: transient ones go back to the consume loop to be
@@ -129,6 +132,9 @@ pub(super) struct ConsumerCtx {
     pub(super) shared: Arc<Shared>,
     /// Flushed before partitions are revoked.
     pub(super) producer: ThreadedProducer<ProducerCtx>,
+    /// Publishes the exposure deltas (before partitions are revoked, so
+    /// that what they count can be committed first).
+    pub(super) flush_deltas: Box<dyn Fn() + Send + Sync>,
 }
 
 impl ClientContext for ConsumerCtx {
@@ -182,6 +188,11 @@ impl ConsumerCtx {
         } else {
             s.grace
         };
+        // The deltas that count what was judged so far, so that those
+        // records can be committed before the new owner reads on.
+        if s.holds.is_some() && wait > Duration::ZERO {
+            (self.flush_deltas)();
+        }
         if let Err(e) = self.producer.flush(wait) {
             warn!(target: "fairgate::kafka", error = %e, "flush before revocation timed out; uncommitted records will be reprocessed by the new owner");
         }

@@ -35,6 +35,11 @@ pub(super) async fn drain(
         }
         resent?;
         let judging = threads.iter().filter(|t| !t.is_finished()).count();
+        // Everything is judged: publish the last deltas, so that what they
+        // count can be committed.
+        if judging == 0 && lp.shared.holds.as_ref().is_some_and(|h| h.len() > 0) {
+            lp.flush().await?;
+        }
         let in_queue = lp.producer.in_flight_count();
         if judging == 0 && in_queue == 0 && lp.retry_rx.is_empty() {
             commit(&lp.shared, &lp.consumer).await;

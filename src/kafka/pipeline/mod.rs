@@ -30,6 +30,7 @@
 //! * `context` — librdkafka's callbacks: acknowledgements, rebalances.
 //! * `commit` — acknowledged offsets committed, periodically and on revocation.
 //! * `failure` — a fatal delivery error, or a refused record's dead-letter form.
+//! * `flush` — exposure deltas published; the inputs they count wait for them.
 //! * `drain` — the end of a run, within the grace period.
 //! * `shared` — the state they share, and the lock order.
 //! * `watchdog` — a pipeline that moves nothing while records wait is not ready.
@@ -40,6 +41,7 @@ mod context;
 mod drain;
 mod error;
 mod failure;
+mod flush;
 mod in_flight;
 mod records;
 mod run;
@@ -50,7 +52,7 @@ mod watchdog;
 mod worker;
 
 pub use error::PipelineError;
-pub use records::{Out, Role};
+pub use records::{Out, Role, alert_out, headers_of};
 pub use run::{PipelineParts, RunSummary, run};
 pub use shared::Health;
 pub use stage::{GuardStage, Input, Produced, Stage};

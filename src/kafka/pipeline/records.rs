@@ -16,6 +16,8 @@ pub enum Role {
     Blocked,
     DeadLetter,
     Alerts,
+    /// Count deltas, for the campaigns' owners.
+    Exposure,
 }
 
 impl Role {
@@ -25,6 +27,7 @@ impl Role {
             Role::Blocked => "blocked",
             Role::DeadLetter => "dead_letter",
             Role::Alerts => "alerts",
+            Role::Exposure => "exposure",
         }
     }
 
@@ -34,6 +37,7 @@ impl Role {
             Role::Blocked => &t.blocked,
             Role::DeadLetter => &t.dead_letter,
             Role::Alerts => &t.alerts,
+            Role::Exposure => &t.exposure,
         }
     }
 }
@@ -63,6 +67,18 @@ pub struct Token {
     /// Size of the input record, given back to the in-flight bound when its
     /// last produced record is acknowledged.
     pub(super) input_bytes: usize,
+    /// The flush this record (a delta) belongs to.
+    pub(super) batch: Option<Arc<FlushBatch>>,
+}
+
+/// One flush of exposure deltas: the input records it holds are released
+/// when its last delta is acknowledged.
+#[derive(Debug)]
+pub(super) struct FlushBatch {
+    pub(super) remaining: std::sync::atomic::AtomicUsize,
+    /// `(partition, generation, offset)` of every input record held for it.
+    pub(super) holds: Vec<(i32, u64, i64)>,
+    pub(super) started: std::time::Instant,
 }
 
 impl Token {
@@ -78,6 +94,7 @@ impl Token {
             attempts: 0,
             refused: false,
             input_bytes: 0,
+            batch: None,
         })
     }
 
@@ -91,6 +108,7 @@ impl Token {
             attempts: 0,
             refused: true,
             input_bytes: self.input_bytes,
+            batch: self.batch.clone(),
         })
     }
 }
@@ -187,7 +205,7 @@ pub(super) fn refused_out(out: &Out, input: Option<(i32, u64, i64)>, code: &str)
 }
 
 /// The Kafka headers of a record to produce.
-pub(super) fn headers_of(out: &Out) -> OwnedHeaders {
+pub fn headers_of(out: &Out) -> OwnedHeaders {
     let mut h = OwnedHeaders::new_with_capacity(out.headers.len());
     for (k, v) in &out.headers {
         h = h.insert(Header {
@@ -224,7 +242,7 @@ pub(super) fn pick_headers<M: Message>(
 }
 
 /// The alerts-topic record for a campaign's change of state.
-pub(super) fn alert_out(a: &AlertEvent, version: &str) -> Out {
+pub fn alert_out(a: &AlertEvent, version: &str) -> Out {
     Out {
         role: Role::Alerts,
         key: Some(a.campaign.as_bytes().to_vec()),

@@ -19,6 +19,7 @@ use super::consume::ConsumeLoop;
 use super::context::{ConsumerCtx, ProducerCtx};
 use super::drain::drain;
 use super::error::PipelineError;
+use super::flush::flush_blocking;
 use super::in_flight::InFlight;
 use super::shared::{Health, Shared};
 use super::stage::Stage;
@@ -131,8 +132,9 @@ fn start(
         grace: Duration::from_secs(p.grace_period_secs),
         delivered: AtomicU64::new(0),
         abandon: AtomicBool::new(false),
+        holds: stage.holds().then(super::shared::Holds::default),
     });
-    let (producer, consumer) = connect(&config, &shared)?;
+    let (producer, consumer) = connect(&config, &shared, &stage)?;
     let mut lp = ConsumeLoop {
         shared,
         producer,
@@ -147,6 +149,8 @@ fn start(
         consumed: 0,
         alerts_open: true,
         paused: false,
+        flush_every: Duration::from_millis(p.exposure_flush_ms),
+        flush_at: (p.max_in_flight / 4).max(1),
     };
     let threads = spawn_judges(&config, &mut lp)?;
     let every = Duration::from_millis(p.commit_interval_ms);
@@ -162,6 +166,7 @@ fn start(
 fn connect(
     config: &Config,
     shared: &Arc<Shared>,
+    stage: &Arc<dyn Stage>,
 ) -> Result<
     (
         ThreadedProducer<ProducerCtx>,
@@ -179,6 +184,7 @@ fn connect(
             .create_with_context(ConsumerCtx {
                 shared: shared.clone(),
                 producer: producer.clone(),
+                flush_deltas: flush_deltas(shared, &producer, &k.topics, stage),
             })
             .map_err(PipelineError::Client)?,
     );
@@ -189,6 +195,29 @@ fn connect(
             source,
         })?;
     Ok((producer, consumer))
+}
+
+/// What the consumer's revocation callback calls to publish the exposure
+/// deltas before partitions move.
+fn flush_deltas(
+    shared: &Arc<Shared>,
+    producer: &ThreadedProducer<ProducerCtx>,
+    topics: &crate::config::Topics,
+    stage: &Arc<dyn Stage>,
+) -> Box<dyn Fn() + Send + Sync> {
+    let (shared, producer, topics, stage) = (
+        shared.clone(),
+        producer.clone(),
+        topics.clone(),
+        stage.clone(),
+    );
+    Box::new(move || {
+        if let Some(h) = &shared.holds
+            && let Err(e) = flush_blocking(&shared, &producer, &topics, h, &*stage)
+        {
+            warn!(target: "fairgate::kafka", error = %e, "exposure flush before revocation failed; uncommitted records will be reprocessed by the new owner");
+        }
+    })
 }
 
 /// Judge threads, one queue each. A queue can hold every record in flight,

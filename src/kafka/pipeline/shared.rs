@@ -13,7 +13,7 @@
 //!   `offsets` is let go.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -100,4 +100,58 @@ pub(super) struct Shared {
     /// grace period is over): judge threads drop their remaining records,
     /// which stay uncommitted.
     pub(super) abandon: AtomicBool,
+    /// Input records waiting for the next exposure flush (when the stage
+    /// counts exposure: [`super::stage::Stage::holds`]).
+    pub(super) holds: Option<Holds>,
+}
+
+/// Input records begun held, waiting for the next flush.
+#[derive(Debug, Default)]
+pub(super) struct Holds {
+    list: Mutex<Vec<(i32, u64, i64)>>,
+    len: AtomicUsize,
+}
+
+impl Holds {
+    /// A record begun held (after `Offsets::begin_held`).
+    pub(super) fn push(&self, input: (i32, u64, i64)) {
+        self.list.lock().push(input);
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records waiting for a flush.
+    pub(super) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn take(&self) -> Vec<(i32, u64, i64)> {
+        let taken = std::mem::take(&mut *self.list.lock());
+        self.len.fetch_sub(taken.len(), Ordering::Relaxed);
+        taken
+    }
+}
+
+impl Shared {
+    /// The holds of a flush whose deltas are all acknowledged (or that had
+    /// none): those records may be committed.
+    pub(super) fn release_holds(&self, held: &[(i32, u64, i64)]) {
+        if held.is_empty() {
+            return;
+        }
+        let mut offsets = self.offsets.lock();
+        for &(p, g, o) in held {
+            offsets.release_hold(p, g, o);
+        }
+    }
+
+    /// A delta was acknowledged: when it was its flush's last, release the flush.
+    pub(super) fn delta_acknowledged(&self, batch: &super::records::FlushBatch) {
+        if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.release_holds(&batch.holds);
+            self.metrics
+                .state
+                .flush_seconds
+                .observe(batch.started.elapsed().as_secs_f64());
+        }
+    }
 }

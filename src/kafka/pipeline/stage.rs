@@ -52,12 +52,27 @@ pub trait Stage: Send + Sync + 'static {
     fn input_headers(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Whether every input must also wait for the next [`Stage::flush`]
+    /// before it is committed (the stage counts it in what it flushes).
+    fn holds(&self) -> bool {
+        false
+    }
+
+    /// Records to publish now for everything processed so far (the
+    /// exposure deltas): called every `pipeline.exposure_flush_ms`, sooner
+    /// when many inputs wait, and before partitions move or the run ends.
+    fn flush(&self) -> Vec<Out> {
+        Vec::new()
+    }
 }
 
 /// The guard as the pipeline's stage: each record is judged and routed, and
 /// a campaign's change of state is also published on the alerts topic.
 pub struct GuardStage {
     guard: Arc<Guard>,
+    /// Names this instance in its deltas (diagnosis only).
+    instance: String,
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     /// Alerts to hand to other sinks (webhook) as well.
@@ -73,6 +88,7 @@ impl GuardStage {
     ) -> GuardStage {
         GuardStage {
             guard,
+            instance: instance_name(),
             metrics,
             clock,
             alert_fanout,
@@ -141,6 +157,34 @@ impl Stage for GuardStage {
     fn policy_version(&self) -> String {
         self.guard.live().version.to_string()
     }
+
+    fn holds(&self) -> bool {
+        self.guard.shared().is_some()
+    }
+
+    /// The decisions counted since the last flush, as deltas keyed by campaign.
+    fn flush(&self) -> Vec<Out> {
+        let Some(shared) = self.guard.shared() else {
+            return Vec::new();
+        };
+        shared
+            .counter()
+            .take(&self.instance)
+            .iter()
+            .map(|d| Out {
+                role: Role::Exposure,
+                key: Some(d.campaign.as_bytes().to_vec()),
+                headers: Vec::new(),
+                payload: crate::fairness::wire::encode_delta(d),
+            })
+            .collect()
+    }
+}
+
+/// This instance's name in its deltas: the host and the process id.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "fairgate".into());
+    format!("{host}/{}", std::process::id())
 }
 
 #[cfg(test)]

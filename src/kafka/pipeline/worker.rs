@@ -64,14 +64,24 @@ impl Worker {
         let produced = self.stage.process(job.input);
         s.metrics.processing.observe(start.elapsed().as_secs_f64());
         let size = job.size;
-        if !s
-            .offsets
-            .lock()
-            .begin_sized(partition, generation, offset, produced.len() as u32, size)
-        {
+        // Counted by the stage (when it holds): the record also waits for
+        // the flush that publishes its counts. Held after it is begun, so
+        // the flush that releases it finds it.
+        let held = s.holds.is_some();
+        if !s.offsets.lock().begin_held(
+            partition,
+            generation,
+            offset,
+            produced.len() as u32,
+            size,
+            held,
+        ) {
             s.in_flight.release(1);
             s.in_flight.release_bytes(size);
             return Ok(());
+        }
+        if let Some(h) = &s.holds {
+            h.push((partition, generation, offset));
         }
         if produced.is_empty() {
             // Nothing to acknowledge: done with at once.

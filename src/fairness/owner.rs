@@ -1,0 +1,425 @@
+//! The campaigns this instance owns: those whose exposure partitions it
+//! holds in the owners' consumer group. It merges every instance's deltas
+//! into their windows, applies override commands, judges them with the
+//! usual rules (hysteresis, dwell, monitor/enforce, categories, overrides)
+//! and says what to write: table rows, tombstones, the platform row, alerts.
+//!
+//! A campaign taken over (start, rebalance, another instance's crash)
+//! carries on from its table row (state, since, override, acknowledgement,
+//! first seen, commands applied) with a window rebuilt from the exposure
+//! topic; it is not judged until its partition has been replayed.
+//!
+//! Pure: no I/O, the clock is an argument.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crate::fairness::alert::{self, AlertEvent, AlertKind};
+use crate::fairness::assess;
+use crate::fairness::campaign::{OverrideRecord, State, StateMachine, Transition};
+use crate::fairness::exposure::Window;
+use crate::fairness::measures::Counts;
+use crate::fairness::table::machine_of;
+use crate::fairness::tracker::{AlertParts, CampaignReport, alert_event, context, window_info};
+use crate::fairness::wire::{CampaignRecord, Delta, OverrideCommand, PLATFORM_KEY, PlatformRecord};
+use crate::policy::{Category, CompiledPolicy};
+
+/// Override command ids kept per campaign, against applying one twice.
+const APPLIED_KEPT: usize = 32;
+
+#[derive(Debug)]
+struct Owned {
+    window: Window,
+    machine: StateMachine,
+    category: Category,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    partition: i32,
+    /// Counts merged since the last assessment.
+    fresh: bool,
+    /// Counts merged since the last row written.
+    unwritten: bool,
+    /// A row must be written at the next judgement (override, takeover).
+    force: bool,
+    written_ms: Option<i64>,
+    applied: VecDeque<String>,
+    /// The newest command applied (its `at_ms`): older ones are not applied.
+    last_command_ms: i64,
+}
+
+impl Owned {
+    fn new(
+        policy: &CompiledPolicy,
+        partition: i32,
+        seed: Option<&CampaignRecord>,
+        seen_ms: i64,
+        now_ms: i64,
+    ) -> Owned {
+        let mut o = Owned {
+            window: Window::new(policy.buckets, policy.total_groups),
+            machine: StateMachine::new(now_ms),
+            category: Category::Default,
+            first_seen_ms: seen_ms,
+            last_seen_ms: seen_ms,
+            partition,
+            fresh: true,
+            unwritten: true,
+            force: false,
+            written_ms: None,
+            applied: VecDeque::new(),
+            last_command_ms: i64::MIN,
+        };
+        if let Some(r) = seed {
+            o.machine = machine_of(r);
+            o.category = Category::parse(&r.report.category).unwrap_or(Category::Default);
+            o.first_seen_ms = r.report.first_seen_ms.min(seen_ms);
+            o.last_seen_ms = r.report.last_seen_ms;
+            o.applied = r.applied.iter().cloned().collect();
+            o.last_command_ms = [&r.report.override_, &r.report.acknowledged]
+                .into_iter()
+                .flatten()
+                .map(|x| x.at_ms)
+                .max()
+                .unwrap_or(i64::MIN);
+            // Written by the previous owner: no need to write it again until
+            // something changes.
+            o.written_ms = Some(r.updated_ms);
+            o.unwritten = false;
+        }
+        o
+    }
+}
+
+/// What the owner asks to be written.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// A campaign's row, for the table.
+    Row(Box<CampaignRecord>),
+    /// A campaign forgotten (idle, ok, no override): a tombstone.
+    Gone(String),
+    /// The platform row.
+    Platform(PlatformRecord),
+    /// A transition, for the alerts topic.
+    Alert(Box<AlertEvent>),
+}
+
+/// Why a record was not merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Counted under a policy with another number of groups.
+    Groups,
+    /// A command already applied, or older than the newest applied.
+    Replayed,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Groups => "groups_mismatch",
+            Skip::Replayed => "replayed",
+        }
+    }
+}
+
+/// The campaigns owned, with their windows and state machines.
+#[derive(Debug, Default)]
+pub struct Owner {
+    campaigns: HashMap<Box<str>, Owned>,
+    /// The platform window, while the platform key's partition is ours.
+    platform: Option<(i32, Window, bool)>,
+    /// Partitions still being replayed: their campaigns are not judged.
+    restoring: HashSet<i32>,
+    evicted: u64,
+}
+
+impl Owner {
+    pub fn new() -> Owner {
+        Owner::default()
+    }
+
+    /// Campaigns owned.
+    pub fn len(&self) -> usize {
+        self.campaigns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.campaigns.is_empty()
+    }
+
+    /// Campaigns forgotten so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// A partition is being replayed: count, do not judge.
+    pub fn restoring(&mut self, partition: i32) {
+        self.restoring.insert(partition);
+    }
+
+    /// A partition's replay is done: its campaigns are judged from now on,
+    /// and their rows written once (the windows are complete again).
+    pub fn restored(&mut self, partition: i32) {
+        self.restoring.remove(&partition);
+        for c in self
+            .campaigns
+            .values_mut()
+            .filter(|c| c.partition == partition)
+        {
+            c.force = true;
+        }
+    }
+
+    /// Partitions no longer ours: their campaigns go to the new owner.
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        self.campaigns
+            .retain(|_, c| !partitions.contains(&c.partition));
+        if self
+            .platform
+            .as_ref()
+            .is_some_and(|(p, _, _)| partitions.contains(p))
+        {
+            self.platform = None;
+        }
+        for p in partitions {
+            self.restoring.remove(p);
+        }
+    }
+
+    /// A new policy with other dimensions or window: windows start afresh.
+    pub fn reset_windows(&mut self, policy: &CompiledPolicy) {
+        for c in self.campaigns.values_mut() {
+            c.window = Window::new(policy.buckets, policy.total_groups);
+        }
+        if let Some((_, w, _)) = &mut self.platform {
+            *w = Window::new(policy.buckets, policy.total_groups);
+        }
+    }
+
+    fn entry(
+        &mut self,
+        policy: &CompiledPolicy,
+        partition: i32,
+        id: &str,
+        seed: impl FnOnce() -> Option<CampaignRecord>,
+        seen_ms: i64,
+        now_ms: i64,
+    ) -> &mut Owned {
+        if !self.campaigns.contains_key(id) {
+            let o = Owned::new(policy, partition, seed().as_ref(), seen_ms, now_ms);
+            self.campaigns.insert(id.into(), o);
+        }
+        let c = self.campaigns.get_mut(id).expect("inserted above");
+        c.partition = partition;
+        c
+    }
+
+    /// Merge one instance's delta. `seed` gives the campaign's table row,
+    /// read only when the campaign is new here.
+    pub fn merge(
+        &mut self,
+        policy: &CompiledPolicy,
+        partition: i32,
+        d: &Delta,
+        seed: impl FnOnce() -> Option<CampaignRecord>,
+        now_ms: i64,
+    ) -> Result<(), Skip> {
+        if d.groups != policy.total_groups {
+            return Err(Skip::Groups);
+        }
+        if d.campaign == PLATFORM_KEY {
+            let (_, w, dirty) = self.platform.get_or_insert_with(|| {
+                (
+                    partition,
+                    Window::new(policy.buckets, policy.total_groups),
+                    true,
+                )
+            });
+            for (b, cells) in &d.buckets {
+                w.add_cells(*b, cells);
+            }
+            *dirty = true;
+            return Ok(());
+        }
+        let seen = d.first_ms.min(now_ms.saturating_add(policy.max_future_ms));
+        let c = self.entry(policy, partition, &d.campaign, seed, seen, now_ms);
+        c.category = Category::of_campaign(Some(&d.category));
+        c.first_seen_ms = c.first_seen_ms.min(seen);
+        c.last_seen_ms = c
+            .last_seen_ms
+            .max(d.last_ms.min(now_ms.saturating_add(policy.max_future_ms)));
+        for (b, cells) in &d.buckets {
+            c.window.add_cells(*b, cells);
+        }
+        c.fresh = true;
+        c.unwritten = true;
+        Ok(())
+    }
+
+    /// Apply an override command (verified by the reader). Applied once:
+    /// a command seen again (a replay after a restart) or older than the
+    /// newest applied is skipped.
+    pub fn command(
+        &mut self,
+        policy: &CompiledPolicy,
+        partition: i32,
+        cmd: &OverrideCommand,
+        seed: impl FnOnce() -> Option<CampaignRecord>,
+        now_ms: i64,
+    ) -> Result<(), Skip> {
+        let c = self.entry(policy, partition, &cmd.campaign, seed, now_ms, now_ms);
+        if c.applied.contains(&cmd.id) || cmd.at_ms < c.last_command_ms {
+            return Err(Skip::Replayed);
+        }
+        c.machine.apply_override(OverrideRecord {
+            action: cmd.action,
+            by: cmd.by.clone(),
+            reason: cmd.reason.clone(),
+            at_ms: cmd.at_ms,
+        });
+        c.last_command_ms = cmd.at_ms;
+        c.applied.push_back(cmd.id.clone());
+        while c.applied.len() > APPLIED_KEPT {
+            c.applied.pop_front();
+        }
+        c.force = true;
+        Ok(())
+    }
+
+    /// Judge what changed and say what to write. A campaign is assessed
+    /// when counts arrived since its last assessment; its row is written on
+    /// a transition or an override, the first time, and otherwise at most
+    /// every `refresh_ms` while counts arrive. Idle campaigns in state ok
+    /// without override are forgotten after `idle_evict_secs`.
+    pub fn judge(
+        &mut self,
+        policy: &CompiledPolicy,
+        platform: &[Counts],
+        now_ms: i64,
+        refresh_ms: i64,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let head = now_ms.div_euclid(policy.bucket_ms.max(1));
+        let mut gone = Vec::new();
+        for (id, c) in self.campaigns.iter_mut() {
+            if self.restoring.contains(&c.partition) {
+                continue;
+            }
+            c.window.advance(head);
+            let limits = policy.limits_for(c.category);
+            let mut transition = false;
+            if c.fresh {
+                c.fresh = false;
+                let a = assess::assess(policy, limits, id, c.window.totals(), platform);
+                let before = c.machine.effective();
+                if let Some(t) = c.machine.step(&a, limits, policy.mode, now_ms) {
+                    transition = true;
+                    let alert = transition_alert(policy, id, c, &a, platform, before, t, now_ms);
+                    out.push(Out::Alert(Box::new(alert)));
+                }
+            }
+            let due = c.unwritten
+                && c.written_ms
+                    .is_none_or(|w| now_ms.saturating_sub(w) >= refresh_ms);
+            if transition || c.force || due {
+                out.push(Out::Row(Box::new(record_of(
+                    policy, id, c, platform, now_ms,
+                ))));
+                c.force = false;
+                c.unwritten = false;
+                c.written_ms = Some(now_ms);
+            } else if c.machine.state == State::Ok
+                && c.machine.override_.is_none()
+                && now_ms.saturating_sub(c.last_seen_ms) >= policy.idle_evict_ms
+            {
+                gone.push(id.clone());
+            }
+        }
+        for id in gone {
+            self.campaigns.remove(&id);
+            self.evicted += 1;
+            out.push(Out::Gone(id.into()));
+        }
+        if let Some((_, w, dirty)) = &mut self.platform {
+            w.advance(head);
+            if std::mem::take(dirty) {
+                out.push(Out::Platform(PlatformRecord {
+                    head: w.head(),
+                    totals: w
+                        .totals()
+                        .iter()
+                        .map(|t| [t.considered, t.selected])
+                        .collect(),
+                    updated_ms: now_ms,
+                }));
+            }
+        }
+        out
+    }
+}
+
+/// The alert for a transition of `c`'s state machine, just stepped from `before`.
+#[allow(clippy::too_many_arguments)]
+fn transition_alert(
+    policy: &CompiledPolicy,
+    id: &str,
+    c: &Owned,
+    a: &assess::Assessment,
+    platform: &[Counts],
+    before: State,
+    t: Transition,
+    now_ms: i64,
+) -> AlertEvent {
+    let numbers = assess::detail(policy, id, c.window.totals(), platform);
+    let ctx = context(policy, id, c.category, a.finding.as_ref(), &numbers);
+    let message = alert::transition_message(&ctx, t.from, t.to, t.cause);
+    alert_event(
+        policy,
+        id,
+        c.category,
+        a.finding,
+        numbers,
+        c.window.head(),
+        now_ms,
+        AlertParts {
+            kind: AlertKind::Transition,
+            old_state: before,
+            new_state: c.machine.effective(),
+            measured_state: c.machine.state,
+            cause: Some(t.cause),
+            since_ms: t.prev_since_ms,
+            override_: None,
+            message,
+        },
+    )
+}
+
+fn record_of(
+    policy: &CompiledPolicy,
+    id: &str,
+    c: &Owned,
+    platform: &[Counts],
+    now_ms: i64,
+) -> CampaignRecord {
+    let info = window_info(policy, c.window.head());
+    CampaignRecord {
+        report: CampaignReport {
+            campaign: id.to_string(),
+            category: c.category.as_str().into(),
+            state: c.machine.effective(),
+            measured_state: c.machine.state,
+            since_ms: c.machine.since_ms,
+            level: c.machine.last_assessment.map(|a| a.level),
+            finding: c.machine.last_assessment.and_then(|a| a.finding),
+            override_: c.machine.override_.clone(),
+            acknowledged: c.machine.acknowledged.clone(),
+            window: info,
+            window_complete: c.first_seen_ms <= info.start_ms,
+            first_seen_ms: c.first_seen_ms,
+            last_seen_ms: c.last_seen_ms,
+            dimensions: assess::detail(policy, id, c.window.totals(), platform),
+        },
+        skewed_since_ms: c.machine.skewed_since_ms,
+        applied: c.applied.iter().cloned().collect(),
+        policy_version: policy.version.clone(),
+        updated_ms: now_ms,
+    }
+}

@@ -1,0 +1,357 @@
+//! The campaign table as this instance reads it: every campaign's latest
+//! record from the compacted campaigns topic (Kafka Streams' GlobalKTable).
+//! Routing, headers, the campaign API, the status page and the metrics all
+//! answer from it, the same on every instance.
+//!
+//! Pure: the Kafka reader feeds it rows ([`TableView::apply`]); nothing here
+//! reads a topic or a clock.
+
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+
+use crate::fairness::alert::{self, AlertEvent, AlertKind, OverrideInfo};
+use crate::fairness::assess::Finding;
+use crate::fairness::campaign::{OverrideAction, OverrideRecord, State, StateMachine};
+use crate::fairness::measures::Counts;
+use crate::fairness::tracker::{
+    AlertParts, CampaignReport, CampaignStore, Filter, OverrideError, Page, alert_event,
+    check_override, context, keep_smallest,
+};
+use crate::fairness::wire::{CampaignRecord, OverrideCommand, PlatformRecord, TableRow};
+use crate::policy::{Category, CompiledPolicy};
+
+/// What routing needs of a campaign.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Route {
+    /// The effective state (override included).
+    pub state: State,
+    pub finding: Option<Finding>,
+    pub acknowledged: bool,
+}
+
+/// What applying a row did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Updated,
+    Removed,
+    /// Older than the row held (a replayed record): ignored.
+    Stale,
+}
+
+/// Counters of what the table saw (read by metrics).
+#[derive(Debug, Default)]
+pub struct TableCounters {
+    pub stale: AtomicU64,
+    pub removed: AtomicU64,
+}
+
+/// Every campaign's latest row.
+#[derive(Debug, Default)]
+pub struct TableView {
+    rows: DashMap<Box<str>, Arc<CampaignRecord>>,
+    platform: RwLock<Option<PlatformRecord>>,
+    /// The whole table has been read once (readiness waits for it).
+    loaded: AtomicBool,
+    pub counters: TableCounters,
+}
+
+impl TableView {
+    pub fn new() -> TableView {
+        TableView::default()
+    }
+
+    /// Take one row read from the topic. A campaign row older than the
+    /// one held (by `updated_ms`) is ignored: a signed record replayed onto
+    /// the topic cannot roll a campaign back.
+    pub fn apply(&self, key: &str, row: TableRow) -> Applied {
+        match row {
+            TableRow::Gone => {
+                self.rows.remove(key);
+                self.counters.removed.fetch_add(1, Ordering::Relaxed);
+                Applied::Removed
+            }
+            TableRow::Platform(p) => {
+                let mut held = self.platform.write();
+                if held.as_ref().is_some_and(|h| h.updated_ms > p.updated_ms) {
+                    self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                    return Applied::Stale;
+                }
+                *held = Some(p);
+                Applied::Updated
+            }
+            TableRow::Campaign(c) => {
+                if let Some(held) = self.rows.get(key)
+                    && held.updated_ms > c.updated_ms
+                {
+                    self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                    return Applied::Stale;
+                }
+                self.rows.insert(key.into(), Arc::new(*c));
+                Applied::Updated
+            }
+        }
+    }
+
+    /// The whole table has been read once.
+    pub fn set_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// A campaign's routing: state ok when the table has no row for it.
+    pub fn route(&self, id: &str) -> Route {
+        match self.rows.get(id) {
+            Some(r) => Route {
+                state: r.report.state,
+                finding: r.report.finding,
+                acknowledged: r.report.acknowledged.is_some(),
+            },
+            None => Route {
+                state: State::Ok,
+                finding: None,
+                acknowledged: false,
+            },
+        }
+    }
+
+    /// A campaign's row.
+    pub fn get(&self, id: &str) -> Option<Arc<CampaignRecord>> {
+        self.rows.get(id).map(|r| r.clone())
+    }
+
+    /// The platform-wide totals, `groups` long (zeros before the first row
+    /// or under a policy with another number of groups).
+    pub fn platform_totals(&self, groups: usize) -> Vec<Counts> {
+        let mut out = vec![Counts::default(); groups];
+        if let Some(p) = &*self.platform.read()
+            && p.totals.len() == groups
+        {
+            for (o, [c, s]) in out.iter_mut().zip(&p.totals) {
+                o.considered = *c;
+                o.selected = *s;
+            }
+        }
+        out
+    }
+
+    /// The platform row, as read.
+    pub fn platform(&self) -> Option<PlatformRecord> {
+        self.platform.read().clone()
+    }
+
+    /// A campaign manager's override, prepared on any instance: the command
+    /// for the campaign's owner, and the audit alert (the state before is
+    /// this table's; the state after is the override applied to it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_override(
+        &self,
+        policy: &CompiledPolicy,
+        id: &str,
+        action: OverrideAction,
+        by: &str,
+        reason: &str,
+        now_ms: i64,
+        command_id: String,
+    ) -> Result<(OverrideCommand, AlertEvent), OverrideError> {
+        let (by, reason) = check_override(id, by, reason)?;
+        let row = self.get(id);
+        let mut machine = row
+            .as_deref()
+            .map_or_else(|| StateMachine::new(now_ms), machine_of);
+        let category = row
+            .as_deref()
+            .and_then(|r| Category::parse(&r.report.category))
+            .unwrap_or(Category::Default);
+        let since = machine.since_ms;
+        let (before, after) = machine.apply_override(OverrideRecord {
+            action,
+            by: by.to_string(),
+            reason: reason.to_string(),
+            at_ms: now_ms,
+        });
+        let numbers = row
+            .as_deref()
+            .map(|r| r.report.dimensions.clone())
+            .unwrap_or_default();
+        let finding = machine.last_assessment.and_then(|a| a.finding);
+        let info = OverrideInfo {
+            action,
+            by: by.to_string(),
+            reason: reason.to_string(),
+        };
+        let ctx = context(policy, id, category, finding.as_ref(), &numbers);
+        let message = alert::override_message(&ctx, &info, before, after);
+        let head = row
+            .as_deref()
+            .map(|r| r.report.window.end_ms.div_euclid(policy.bucket_ms.max(1)) - 1);
+        let alert = alert_event(
+            policy,
+            id,
+            category,
+            finding,
+            numbers,
+            head,
+            now_ms,
+            AlertParts {
+                kind: AlertKind::Override,
+                old_state: before,
+                new_state: after,
+                measured_state: machine.state,
+                cause: None,
+                since_ms: since,
+                override_: Some(info),
+                message,
+            },
+        );
+        let command = OverrideCommand {
+            id: command_id,
+            campaign: id.to_string(),
+            action,
+            by: by.to_string(),
+            reason: reason.to_string(),
+            at_ms: now_ms,
+        };
+        Ok((command, alert))
+    }
+}
+
+/// The state machine a row describes (what an owner carries on from).
+pub fn machine_of(r: &CampaignRecord) -> StateMachine {
+    let rep = &r.report;
+    StateMachine {
+        state: rep.measured_state,
+        since_ms: rep.since_ms,
+        skewed_since_ms: r.skewed_since_ms,
+        override_: rep.override_.clone(),
+        acknowledged: rep.acknowledged.clone(),
+        last_assessment: rep.level.map(|level| crate::fairness::assess::Assessment {
+            level,
+            finding: rep.finding,
+        }),
+    }
+}
+
+impl CampaignStore for TableView {
+    fn report(&self, _policy: &CompiledPolicy, id: &str) -> Option<CampaignReport> {
+        self.get(id).map(|r| r.report.clone())
+    }
+
+    fn page(
+        &self,
+        _policy: &CompiledPolicy,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Page {
+        let limit = limit.max(1);
+        let mut smallest: BinaryHeap<Box<str>> = BinaryHeap::with_capacity(limit + 1);
+        let (mut total, mut remaining) = (0usize, 0usize);
+        for r in self.rows.iter() {
+            let id: &str = r.key();
+            if !filter.matches(id, r.report.state) {
+                continue;
+            }
+            total += 1;
+            if after.is_some_and(|a| id <= a) {
+                continue;
+            }
+            remaining += 1;
+            keep_smallest(&mut smallest, limit, |top| id < &**top, || id.into());
+        }
+        let ids = smallest.into_sorted_vec();
+        let next = (remaining > ids.len())
+            .then(|| ids.last().map(|id| id.to_string()))
+            .flatten();
+        let campaigns = ids
+            .iter()
+            .filter_map(|id| self.get(id).map(|r| r.report.clone()))
+            .collect();
+        Page {
+            total,
+            campaigns,
+            next,
+        }
+    }
+
+    fn state_counts(&self) -> [(State, usize); 3] {
+        let mut n = [0usize; 3];
+        for r in self.rows.iter() {
+            n[r.report.state as usize] += 1;
+        }
+        [
+            (State::Ok, n[0]),
+            (State::Flagged, n[1]),
+            (State::Blocked, n[2]),
+        ]
+    }
+
+    fn non_ok(&self, limit: usize) -> Vec<(String, State)> {
+        let mut kept: BinaryHeap<(std::cmp::Reverse<State>, Box<str>)> = BinaryHeap::new();
+        for r in self.rows.iter() {
+            let state = r.report.state;
+            if state == State::Ok || limit == 0 {
+                continue;
+            }
+            let rank = std::cmp::Reverse(state);
+            keep_smallest(
+                &mut kept,
+                limit,
+                |top| (rank, &**r.key()) < (top.0, &*top.1),
+                || (rank, r.key().clone()),
+            );
+        }
+        kept.into_sorted_vec()
+            .into_iter()
+            .map(|(state, id)| (id.into(), state.0))
+            .collect()
+    }
+
+    fn evicted(&self) -> u64 {
+        self.counters.removed.load(Ordering::Relaxed)
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// Campaign state kept on Kafka, as the guard sees it: the table it routes
+/// by, and the counter its decisions are added to until the next flush.
+#[derive(Debug)]
+pub struct SharedCampaigns {
+    pub table: TableView,
+    counter: arc_swap::ArcSwap<crate::fairness::counter::Counter>,
+}
+
+impl SharedCampaigns {
+    pub fn new(policy: &CompiledPolicy) -> SharedCampaigns {
+        SharedCampaigns {
+            table: TableView::new(),
+            counter: arc_swap::ArcSwap::from_pointee(crate::fairness::counter::Counter::new(
+                policy.total_groups,
+            )),
+        }
+    }
+
+    /// The counter decisions are added to now.
+    pub fn counter(&self) -> Arc<crate::fairness::counter::Counter> {
+        self.counter.load_full()
+    }
+
+    /// A policy with other groups: counts start afresh (those not yet
+    /// flushed were counted under the old groups and are dropped, as a
+    /// local window would be).
+    pub fn reset_counter(&self, policy: &CompiledPolicy) {
+        self.counter
+            .store(Arc::new(crate::fairness::counter::Counter::new(
+                policy.total_groups,
+            )));
+    }
+}

@@ -1,0 +1,77 @@
+//! Exposure flushes: the stage's count deltas published, and the input
+//! records that they count released for commit once every delta is
+//! acknowledged. An input offset is never committed before the deltas that
+//! cover it.
+//!
+//! Order matters: the records held so far are taken *before* the stage's
+//! counts. A record is counted before it is held (the judge thread counts
+//! it, then begins it held), so every record taken here was counted into
+//! the counts taken just after, or into earlier ones: it never waits on a
+//! flush that does not cover it.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
+
+use rdkafka::producer::ThreadedProducer;
+
+use super::context::ProducerCtx;
+use super::error::PipelineError;
+use super::records::{FlushBatch, Out, Token};
+use super::send::{send_async, send_blocking};
+use super::shared::{Holds, Shared};
+use super::stage::Stage;
+use crate::config::Topics;
+
+/// The held records and the deltas that cover them, as tokens to send; or
+/// nothing to send (the holds are released at once).
+#[allow(clippy::vec_box)] // each token is handed on boxed, as librdkafka's opaque
+fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Box<Token>> {
+    let held = holds.take();
+    let outs: Vec<Out> = stage.flush();
+    if outs.is_empty() {
+        shared.release_holds(&held);
+        return Vec::new();
+    }
+    shared.metrics.state.deltas.inc_by(outs.len() as u64);
+    let batch = Arc::new(FlushBatch {
+        remaining: AtomicUsize::new(outs.len()),
+        holds: held,
+        started: Instant::now(),
+    });
+    outs.into_iter()
+        .map(|out| {
+            let mut t = Token::new(None, None, Arc::new(out));
+            t.batch = Some(batch.clone());
+            t
+        })
+        .collect()
+}
+
+/// Flush from the consume loop.
+pub(super) async fn flush_async(
+    shared: &Shared,
+    producer: &ThreadedProducer<ProducerCtx>,
+    topics: &Topics,
+    holds: &Holds,
+    stage: &dyn Stage,
+) -> Result<(), PipelineError> {
+    for t in prepare(shared, holds, stage) {
+        send_async(shared, producer, topics, t).await?;
+    }
+    Ok(())
+}
+
+/// Flush from a callback (partitions about to be revoked), blocking.
+pub(super) fn flush_blocking(
+    shared: &Shared,
+    producer: &ThreadedProducer<ProducerCtx>,
+    topics: &Topics,
+    holds: &Holds,
+    stage: &dyn Stage,
+) -> Result<(), PipelineError> {
+    for t in prepare(shared, holds, stage) {
+        send_blocking(shared, producer, topics, t)?;
+    }
+    Ok(())
+}
