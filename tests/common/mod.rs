@@ -43,6 +43,9 @@ pub struct TestTopics {
     pub blocked: String,
     pub dead_letter: String,
     pub alerts: String,
+    /// The campaign table (compacted) and the exposure topic.
+    pub campaigns: String,
+    pub exposure: String,
     pub group: String,
     /// The broker they live on.
     pub brokers: String,
@@ -64,6 +67,8 @@ impl TestTopics {
             blocked: format!("{base}.blocked"),
             dead_letter: format!("{base}.dlq"),
             alerts: format!("{base}.alerts"),
+            campaigns: format!("{base}.campaigns"),
+            exposure: format!("{base}.exposure"),
             group: format!("{base}.group"),
         }
     }
@@ -84,11 +89,20 @@ impl TestTopics {
             .set("bootstrap.servers", &self.brokers)
             .create()
             .expect("admin client");
-        let topics: Vec<NewTopic> = self
+        let mut topics: Vec<NewTopic> = self
             .all()
             .iter()
             .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
             .collect();
+        topics.push(
+            NewTopic::new(&self.campaigns, partitions, TopicReplication::Fixed(1))
+                .set("cleanup.policy", "compact"),
+        );
+        topics.push(NewTopic::new(
+            &self.exposure,
+            partitions,
+            TopicReplication::Fixed(1),
+        ));
         let res = admin
             .create_topics(
                 &topics,
@@ -121,6 +135,8 @@ output = "{output}"
 blocked = "{blocked}"
 dead_letter = "{dlq}"
 alerts = "{alerts}"
+campaigns = "{campaigns}"
+exposure = "{exposure}"
 [kafka.consumer]
 "auto.offset.reset" = "earliest"
 [pipeline]
@@ -137,6 +153,10 @@ admin_token = "test-token"
 [log]
 format = "json"
 level = "info"
+[state]
+key = "test-state-key-0123456789"
+table_refresh_ms = 1000
+judge_interval_ms = 100
 "#,
             policy = policy.display(),
             brokers = self.brokers,
@@ -146,6 +166,8 @@ level = "info"
             blocked = self.blocked,
             dlq = self.dead_letter,
             alerts = self.alerts,
+            campaigns = self.campaigns,
+            exposure = self.exposure,
         )
     }
 }
