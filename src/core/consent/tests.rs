@@ -339,9 +339,10 @@ fn gpp_verdicts_follow_the_policy() {
             false,
         ),
         ("usnat_v1_known_child_consents", C, KnownChild, false),
-        // Opted out of some sensitive data processing, not of precise geolocation (field 8).
-        ("usnat_sensitive_data_processing", P, Consented, true),
-        ("usnat_precise_geolocation_opt_out", P, Consented, false),
+        // Prebid's sensitive-data rule: a refusal of health data (index 2),
+        // any value for biometric data (index 6), and so on.
+        ("usnat_sensitive_data_processing", C, GppSensitive, false),
+        ("usnat_precise_geolocation_opt_out", C, GppSensitive, false),
         ("usnat_gpc_true", C, Gpc, false),
         ("usnat_mspa_not_covered_all_zero", P, Consented, true),
         ("uspv1_1YYN", C, GppOptOut, false),
@@ -708,8 +709,8 @@ fn us_privacy_is_exactly_four_characters() {
     // A notice given, the sale flag unknown: fail closed.
     assert_eq!(decode_usp("1Y-N"), Ok(Some(true)));
     let bad = [
-        "1YNNX", "1YNN~", "1YNN-", "1YNNN", "1YN", "1", "", " 1YNN", "1YNN ", "1YNN\n", "1ynn",
-        "1yNN", "1YnN", "1YNn", "2YNN", "0YNN", "1YNX", "1X--", "1YN\u{0}", "1YNÑ", "１YNN",
+        "1YNNX", "1YNN~", "1YNN-", "1YNNN", "1YN", "1", " 1YNN", "1YNN ", "1YNN\n", "1ynn", "1yNN",
+        "1YnN", "1YNn", "2YNN", "0YNN", "1YNX", "1X--", "1YN\u{0}", "1YNÑ", "１YNN",
     ];
     let e = evaluator();
     for s in bad {
