@@ -323,7 +323,7 @@ fn us_section(id: u16, raw: &str) -> Option<Result<Section, ()>> {
 /// `iab_gpp` gives the other sections (snake_case names, numeric codes),
 /// so [`judge_us`] reads it the same way. `MspaMode` is kept but not judged:
 /// the library documents it only as "0 not applicable, 1 yes, 2 no".
-fn mspa_state_section(id: u16, raw: &str) -> Result<Value, GppDecodeError> {
+pub(super) fn mspa_state_section(id: u16, raw: &str) -> Result<Value, GppDecodeError> {
     let mut segments = raw.split('.');
     let core = segments.next().unwrap_or("");
     let mut r = Sextets {

@@ -355,15 +355,15 @@ fn purpose_basis(f: &TcfFacts, p: u32, restrictions: bool) -> Basis {
         (true, li_allowed)
     } else if f.restricted_purposes & bit != 0 {
         return Basis::Restricted;
-    } else if f.require_li & bit != 0 {
-        if !li_allowed {
+    } else {
+        // Type 2 takes consent away, type 1 legitimate interest; both (a
+        // contradiction) leave nothing.
+        let consent = f.require_li & bit == 0;
+        let li = li_allowed && f.require_consent & bit == 0;
+        if !consent && !li {
             return Basis::Restricted;
         }
-        (false, true)
-    } else if f.require_consent & bit != 0 {
-        (true, false)
-    } else {
-        (true, li_allowed)
+        (consent, li)
     };
     let by_consent = consent && f.purposes & bit != 0;
     let by_li = li && f.purposes_li & bit != 0;
@@ -800,3 +800,5 @@ mod tests;
 mod craft;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod rules;
