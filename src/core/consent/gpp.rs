@@ -11,12 +11,16 @@
 //! id seen), and it refuses a whole string for one section id it does not
 //! know, even one that does not apply.
 //!
-//! The US state sections (7 US National, 8.. the states) differ in their
-//! fields, but share a vocabulary: `*_opt_out` fields (sale, sharing, targeted
-//! advertising), `known_child_sensitive_data_consents`, a
-//! `sensitive_data_processing` block and an optional `gpc` segment. Each
-//! decoded section is walked by field name, so every state section the crate
-//! decodes is judged the same way, without one hand-written rule per state.
+//! The US sections (7 US National, 8–27 the states) differ in their fields,
+//! but share a vocabulary: `*_notice` and `*_opt_out` fields (sale, sharing,
+//! targeted advertising), `mspa_service_provider_mode`,
+//! `personal_data_consent(s)`, `known_child_sensitive_data_consents`, a
+//! `sensitive_data_processing` block of named categories and an optional
+//! `gpc` segment. Each decoded section is read by field name and judged by
+//! the rules of Prebid Server's US National module ([`judge_us`]), so every
+//! state section is judged the same way, without one hand-written rule per
+//! state. `iab_gpp` decodes 7–23; fairgate decodes 24–27 itself
+//! ([`mspa_state_section`]), into the same shape.
 
 use std::str::FromStr;
 
@@ -43,7 +47,7 @@ pub struct UsFacts {
     pub notice_missing: bool,
     /// `MspaServiceProviderMode` = 1.
     pub service_provider: bool,
-    /// `SensitiveDataProcessing` by Prebid's rule (see [`sensitive_class`]).
+    /// `SensitiveDataProcessing` by Prebid's rule (README "Consent", rule 12).
     pub sensitive: bool,
     /// `PersonalDataConsents` other than 0 (Prebid denies on 2; fairgate on 1 too).
     pub personal_data: bool,

@@ -1,10 +1,13 @@
-//! Consent: from a decision's signals (TCF v2.2, US Privacy, GPP, GPC, COPPA)
-//! to one result — personalised, contextual or withheld — with a reason code.
+//! Consent: from a decision's signals (TCF v2.2, US Privacy, GPP, GPC, COPPA,
+//! LMT) to one result — personalised, contextual or withheld — with a reason
+//! code (and the GPP section whose rule gave it). Every signal that applies
+//! is judged and the strictest result is kept, right by right; the rules and
+//! their sources are tabled in README "Consent".
 //!
 //! Consent is never assumed. A string that is missing where it is needed,
 //! malformed, undecodable, expired or longer than the policy allows counts as
-//! no consent. Decoding uses the `iab_gpp` crate for the US sections and
-//! fairgate's own readers for TCF, the GPP header and US Privacy (checked
+//! no consent. Decoding uses the `iab_gpp` crate for the US sections 7–23 and
+//! fairgate's own readers for TCF, the GPP header, sections 24–27 and US Privacy (checked
 //! against strings made by the IAB's reference libraries, see
 //! `tests/data/consent/`). Only what applies is decoded: TCF where GDPR
 //! applies, and of a GPP string only the sections `gpp_sid` lists. Decoded
