@@ -29,6 +29,8 @@ pub struct Metrics {
     pub consent_signals: IntCounterVec,
     /// Consent outcomes by outcome and reason.
     pub consent_outcomes: IntCounterVec,
+    /// Consent fields given in their OpenRTB 2.6 and 2.5 places with different values.
+    pub consent_placement_disagreements: IntCounterVec,
     /// Pointers removed or coarsened, by category.
     pub pointers_removed: IntCounterVec,
     /// Decisions by window timing (counted, late, early).
@@ -201,6 +203,7 @@ struct DecisionFamilies {
     decisions: IntCounterVec,
     consent_signals: IntCounterVec,
     consent_outcomes: IntCounterVec,
+    consent_placement_disagreements: IntCounterVec,
     pointers_removed: IntCounterVec,
     window_decisions: IntCounterVec,
     dead_letters: IntCounterVec,
@@ -226,10 +229,16 @@ fn decision_families(r: &Registry) -> DecisionFamilies {
             "Consent results, by outcome (personalised, contextual, withheld) and reason code.",
             &["outcome", "reason"],
         ),
+        consent_placement_disagreements: counter(
+            r,
+            "fairgate_consent_placement_disagreements_total",
+            "Decisions giving a consent field in its OpenRTB 2.6 place and its 2.5 place (regs.ext, user.ext) with different values, by field (gdpr, us_privacy, consent); the 2.6 value is used.",
+            &["field"],
+        ),
         pointers_removed: counter(
             r,
             "fairgate_pointers_removed_total",
-            "Fields removed or coarsened, by category (always, personal, coarsened, uncoarsenable, segment).",
+            "Fields removed or coarsened, by category (always, personal, child, lmt, coarsened, uncoarsenable, segment).",
             &["category"],
         ),
         window_decisions: counter(
@@ -455,6 +464,7 @@ impl Metrics {
             decisions: d.decisions,
             consent_signals: d.consent_signals,
             consent_outcomes: d.consent_outcomes,
+            consent_placement_disagreements: d.consent_placement_disagreements,
             pointers_removed: d.pointers_removed,
             window_decisions: d.window_decisions,
             campaigns: c.campaigns,
@@ -510,6 +520,9 @@ impl Metrics {
         for t in ["counted", "late", "early"] {
             self.window_decisions.with_label_values(&[t]);
         }
+        for f in ["gdpr", "us_privacy", "consent"] {
+            self.consent_placement_disagreements.with_label_values(&[f]);
+        }
         for (sink, result) in [
             ("topic", "sent"),
             ("webhook", "sent"),
@@ -534,6 +547,13 @@ impl Metrics {
             self.consent_outcomes
                 .with_label_values(&[v.outcome.as_str(), v.reason.as_str()])
                 .inc();
+            for (field, disagreed) in f.placements.iter() {
+                if disagreed {
+                    self.consent_placement_disagreements
+                        .with_label_values(&[field])
+                        .inc();
+                }
+            }
             for (signal, result) in v.signals.iter() {
                 if result != crate::core::consent::SignalResult::NotApplicable {
                     self.consent_signals
@@ -545,6 +565,8 @@ impl Metrics {
         for (cat, n) in [
             ("always", f.removed_always),
             ("personal", f.removed_personal),
+            ("child", f.removed_child),
+            ("lmt", f.removed_lmt),
             ("coarsened", f.coarsened),
             ("uncoarsenable", f.uncoarsenable),
             ("segment", f.segments),

@@ -136,8 +136,9 @@ fn arb_decision(personal: &'static [String]) -> impl Strategy<Value = Value> {
         prop::collection::vec(prop::sample::select(all_segments), 0..6),
         any::<bool>(),
         prop::sample::select(vec!["203.0.113.17", "2001:db8:1:2::1", "garbage", ""]),
+        prop::option::weighted(0.2, 0i64..=1),
     )
-        .prop_map(move |(consent, values, aud, segs, selected, ip)| {
+        .prop_map(move |(consent, values, aud, segs, selected, ip, lmt)| {
             let mut d = json!({
                 "id": "dec-1", "ts": TS_CONSENT, "campaign": {"id": "cmp-1"}, "selected": selected,
                 "user": {"geo": {"lat": 52.3731, "lon": 4.8922, "zip": "1012AB"},
@@ -154,6 +155,9 @@ fn arb_decision(personal: &'static [String]) -> impl Strategy<Value = Value> {
             d["user"]["data"] = json!([{"id": "dmp", "segment": segments}]);
             if let Some(c) = consent["consent"].as_str() {
                 d["user"]["consent"] = json!(c);
+            }
+            if let Some(l) = lmt {
+                d["device"]["lmt"] = json!(l);
             }
             d
         })
@@ -195,7 +199,9 @@ fn check_nothing_leaks(
                 p.text,
                 verdict
             );
-        } else if p.text != "/user/data" {
+        } else if p.text != "/user/data"
+            && !(verdict.lmt && policy.when_lmt.iter().any(|l| l.text == p.text))
+        {
             // Personal fields are kept when personalised.
             prop_assert_eq!(
                 out.pointer(&p.text),
@@ -207,6 +213,17 @@ fn check_nothing_leaks(
     }
     if !personalised {
         prop_assert!(!text.contains(SECRET), "a planted value leaked: {}", text);
+    }
+    // A child's location and, under `device.lmt = 1`, the device and user
+    // ids go whatever the outcome.
+    prop_assert_eq!(verdict.lmt, d["device"]["lmt"] == json!(1));
+    for (on, list) in [
+        (verdict.child, &policy.when_child),
+        (verdict.lmt, &policy.when_lmt),
+    ] {
+        for p in list.iter().filter(|_| on) {
+            prop_assert!(out.pointer(&p.text).is_none(), "{} leaked", p.text);
+        }
     }
     for s in SENSITIVE_SEGMENTS {
         prop_assert!(!text.contains(s), "segment {} leaked", s);
@@ -222,7 +239,7 @@ fn check_nothing_leaks(
     }
     prop_assert_eq!(&out["ext"], &json!({"platform": "kept"}));
     prop_assert_eq!(&out["user"]["unknown_field"], &json!({"kept": true}));
-    check_geo(d, &out, verdict.precise_geo)?;
+    check_geo(d, &out, verdict.precise_geo, verdict.child)?;
     match (verdict.outcome, verdict.precise_geo) {
         (Outcome::Personalised, true) => seen.personalised_precise += 1,
         (Outcome::Contextual, _) => seen.contextual += 1,
@@ -237,17 +254,24 @@ fn check_nothing_leaks(
 
 /// Precise location flows only where allowed; elsewhere it is coarsened, and
 /// a value that cannot be coarsened is removed.
-fn check_geo(d: &Value, out: &Value, precise: bool) -> Result<(), TestCaseError> {
+/// A child's lat, lon and zip are removed, not coarsened (the IP is still truncated).
+fn check_geo(d: &Value, out: &Value, precise: bool, child: bool) -> Result<(), TestCaseError> {
     if precise {
+        prop_assert!(!child);
         prop_assert_eq!(&out["device"], &d["device"]);
         prop_assert_eq!(&out["user"]["geo"], &d["user"]["geo"]);
         return Ok(());
     }
-    prop_assert_eq!(&out["device"]["geo"], &json!({"lat": 1.23, "lon": 2.35}));
-    prop_assert_eq!(
-        &out["user"]["geo"],
-        &json!({"lat": 52.37, "lon": 4.89, "zip": "101"})
-    );
+    if child {
+        prop_assert_eq!(&out["device"]["geo"], &json!({}));
+        prop_assert_eq!(&out["user"]["geo"], &json!({}));
+    } else {
+        prop_assert_eq!(&out["device"]["geo"], &json!({"lat": 1.23, "lon": 2.35}));
+        prop_assert_eq!(
+            &out["user"]["geo"],
+            &json!({"lat": 52.37, "lon": 4.89, "zip": "101"})
+        );
+    }
     let ip = match d["device"]["ip"].as_str().unwrap() {
         "203.0.113.17" => Some("203.0.113.0"),
         "2001:db8:1:2::1" => Some("2001:db8:1::"),

@@ -54,6 +54,60 @@ fn registry_renders_exact_lines() {
     assert!(!text.contains("u-1") && !text.contains("203.0.113"));
 }
 
+/// OpenRTB 2.5 placements that disagree with 2.6 are counted by field, a
+/// child's and LMT's removals by category, and the reason header names the
+/// GPP section; no value of the decision reaches a label.
+#[test]
+fn placements_child_and_lmt_are_counted_without_values() {
+    let m = Metrics::new(prometheus::Registry::new(), 10);
+    let g = Guard::new(CompiledPolicy::from_toml(POLICY).unwrap());
+    let d = json!({"id": "d-2", "ts": T0, "campaign": {"id": "c2"},
+        "regs": {"gdpr": 0, "coppa": 1, "us_privacy": "1YNN", "ext": {"gdpr": 1, "us_privacy": "1YYN"}},
+        "user": {"id": "u-2", "geo": {"lat": 52.3731, "city": "Secret City"}},
+        "device": {"ip": "203.0.113.17", "ifa": "IFA-2", "lmt": 1}});
+    let j = g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0));
+    m.observe(&j);
+    let text = m.render();
+    for line in [
+        "fairgate_consent_placement_disagreements_total{field=\"gdpr\"} 1",
+        "fairgate_consent_placement_disagreements_total{field=\"us_privacy\"} 1",
+        "fairgate_consent_placement_disagreements_total{field=\"consent\"} 0",
+        "fairgate_pointers_removed_total{category=\"child\"} 2",
+        "fairgate_consent_outcomes_total{outcome=\"contextual\",reason=\"coppa\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing line {line:?} in:\n{text}"
+        );
+    }
+    let payload = String::from_utf8(j.payload.clone()).unwrap();
+    for secret in ["u-2", "Secret City", "52.3731", "IFA-2", "203.0.113.17"] {
+        assert!(
+            !text.contains(secret) && !payload.contains(secret),
+            "{secret}"
+        );
+        assert!(
+            j.headers.iter().all(|(_, v)| !v.contains(secret)),
+            "{secret}"
+        );
+    }
+    // A GPP section's rule: the header names the section, the label does not.
+    let usnat_sale_opt_out = "DBABLA~CVVaAAAAAACA";
+    let d = json!({"id": "d-3", "ts": T0, "campaign": {"id": "c2"},
+        "regs": {"gpp": usnat_sale_opt_out, "gpp_sid": [7]}});
+    let j = g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(T0));
+    let reason = j
+        .headers
+        .iter()
+        .find(|(k, _)| *k == headers::CONSENT_REASON);
+    assert_eq!(reason.map(|(_, v)| v.as_str()), Some("gpp_opt_out:7"));
+    m.observe(&j);
+    assert!(
+        m.render().lines().any(|l| l
+            == "fairgate_consent_outcomes_total{outcome=\"contextual\",reason=\"gpp_opt_out\"} 1")
+    );
+}
+
 struct Server {
     base: String,
     app: Arc<App>,

@@ -108,10 +108,36 @@ pub struct Decision {
     pub category: Option<String>,
     /// Whether the user was targeted (absent: true).
     pub selected: bool,
+    /// `regs.gdpr`, or `regs.ext.gdpr` (OpenRTB 2.5) when absent.
     pub gdpr: Option<bool>,
     pub coppa: bool,
     pub gpc: bool,
     pub gpp_sid: Vec<i64>,
+    /// `device.lmt = 1` (Limit Ad Tracking).
+    pub lmt: bool,
+    /// Consent fields given in both their OpenRTB 2.6 and 2.5 places with
+    /// different values (the 2.6 one is used), for a metric.
+    pub disagreements: Placements,
+}
+
+/// Which consent fields a decision gives differently in their OpenRTB 2.6
+/// place and their 2.5 place (`regs.ext.*`, `user.ext.consent`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placements {
+    pub gdpr: bool,
+    pub us_privacy: bool,
+    pub consent: bool,
+}
+
+impl Placements {
+    /// `(field, disagreed)` pairs, for metrics: the field names are fixed.
+    pub fn iter(&self) -> [(&'static str, bool); 3] {
+        [
+            ("gdpr", self.gdpr),
+            ("us_privacy", self.us_privacy),
+            ("consent", self.consent),
+        ]
+    }
 }
 
 fn get<'a>(m: &'a Object, k: &str) -> Option<&'a Value> {
@@ -607,12 +633,21 @@ fn read_selected(selected: Option<&Value>) -> Result<bool, Reject> {
     }
 }
 
-/// `user`: an optional object whose `consent`, if any, is a string (read
-/// later, borrowed, by [`Decision::consent_inputs`]).
-fn read_user(user: Option<&Value>) -> Result<(), Reject> {
+/// `user`: an optional object whose `consent` and `ext.consent` (OpenRTB
+/// 2.5), if any, are strings (read later, borrowed, by
+/// [`Decision::consent_inputs`]). Whether the two disagree.
+fn read_user(user: Option<&Value>) -> Result<bool, Reject> {
     let user = object(user, "user")?;
-    string(user.and_then(|u| get(u, "consent")), "user.consent")?;
-    Ok(())
+    let consent = string(user.and_then(|u| get(u, "consent")), "user.consent")?;
+    let ext = user.and_then(|u| get(u, "ext")).and_then(Value::as_object);
+    let old = string(ext.and_then(|e| get(e, "consent")), "user.ext.consent")?;
+    Ok(matches!((consent, old), (Some(a), Some(b)) if a != b))
+}
+
+/// `device`: an optional object whose `lmt`, if any, is 0 or 1.
+fn read_device(device: Option<&Value>) -> Result<bool, Reject> {
+    let device = object(device, "device")?;
+    Ok(flag(device.and_then(|d| get(d, "lmt")), "device.lmt")?.unwrap_or(false))
 }
 
 /// The `regs` fields a decision keeps; `us_privacy` and `gpp` are only
@@ -622,6 +657,8 @@ struct Regs {
     coppa: bool,
     gpc: bool,
     gpp_sid: Vec<i64>,
+    disagree_gdpr: bool,
+    disagree_usp: bool,
 }
 
 /// `regs`: an optional object of flags, consent strings and GPP section ids.
@@ -634,14 +671,24 @@ fn read_regs(regs: Option<&Value>) -> Result<Regs, Reject> {
     let gdpr = flag(gdpr, "regs.gdpr")?;
     let coppa = flag(coppa, "regs.coppa")?.unwrap_or(false);
     let gpc = flag(gpc, "regs.gpc")?.unwrap_or(false);
-    string(usp, "regs.us_privacy")?;
+    let usp = string(usp, "regs.us_privacy")?;
     string(gpp, "regs.gpp")?;
     let gpp_sid = read_gpp_sid(gpp_sid)?;
+    // OpenRTB 2.5 placed these under `regs.ext`; read where 2.6's are absent.
+    let ext = regs.and_then(|r| get(r, "ext")).and_then(Value::as_object);
+    let [old_gdpr, old_usp] = match ext {
+        Some(e) => fields(e, ["gdpr", "us_privacy"]),
+        None => [None; 2],
+    };
+    let old_gdpr = flag(old_gdpr, "regs.ext.gdpr")?;
+    let old_usp = string(old_usp, "regs.ext.us_privacy")?;
     Ok(Regs {
-        gdpr,
+        gdpr: gdpr.or(old_gdpr),
         coppa,
         gpc,
         gpp_sid,
+        disagree_gdpr: matches!((gdpr, old_gdpr), (Some(a), Some(b)) if a != b),
+        disagree_usp: matches!((usp, old_usp), (Some(a), Some(b)) if a != b),
     })
 }
 
@@ -714,9 +761,9 @@ impl Decision {
         let ts = read_ts(ts)?;
         let (campaign_id, category) = read_campaign(campaign)?;
         let selected = read_selected(selected)?;
-        read_user(user)?;
+        let disagree_consent = read_user(user)?;
         let regs = read_regs(regs)?;
-        object(device, "device")?;
+        let lmt = read_device(device)?;
         Ok(Decision {
             value,
             id,
@@ -728,10 +775,17 @@ impl Decision {
             coppa: regs.coppa,
             gpc: regs.gpc,
             gpp_sid: regs.gpp_sid,
+            lmt,
+            disagreements: Placements {
+                gdpr: regs.disagree_gdpr,
+                us_privacy: regs.disagree_usp,
+                consent: disagree_consent,
+            },
         })
     }
 
-    /// The consent signals, borrowed from the message.
+    /// The consent signals, borrowed from the message: each in its OpenRTB
+    /// 2.6 place, or in its 2.5 place (`ext`) when the 2.6 one is absent.
     pub fn consent_inputs(&self) -> Inputs<'_> {
         let root = self.value.as_object().expect("validated object");
         let user = root.get(&"user").and_then(Value::as_object);
@@ -739,14 +793,18 @@ impl Decision {
         fn s<'a>(m: Option<&'a Object>, k: &str) -> Option<&'a str> {
             m.and_then(|m| m.get(&k)).and_then(Value::as_str)
         }
+        fn ext(m: Option<&Object>) -> Option<&Object> {
+            m.and_then(|m| m.get(&"ext")).and_then(Value::as_object)
+        }
         Inputs {
             gdpr: self.gdpr,
-            tcf: s(user, "consent"),
-            usp: s(regs, "us_privacy"),
+            tcf: s(user, "consent").or_else(|| s(ext(user), "consent")),
+            usp: s(regs, "us_privacy").or_else(|| s(ext(regs), "us_privacy")),
             gpp: s(regs, "gpp"),
             gpp_sid: &self.gpp_sid,
             gpc: self.gpc,
             coppa: self.coppa,
+            lmt: self.lmt,
             ts_ms: self.ts,
         }
     }

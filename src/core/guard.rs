@@ -35,7 +35,8 @@ use crate::policy::{BandTransform, Category, CompiledPolicy, MAX_TOTAL_GROUPS};
 pub mod headers {
     /// personalised | contextual | withheld
     pub const CONSENT: &str = "fairgate-consent";
-    /// Reason code of the consent result (e.g. `tcf_vendor`, `usp_opt_out`).
+    /// Reason code of the consent result (e.g. `tcf_vendor`, `usp_opt_out`),
+    /// and after a colon the GPP section that gave it (`gpp_notice:7`).
     pub const CONSENT_REASON: &str = "fairgate-consent-reason";
     /// Comma-separated JSON pointers removed from this record (never values).
     pub const REMOVED: &str = "fairgate-removed";
@@ -102,8 +103,14 @@ pub struct Facts {
     /// `consented`, `campaign_blocked`, `consent_withheld`, error kind…
     pub reason: &'static str,
     pub consent: Option<Verdict>,
+    /// Consent fields given differently in their OpenRTB 2.6 and 2.5 places.
+    pub placements: decision::Placements,
     pub removed_always: usize,
     pub removed_personal: usize,
+    /// Removed because the user is a child (`strip.when_child`).
+    pub removed_child: usize,
+    /// Removed because `device.lmt = 1` (`strip.when_lmt`).
+    pub removed_lmt: usize,
     pub coarsened: usize,
     pub uncoarsenable: usize,
     pub segments: usize,
@@ -340,8 +347,11 @@ impl Guard {
         let facts = Facts {
             reason,
             consent: Some(verdict),
+            placements: d.disagreements,
             removed_always: stripped.always.len(),
             removed_personal: stripped.personal.len(),
+            removed_child: stripped.child.len(),
+            removed_lmt: stripped.lmt.len(),
             coarsened: stripped.coarsened.len(),
             uncoarsenable: stripped.uncoarsenable.len(),
             segments: stripped.segments,
@@ -496,7 +506,7 @@ fn published_headers(
     h.push((headers::DECISION_ID, d.id.clone()));
     h.push((headers::POLICY_VERSION, live.version.to_string()));
     h.push((headers::CONSENT, verdict.outcome.as_str().to_string()));
-    h.push((headers::CONSENT_REASON, verdict.reason.as_str().to_string()));
+    h.push((headers::CONSENT_REASON, verdict.reason_header()));
     h.push((headers::CAMPAIGN_STATE, rec.state.as_str().to_string()));
     let removed = stripped.removed_header();
     if !removed.is_empty() {

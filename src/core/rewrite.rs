@@ -32,10 +32,13 @@ use crate::policy::{CoarsenWhen, CompiledPolicy, RemovalGroup, fold_key, key_mat
 #[derive(Debug, Default)]
 pub struct Plan {
     root: Level,
-    /// How many pointers `always_plan` and `personal_plan` hold (their
-    /// children, in order: the order the sequential passes note them).
+    /// How many pointers `always_plan`, `personal_plan`, `child_plan` and
+    /// `lmt_plan` hold (their children, in order: the order the sequential
+    /// passes note them).
     always: Vec<(usize, usize)>,
     personal: Vec<(usize, usize)>,
+    child: Vec<(usize, usize)>,
+    lmt: Vec<(usize, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -55,9 +58,11 @@ struct Step {
     token: String,
     /// The token's first byte, lowercased (0 for an empty token).
     first: u8,
-    /// Index into [`Plan::always`] / [`Plan::personal`].
+    /// Index into [`Plan::always`] / [`Plan::personal`] / [`Plan::child`] / [`Plan::lmt`].
     always: Option<usize>,
     personal: Option<usize>,
+    child: Option<usize>,
+    lmt: Option<usize>,
     /// Indices into the policy's coarsenings, in policy order.
     coarsen: Vec<usize>,
     /// The segments pointer ends here.
@@ -121,7 +126,10 @@ impl Level {
 
 impl Step {
     fn removes(&self) -> bool {
-        self.always.is_some() || self.personal.is_some()
+        self.always.is_some()
+            || self.personal.is_some()
+            || self.child.is_some()
+            || self.lmt.is_some()
     }
 
     fn removes_below(&self) -> bool {
@@ -145,19 +153,23 @@ impl Plan {
     /// sequential passes exactly (see the module doc).
     pub fn new(policy: &CompiledPolicy) -> Option<Plan> {
         let mut plan = Plan::default();
-        for (groups, places, personal) in [
-            (&policy.always_plan, &mut plan.always, false),
-            (&policy.personal_plan, &mut plan.personal, true),
+        let mut root = Level::default();
+        for (groups, places, kind) in [
+            (&policy.always_plan, &mut plan.always, 0),
+            (&policy.personal_plan, &mut plan.personal, 1),
+            (&policy.child_plan, &mut plan.child, 2),
+            (&policy.lmt_plan, &mut plan.lmt, 3),
         ] {
             for (gi, g) in groups.iter().enumerate() {
                 for (ci, (last, _)) in g.children.iter().enumerate() {
                     let mut tokens = g.parent.clone();
                     tokens.push(last.clone());
-                    let step = plan.root.at(&tokens)?;
-                    let id = if personal {
-                        &mut step.personal
-                    } else {
-                        &mut step.always
+                    let step = root.at(&tokens)?;
+                    let id = match kind {
+                        0 => &mut step.always,
+                        1 => &mut step.personal,
+                        2 => &mut step.child,
+                        _ => &mut step.lmt,
                     };
                     if id.is_none() {
                         *id = Some(places.len());
@@ -166,6 +178,7 @@ impl Plan {
                 }
             }
         }
+        plan.root = root;
         for (i, c) in policy.coarsen.iter().enumerate() {
             plan.root.at(&c.pointer.tokens)?.coarsen.push(i);
         }
@@ -196,6 +209,10 @@ impl Plan {
             precise_geo: verdict.precise_geo,
             always: Hits::new(self.always.len()),
             personal: Hits::new(self.personal.len()),
+            child: Hits::new(self.child.len()),
+            lmt: Hits::new(self.lmt.len()),
+            is_child: verdict.child,
+            is_lmt: verdict.lmt,
             coarsened: Hits::new(policy.coarsen.len()),
             uncoarsenable: Hits::new(policy.coarsen.len()),
             malformed: false,
@@ -216,6 +233,11 @@ struct Walk<'p> {
     precise_geo: bool,
     always: Hits,
     personal: Hits,
+    child: Hits,
+    lmt: Hits,
+    /// The verdict's child and `device.lmt` flags.
+    is_child: bool,
+    is_lmt: bool,
     coarsened: Hits,
     uncoarsenable: Hits,
     malformed: bool,
@@ -272,6 +294,8 @@ impl Hits {
 enum Removal {
     Always(usize),
     Personal(usize),
+    Child(usize),
+    Lmt(usize),
 }
 
 const SER: &str = "a parsed value always serialises";
@@ -322,6 +346,8 @@ impl<'p> Walk<'p> {
                 match removal {
                     Some(Removal::Always(i)) if writing && list_stays => self.always.set(i),
                     Some(Removal::Personal(i)) if writing && list_stays => self.personal.set(i),
+                    Some(Removal::Child(i)) if writing && list_stays => self.child.set(i),
+                    Some(Removal::Lmt(i)) if writing && list_stays => self.lmt.set(i),
                     _ => {}
                 }
                 continue;
@@ -344,12 +370,17 @@ impl<'p> Walk<'p> {
         }
     }
 
-    /// The removal that applies at a step: `always` first, then (unless
-    /// personalised) `unless_personalised`.
+    /// The removal that applies at a step, in the passes' order: `always`,
+    /// then (unless personalised) `unless_personalised`, then (for a child)
+    /// `when_child`, then (under `device.lmt`) `when_lmt`.
     fn removal(&self, step: &Step) -> Option<Removal> {
-        match (step.always, step.personal) {
-            (Some(i), _) => Some(Removal::Always(i)),
-            (None, Some(i)) if !self.personalised => Some(Removal::Personal(i)),
+        if let Some(i) = step.always {
+            return Some(Removal::Always(i));
+        }
+        match (step.personal, step.child, step.lmt) {
+            (Some(i), _, _) if !self.personalised => Some(Removal::Personal(i)),
+            (_, Some(i), _) if self.is_child => Some(Removal::Child(i)),
+            (_, _, Some(i)) if self.is_lmt => Some(Removal::Lmt(i)),
             _ => None,
         }
     }
@@ -476,6 +507,8 @@ impl<'p> Walk<'p> {
         };
         s.always = removed(&self.always, &plan.always, &policy.always_plan);
         s.personal = removed(&self.personal, &plan.personal, &policy.personal_plan);
+        s.child = removed(&self.child, &plan.child, &policy.child_plan);
+        s.lmt = removed(&self.lmt, &plan.lmt, &policy.lmt_plan);
         let coarse = |hits: &Hits| {
             unique(
                 hits.indices()
@@ -524,22 +557,44 @@ mod tests {
         CompiledPolicy::from_toml(text).expect("test policy compiles")
     }
 
+    /// The shipped policy without its `when_child` and `when_lmt` lists, and
+    /// with only the entries of them not below `below` (a policy that
+    /// removes a whole object cannot also remove what is in it, for a plan).
+    fn without_child_lmt_below(below: &str) -> String {
+        let mut p = POLICY.to_string();
+        for list in ["when_child = [", "when_lmt = ["] {
+            let start = p.find(list).expect("shipped policy");
+            let end = start + p[start..].find(']').expect("list ends");
+            let kept: Vec<&str> = p[start + list.len()..end]
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && !e.trim_matches('"').starts_with(below))
+                .collect();
+            p.replace_range(start..=end, &format!("{list}{}]", kept.join(", ")));
+        }
+        p
+    }
+
     /// The shipped policy, and variants that put removals, coarsenings and
     /// the segment list in each other's way.
     fn policies() -> Vec<CompiledPolicy> {
         vec![
             policy(POLICY),
             // A removed object with coarsenings below it.
-            policy(&POLICY.replace(
+            policy(&without_child_lmt_below("/device/geo/").replace(
                 "always = [\"/audience\"]",
                 "always = [\"/audience\", \"/device/geo\"]",
             )),
             // Segments filtered and written (not also removed), a removed
             // object with the segment list below it.
-            policy(&POLICY.replace("  \"/user/data\",\n", "").replace(
-                "always = [\"/audience\"]",
-                "always = [\"/Audience\", \"/user/geo\"]",
-            )),
+            policy(
+                &without_child_lmt_below("/user/geo/")
+                    .replace("  \"/user/data\",\n", "")
+                    .replace(
+                        "always = [\"/audience\"]",
+                        "always = [\"/Audience\", \"/user/geo\"]",
+                    ),
+            ),
             // More than 64 removals, and a level of more than `SCAN` steps
             // (looked up through its index).
             policy(&{
@@ -551,11 +606,12 @@ mod tests {
             }),
             // The segment list below a removed object: counted, then gone.
             policy(&{
-                let start = POLICY
+                let base = without_child_lmt_below("/user/");
+                let start = base
                     .find("unless_personalised = [")
                     .expect("shipped policy");
-                let end = start + POLICY[start..].find(']').expect("list ends");
-                let mut p = POLICY.to_string();
+                let end = start + base[start..].find(']').expect("list ends");
+                let mut p = base.clone();
                 p.replace_range(start..=end, "unless_personalised = [\"/device/ifa\"]");
                 p.replace(
                     "always = [\"/audience\"]",
@@ -565,11 +621,16 @@ mod tests {
         ]
     }
 
-    fn verdict(outcome: Outcome, precise_geo: bool) -> Verdict {
+    /// A verdict with the child and `device.lmt` flags (a child never has
+    /// precise geolocation; the walk must agree whatever the flags say).
+    fn flagged(outcome: Outcome, precise_geo: bool, child: bool, lmt: bool) -> Verdict {
         Verdict {
             outcome,
             reason: Reason::Consented,
             precise_geo,
+            section: None,
+            child,
+            lmt,
             signals: Default::default(),
         }
     }
@@ -591,6 +652,8 @@ mod tests {
             for list in [
                 &mut s.always,
                 &mut s.personal,
+                &mut s.child,
+                &mut s.lmt,
                 &mut s.coarsened,
                 &mut s.uncoarsenable,
             ] {
@@ -615,8 +678,15 @@ mod tests {
                 Outcome::Withheld,
             ] {
                 for geo in [false, true] {
-                    let [seq, walked] = both(p, json, &verdict(outcome, geo));
-                    assert_eq!(seq, walked, "{outcome:?} precise_geo={geo}");
+                    for (child, lmt) in [(false, false), (true, false), (false, true), (true, true)]
+                    {
+                        let v = flagged(outcome, geo, child, lmt);
+                        let [seq, walked] = both(p, json, &v);
+                        assert_eq!(
+                            seq, walked,
+                            "{outcome:?} precise_geo={geo} child={child} lmt={lmt}"
+                        );
+                    }
                 }
             }
         }
@@ -659,7 +729,7 @@ mod tests {
         const KEYS: &[&str] = &[
             "user", "USER", "device", "Device", "audience", "data", "segment", "Segment", "id",
             "ID", "ıd", "ip", "geo", "GEO", "lat", "lon", "zip", "eids", "ext", "ifa", "consent",
-            "x", "", "k1", "K69", "k70",
+            "x", "", "k1", "K69", "k70", "city", "Metro", "dpidmd5", "buyeruid", "yob",
         ];
         const LEAVES: &[&str] = &[
             "null",
@@ -708,10 +778,12 @@ mod tests {
             json in doc().prop_map(|d| format!("{{\"id\":\"d\",\"user\":{d},\"device\":{d},\"other\":{d}}}")),
             outcome in proptest::sample::select(&[Outcome::Personalised, Outcome::Contextual, Outcome::Withheld][..]),
             geo in any::<bool>(),
+            child in any::<bool>(),
+            lmt in any::<bool>(),
             which in 0usize..5,
         ) {
             let ps = policies();
-            let [seq, walked] = both(&ps[which], &json, &verdict(outcome, geo));
+            let [seq, walked] = both(&ps[which], &json, &flagged(outcome, geo, child, lmt));
             prop_assert_eq!(seq, walked);
         }
     }

@@ -1,7 +1,9 @@
 //! Stripping: removing and coarsening what the policy names.
 //!
 //! Order: sensitive segments one by one; the always-removed pointers; the
-//! pointers removed unless personalised; then coarsening. A field that cannot
+//! pointers removed unless personalised; those removed for a child
+//! (`strip.when_child`: COPPA or a known child) and for `device.lmt = 1`
+//! (`strip.when_lmt`); then coarsening, of what is left. A field that cannot
 //! be coarsened (an IP that does not parse, a latitude that is not a number)
 //! is removed instead: when in doubt, nothing personal flows.
 //!
@@ -29,6 +31,10 @@ pub struct Stripped<'p> {
     pub always: Vec<&'p str>,
     /// Pointers removed because consent was not personalised.
     pub personal: Vec<&'p str>,
+    /// Pointers removed because the user is a child (`strip.when_child`).
+    pub child: Vec<&'p str>,
+    /// Pointers removed because `device.lmt = 1` (`strip.when_lmt`).
+    pub lmt: Vec<&'p str>,
     /// Pointers coarsened.
     pub coarsened: Vec<&'p str>,
     /// Pointers removed because they could not be coarsened.
@@ -49,6 +55,8 @@ impl Stripped<'_> {
             .iter()
             .chain(&self.always)
             .chain(&self.personal)
+            .chain(&self.child)
+            .chain(&self.lmt)
             .chain(&self.uncoarsenable)
         {
             if !out.is_empty() {
@@ -249,6 +257,12 @@ pub fn strip<'p>(policy: &'p CompiledPolicy, v: &mut Node<'_>, verdict: &Verdict
     if verdict.outcome != Outcome::Personalised {
         remove_planned(v, &policy.personal_plan, &mut out.personal);
     }
+    if verdict.child {
+        remove_planned(v, &policy.child_plan, &mut out.child);
+    }
+    if verdict.lmt {
+        remove_planned(v, &policy.lmt_plan, &mut out.lmt);
+    }
     for c in &policy.coarsen {
         if c.when == CoarsenWhen::UnlessPreciseGeo && verdict.precise_geo {
             continue;
@@ -342,6 +356,9 @@ mod tests {
             outcome,
             reason: crate::core::consent::Reason::Consented,
             precise_geo,
+            section: None,
+            child: false,
+            lmt: false,
             signals: Default::default(),
         }
     }

@@ -344,6 +344,8 @@ fn consent_bounds(c: &ConsentPolicy, issues: &mut Issues) {
 struct StripPart {
     always: Vec<Pointer>,
     unless: Vec<Pointer>,
+    child: Vec<Pointer>,
+    lmt: Vec<Pointer>,
     coarsen: Vec<Coarsen>,
     segments: Option<SegmentMatcher>,
 }
@@ -351,6 +353,8 @@ struct StripPart {
 fn strip(s: &StripPolicy, issues: &mut Issues) -> StripPart {
     let always = pointers("strip.always", &s.always, issues);
     let unless = pointers("strip.unless_personalised", &s.unless_personalised, issues);
+    let child = pointers("strip.when_child", &s.when_child, issues);
+    let lmt = pointers("strip.when_lmt", &s.when_lmt, issues);
     let mut coarsen = Vec::new();
     for (i, v) in s.coarsen.iter().enumerate() {
         if let Some(c) = coarsen_rule(&format!("strip.coarsen[{i}]"), v, issues) {
@@ -359,9 +363,13 @@ fn strip(s: &StripPolicy, issues: &mut Issues) -> StripPart {
     }
     let segments = s.segments.as_ref().and_then(|seg| segments(seg, issues));
     listed_twice(&always, &unless, issues);
+    listed_twice(&[], &child, issues);
+    listed_twice(&[], &lmt, issues);
     StripPart {
         always,
         unless,
+        child,
+        lmt,
         coarsen,
         segments,
     }
@@ -963,6 +971,10 @@ fn assemble(
         max_string_bytes: c.max_string_bytes,
         always_plan: RemovalGroup::plan(&strip.always),
         personal_plan: RemovalGroup::plan(&strip.unless),
+        child_plan: RemovalGroup::plan(&strip.child),
+        lmt_plan: RemovalGroup::plan(&strip.lmt),
+        when_child: strip.child,
+        when_lmt: strip.lmt,
         always: strip.always,
         unless_personalised: strip.unless,
         coarsen: strip.coarsen,

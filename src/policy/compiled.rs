@@ -127,6 +127,14 @@ pub struct CompiledPolicy {
     pub always_plan: Vec<RemovalGroup>,
     /// `unless_personalised`, grouped by parent object.
     pub personal_plan: Vec<RemovalGroup>,
+    /// Removed when the user is a child (COPPA, known child).
+    pub when_child: Vec<Pointer>,
+    /// Removed when `device.lmt = 1`.
+    pub when_lmt: Vec<Pointer>,
+    /// `when_child`, grouped by parent object.
+    pub child_plan: Vec<RemovalGroup>,
+    /// `when_lmt`, grouped by parent object.
+    pub lmt_plan: Vec<RemovalGroup>,
     pub coarsen: Vec<Coarsen>,
     pub segments: Option<SegmentMatcher>,
     pub window_ms: i64,

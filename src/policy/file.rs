@@ -124,6 +124,13 @@ pub struct StripPolicy {
     pub always: Vec<String>,
     /// JSON pointers removed unless the consent result is personalised.
     pub unless_personalised: Vec<String>,
+    /// JSON pointers removed (not coarsened) when the user is a child:
+    /// `regs.coppa = 1` or a known child in a GPP US section.
+    #[serde(default)]
+    pub when_child: Vec<String>,
+    /// JSON pointers removed when `device.lmt = 1` (Limit Ad Tracking).
+    #[serde(default)]
+    pub when_lmt: Vec<String>,
     /// Fields coarsened rather than removed.
     #[serde(default)]
     pub coarsen: Vec<toml::Value>,

@@ -145,6 +145,7 @@ impl Case {
             gpp_sid: &self.gpp_sid,
             gpc: self.gpc,
             coppa: self.coppa,
+            lmt: false,
             ts_ms: self.ts_ms,
         }
     }
@@ -198,9 +199,11 @@ fn check_verdict(v: &Verdict, c: &Case, p: &CompiledPolicy) -> Result<(), TestCa
     }
     prop_assert!(!v.precise_geo || personalised);
     // Over the cap, where it applies: invalid, never decoded into a yes.
-    let tcf_applies = c
-        .gdpr
-        .unwrap_or(p.gdpr_unknown == crate::policy::GdprUnknown::Applies);
+    let tcf_applies = c.gdpr.unwrap_or(if c.gpp_sid.is_empty() {
+        p.gdpr_unknown == crate::policy::GdprUnknown::Applies
+    } else {
+        c.gpp_sid.contains(&2)
+    });
     if tcf_applies && c.tcf.as_ref().is_some_and(|s| s.len() > p.max_string_bytes) {
         prop_assert_eq!(v.signals.tcf, SignalResult::Invalid);
     }
@@ -209,7 +212,7 @@ fn check_verdict(v: &Verdict, c: &Case, p: &CompiledPolicy) -> Result<(), TestCa
         prop_assert_eq!(v.signals.gpp, SignalResult::Invalid);
     }
     // US Privacy is `1` and three of `Y`, `N`, `-`, or invalid.
-    if let Some(u) = &c.usp {
+    if let Some(u) = c.usp.as_ref().filter(|u| !u.is_empty()) {
         let valid = u.len() == 4 && u.starts_with('1') && u[1..].chars().all(|c| "YN-".contains(c));
         prop_assert_eq!(v.signals.usp == SignalResult::Invalid, !valid, "{:?}", u);
     }

@@ -11,12 +11,16 @@
 //! id seen), and it refuses a whole string for one section id it does not
 //! know, even one that does not apply.
 //!
-//! The US state sections (7 US National, 8.. the states) differ in their
-//! fields, but share a vocabulary: `*_opt_out` fields (sale, sharing, targeted
-//! advertising), `known_child_sensitive_data_consents`, a
-//! `sensitive_data_processing` block and an optional `gpc` segment. Each
-//! decoded section is walked by field name, so every state section the crate
-//! decodes is judged the same way, without one hand-written rule per state.
+//! The US sections (7 US National, 8–27 the states) differ in their fields,
+//! but share a vocabulary: `*_notice` and `*_opt_out` fields (sale, sharing,
+//! targeted advertising), `mspa_service_provider_mode`,
+//! `personal_data_consent(s)`, `known_child_sensitive_data_consents`, a
+//! `sensitive_data_processing` block of named categories and an optional
+//! `gpc` segment. Each decoded section is read by field name and judged by
+//! the rules of Prebid Server's US National module ([`judge_us`]), so every
+//! state section is judged the same way, without one hand-written rule per
+//! state. `iab_gpp` decodes 7–23; fairgate decodes 24–27 itself
+//! ([`mspa_state_section`]), into the same shape.
 
 use std::str::FromStr;
 
@@ -30,14 +34,26 @@ use serde_json::Value;
 
 use super::tcf::{TcfFacts, decode_tcf};
 
-/// What one US section says.
+/// What one US section says, by the rules Prebid Server's US National
+/// privacy module enforces (`USNatTransmitUfpd`, `USNatTransmitGeo`; see
+/// README "Consent"). Every field is a verdict, never a value of the string.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsFacts {
-    /// Opted out of sale, sharing or targeted advertising.
+    /// Opted out of sale, sharing or targeted advertising (an opt-out field of 1).
     pub opted_out: bool,
-    /// `KnownChildSensitiveDataConsents` is set: the user is a known child.
+    /// A notice not given (a notice field of 2), or an opt-out field of 2
+    /// ("did not opt out") beside its notice of 0 ("not applicable"): an
+    /// invalid combination.
+    pub notice_missing: bool,
+    /// `MspaServiceProviderMode` = 1.
+    pub service_provider: bool,
+    /// `SensitiveDataProcessing` by Prebid's rule (README "Consent", rule 12).
+    pub sensitive: bool,
+    /// `PersonalDataConsents` other than 0 (Prebid denies on 2; fairgate on 1 too).
+    pub personal_data: bool,
+    /// `KnownChildSensitiveDataConsents` by Prebid's rule: the user is a known child.
     pub known_child: bool,
-    /// Precise geolocation processing opted out of, or not consented to.
+    /// Precise geolocation refused (1), or consented (2) without its notice (0).
     pub precise_geo_denied: bool,
     /// The section's GPC segment is set.
     pub gpc: bool,
@@ -246,13 +262,17 @@ fn section_facts(id: u16, raw: &str, vendor: u16) -> SectionFacts {
             Ok(opted_out) => SectionFacts::Usp(opted_out.unwrap_or(false)),
             Err(_) => SectionFacts::Undecodable,
         },
+        24..=27 => match mspa_state_section(id, raw) {
+            Ok(v) => SectionFacts::Us(judge_us(id, &v)),
+            Err(_) => SectionFacts::Undecodable,
+        },
         // TCF EU v1 and TCF Canada are not judged, so not decoded either:
         // `iab_gpp` expands their vendor ranges into one entry per id claimed
         // (a few KB of ranges become hundreds of MB).
         1 | 5 => SectionFacts::Unsupported,
         _ => match us_section(id, raw) {
             None => SectionFacts::Unsupported,
-            Some(Ok(section)) => us_facts(&section),
+            Some(Ok(section)) => us_facts(id, &section),
             Some(Err(())) => SectionFacts::Undecodable,
         },
     }
@@ -287,70 +307,260 @@ fn us_section(id: u16, raw: &str) -> Option<Result<Section, ()>> {
     })
 }
 
-/// A decoded US section, walked by field name.
-fn us_facts(section: &Section) -> SectionFacts {
-    match serde_json::to_value(section) {
-        Ok(v) => {
-            let mut f = UsFacts::default();
-            walk(&v, None, &mut f);
-            SectionFacts::Us(f)
+/// Sections 24 (usmd, Maryland), 25 (usin, Indiana), 26 (usky, Kentucky)
+/// and 27 (usri, Rhode Island), decoded here because `iab_gpp` 0.1.2 stops
+/// at section 23. The layout is `@iabgpp/cmpapi` 3.2.0's (its
+/// `Us{Md,In,Ky,Ri}CoreSegment` and the optional second segment), checked
+/// against strings it made (`tests/data/consent/gpp_cases.json`):
+///
+/// - core: `MspaVersion` (6 bits, 1), `MspaCoveredTransaction` (2, 1 or 2),
+///   `MspaMode`, `ProcessingNotice`, `SaleOptOutNotice`,
+///   `TargetedAdvertisingOptOutNotice`, `SaleOptOut`,
+///   `TargetedAdvertisingOptOut`, then (25–27 only)
+///   `KnownChildSensitiveDataConsents`, then `AdditionalDataProcessingConsent`
+///   (2 bits each);
+/// - usmd: an optional GPC segment (`GpcSegmentType` 2 bits = 1, `Gpc` 1 bit);
+///   usin/usky/usri: an optional sensitive-data segment of 8 × 2 bits.
+///
+/// Trailing padding bits are ignored; a value of 3 is undefined and fails
+/// the section; so does a wrong version. The result has the shape
+/// `iab_gpp` gives the other sections (snake_case names, numeric codes),
+/// so [`judge_us`] reads it the same way. `MspaMode` is kept but not judged:
+/// the library documents it only as "0 not applicable, 1 yes, 2 no".
+pub(super) fn mspa_state_section(id: u16, raw: &str) -> Result<Value, GppDecodeError> {
+    let mut segments = raw.split('.');
+    let core = segments.next().unwrap_or("");
+    let mut r = Sextets {
+        text: core.as_bytes(),
+        pos: 0,
+    };
+    if r.read(6)? != 1 {
+        return Err(GppDecodeError("unknown section version"));
+    }
+    let two = |r: &mut Sextets<'_>| -> Result<u64, GppDecodeError> {
+        match r.read(2)? {
+            3 => Err(GppDecodeError("undefined field value")),
+            v => Ok(v),
         }
+    };
+    let covered = two(&mut r)?;
+    if covered == 0 {
+        return Err(GppDecodeError("undefined field value"));
+    }
+    let mut core_fields = serde_json::Map::new();
+    core_fields.insert("mspa_covered_transaction".into(), Value::Bool(covered == 1));
+    let mut names = vec![
+        "mspa_mode",
+        "processing_notice",
+        "sale_opt_out_notice",
+        "targeted_advertising_opt_out_notice",
+        "sale_opt_out",
+        "targeted_advertising_opt_out",
+    ];
+    if id != 24 {
+        names.push("known_child_sensitive_data_consents");
+    }
+    names.push("additional_data_processing_consent");
+    for name in names {
+        core_fields.insert(name.into(), two(&mut r)?.into());
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("core".into(), Value::Object(core_fields));
+    if let Some(seg) = segments.next() {
+        let mut r = Sextets {
+            text: seg.as_bytes(),
+            pos: 0,
+        };
+        if id == 24 {
+            if r.read(2)? != 1 {
+                return Err(GppDecodeError("unknown segment type"));
+            }
+            out.insert("gpc".into(), Value::Bool(r.read(1)? == 1));
+        } else {
+            let list = (0..8)
+                .map(|_| two(&mut r).map(Value::from))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.insert("sensitive_data_processing".into(), Value::Array(list));
+        }
+    }
+    if segments.next().is_some() {
+        return Err(GppDecodeError("too many segments"));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A decoded US section, read by field name.
+fn us_facts(id: u16, section: &Section) -> SectionFacts {
+    match serde_json::to_value(section) {
+        Ok(v) => SectionFacts::Us(judge_us(id, &v)),
         Err(_) => SectionFacts::Undecodable,
     }
 }
 
-/// Walk a serialised US section. `within` is the name of the enclosing field.
-fn walk(v: &Value, within: Option<&str>, f: &mut UsFacts) {
+/// A US section's fields, gathered by name from its serialised form: the
+/// scalar fields, the sensitive-data entries and the known-child entries
+/// (`name` is empty where the section lists them without names).
+#[derive(Default)]
+struct UsFields<'a> {
+    top: Vec<(&'a str, u8)>,
+    sensitive: Vec<(&'a str, u8)>,
+    child: Vec<(&'a str, u8)>,
+    gpc: bool,
+}
+
+/// A field's value as the GPP spec codes it: 0 not applicable; 1 notice
+/// given, opted out, no consent, yes; 2 notice not given, did not opt out,
+/// consent, no. `iab_gpp` serialises the names, fairgate's own decoder of
+/// sections 24–27 the numbers. An unknown value is 3: never "not applicable".
+fn code(v: &Value) -> u8 {
+    match v {
+        Value::Number(n) => n.as_u64().map_or(3, |n| n.min(3) as u8),
+        Value::String(s) => match s.as_str() {
+            "NotApplicable" => 0,
+            "Provided" | "OptedOut" | "NoConsent" | "Yes" => 1,
+            "NotProvided" | "DidNotOptOut" | "Consent" | "No" => 2,
+            _ => 3,
+        },
+        _ => 3,
+    }
+}
+
+/// Entries of a list field: named (an object) or not (an array, a scalar).
+fn entries<'a>(v: &'a Value, out: &mut Vec<(&'a str, u8)>) {
+    match v {
+        Value::Object(m) => m.iter().for_each(|(k, x)| out.push((k.as_str(), code(x)))),
+        Value::Array(a) => a.iter().for_each(|x| out.push(("", code(x)))),
+        other => out.push(("", code(other))),
+    }
+}
+
+fn gather<'a>(v: &'a Value, f: &mut UsFields<'a>) {
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let key = k.as_str();
-                if key == "gpc" {
-                    if child.as_bool() == Some(true) {
-                        f.gpc = true;
-                    }
-                    continue;
+                match k.as_str() {
+                    "gpc" => f.gpc |= child.as_bool() == Some(true),
+                    "sensitive_data_processing" => entries(child, &mut f.sensitive),
+                    k if k.starts_with("known_child") => entries(child, &mut f.child),
+                    _ if child.is_object() || child.is_array() => gather(child, f),
+                    // `mspa_covered_transaction` is a boolean in `iab_gpp`: not judged.
+                    _ if child.is_boolean() => {}
+                    k => f.top.push((k, code(child))),
                 }
-                if key.ends_with("_opt_out")
-                    && !key.ends_with("_notice")
-                    && within != Some("sensitive_data_processing")
-                    && child.as_str() == Some("OptedOut")
-                {
-                    f.opted_out = true;
-                }
-                if key == "known_child_sensitive_data_consents" && !all_not_applicable(child) {
-                    f.known_child = true;
-                }
-                if within == Some("sensitive_data_processing")
-                    && key.starts_with("precise_geolocation")
-                    && matches!(child.as_str(), Some("OptedOut") | Some("NoConsent"))
-                {
-                    f.precise_geo_denied = true;
-                }
-                let next = if key == "sensitive_data_processing" {
-                    Some("sensitive_data_processing")
-                } else {
-                    within
-                };
-                walk(child, next, f);
             }
         }
-        Value::Array(items) => {
-            for item in items {
-                walk(item, within, f);
-            }
-        }
+        Value::Array(items) => items.iter().for_each(|x| gather(x, f)),
         _ => {}
     }
 }
 
-fn all_not_applicable(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s == "NotApplicable",
-        Value::Object(m) => m.values().all(all_not_applicable),
-        Value::Array(a) => a.iter().all(all_not_applicable),
-        _ => true,
+/// How Prebid's `USNatTransmitUfpd` treats a sensitive-data category, named
+/// as US National names them (states name them close enough to match by
+/// these words; Prebid maps California's by position onto the same ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sensitive {
+    /// Precise geolocation: judged for precise geo only (`USNatTransmitGeo`).
+    Geo,
+    /// Racial or ethnic origin, religion, health, sex life or orientation,
+    /// citizenship, union membership, national origin (Prebid's indices 0–4,
+    /// 10, 12, 14): a refusal (1) denies.
+    RefusalDenies,
+    /// Genetic, biometric, identification documents, financial, mail and
+    /// messages, crime victim, transgender status (Prebid's 5, 6, 8, 9, 11,
+    /// 13, 15) — and any category fairgate does not know, or an unnamed
+    /// entry: any value but 0 denies.
+    AnyDenies,
+}
+
+fn sensitive_class(name: &str) -> Sensitive {
+    const REFUSAL: &[&str] = &[
+        "racial",
+        "ethnic",
+        "religio",
+        "health",
+        "sex_life",
+        "sexual_orientation",
+        "citizenship",
+        "union",
+        "national_origin",
+    ];
+    if name.contains("geolocation") {
+        Sensitive::Geo
+    } else if !name.is_empty()
+        && !name.contains("transgender")
+        && REFUSAL.iter().any(|w| name.contains(w))
+    {
+        Sensitive::RefusalDenies
+    } else {
+        Sensitive::AnyDenies
     }
+}
+
+/// Judge a serialised US section (`id` 7 US National, else a state).
+fn judge_us(id: u16, v: &Value) -> UsFacts {
+    let mut f = UsFields::default();
+    gather(v, &mut f);
+    let field = |name: &str| f.top.iter().find(|(k, _)| *k == name).map(|&(_, c)| c);
+    let mut u = UsFacts {
+        gpc: f.gpc,
+        ..UsFacts::default()
+    };
+    for &(k, c) in &f.top {
+        if k.ends_with("_notice") && c == 2 {
+            u.notice_missing = true;
+        }
+        if k.ends_with("_opt_out") {
+            u.opted_out |= c == 1;
+            // Did not opt out, where the notice of that opt-out is "not
+            // applicable": Prebid's `checkSale`/`checkSharing`/`checkTargetedAdvertising`.
+            let notice = field(&format!("{k}_notice"));
+            let sharing = (k == "sharing_opt_out")
+                .then(|| field("sharing_notice"))
+                .flatten();
+            if c == 2 && (notice == Some(0) || sharing == Some(0)) {
+                u.notice_missing = true;
+            }
+            // An undefined value (3) in an opt-out fails closed.
+            u.opted_out |= c == 3;
+        }
+    }
+    u.service_provider = field("mspa_service_provider_mode") == Some(1);
+    u.personal_data = f
+        .top
+        .iter()
+        .any(|&(k, c)| k.starts_with("personal_data_consent") && c != 0);
+    let sdp_notice_na = [
+        "sensitive_data_processing_opt_out_notice",
+        "sensitive_data_limit_use_notice",
+    ]
+    .iter()
+    .any(|n| field(n) == Some(0));
+    for &(name, c) in &f.sensitive {
+        match sensitive_class(name) {
+            Sensitive::Geo => {
+                u.precise_geo_denied |= c == 1 || c == 3 || (c == 2 && sdp_notice_na);
+            }
+            class => {
+                u.sensitive |= (c == 2 && sdp_notice_na)
+                    || c == 3
+                    || match class {
+                        Sensitive::RefusalDenies => c == 1,
+                        _ => c != 0,
+                    };
+            }
+        }
+    }
+    // US National: Prebid's `checkKnownChildSensitiveDataConsents` (any
+    // refusal, or any value for the under-13 entry). A state: any value
+    // but 0, as Prebid's state readers map it.
+    u.known_child = f.child.iter().any(|&(name, c)| {
+        if id == 7 {
+            c == 1 || c == 3 || (name.contains("under_13") && c != 0)
+        } else {
+            c != 0
+        }
+    });
+    u
 }
 
 /// A US Privacy string that is not four valid characters.

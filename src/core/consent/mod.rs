@@ -1,10 +1,13 @@
-//! Consent: from a decision's signals (TCF v2.2, US Privacy, GPP, GPC, COPPA)
-//! to one result — personalised, contextual or withheld — with a reason code.
+//! Consent: from a decision's signals (TCF v2.2, US Privacy, GPP, GPC, COPPA,
+//! LMT) to one result — personalised, contextual or withheld — with a reason
+//! code (and the GPP section whose rule gave it). Every signal that applies
+//! is judged and the strictest result is kept, right by right; the rules and
+//! their sources are tabled in README "Consent".
 //!
 //! Consent is never assumed. A string that is missing where it is needed,
 //! malformed, undecodable, expired or longer than the policy allows counts as
-//! no consent. Decoding uses the `iab_gpp` crate for the US sections and
-//! fairgate's own readers for TCF, the GPP header and US Privacy (checked
+//! no consent. Decoding uses the `iab_gpp` crate for the US sections 7–23 and
+//! fairgate's own readers for TCF, the GPP header, sections 24–27 and US Privacy (checked
 //! against strings made by the IAB's reference libraries, see
 //! `tests/data/consent/`). Only what applies is decoded: TCF where GDPR
 //! applies, and of a GPP string only the sections `gpp_sid` lists. Decoded
@@ -82,6 +85,14 @@ pub enum Reason {
     GppSectionUnsupported,
     GppSidInvalid,
     GppOptOut,
+    /// A US section's notice not given (2), or an opt-out of 2 beside its notice of 0.
+    GppNotice,
+    /// A US section's `MspaServiceProviderMode` = 1.
+    GppServiceProvider,
+    /// A US section's `SensitiveDataProcessing`, by Prebid's rule.
+    GppSensitive,
+    /// A US section's `PersonalDataConsents` set.
+    GppPersonalData,
     Gpc,
     Coppa,
     KnownChild,
@@ -108,6 +119,10 @@ impl Reason {
             Reason::GppSectionUnsupported => "gpp_section_unsupported",
             Reason::GppSidInvalid => "gpp_sid_invalid",
             Reason::GppOptOut => "gpp_opt_out",
+            Reason::GppNotice => "gpp_notice",
+            Reason::GppServiceProvider => "gpp_service_provider",
+            Reason::GppSensitive => "gpp_sensitive",
+            Reason::GppPersonalData => "gpp_personal_data",
             Reason::Gpc => "gpc",
             Reason::Coppa => "coppa",
             Reason::KnownChild => "known_child",
@@ -169,20 +184,41 @@ impl Signals {
 pub struct Verdict {
     pub outcome: Outcome,
     pub reason: Reason,
-    /// Precise geolocation may flow (personalised, no child, TCF Special Feature 1 where TCF applies).
+    /// Precise geolocation may flow (personalised, no child, no `device.lmt`,
+    /// TCF Special Feature 1 in every TCF string that applies, no US section refusing it).
     pub precise_geo: bool,
+    /// The GPP section whose rule gave `reason`, when one did (an id of 1..=63).
+    pub section: Option<u16>,
+    /// A child: `regs.coppa = 1` or a known child in a GPP US section.
+    pub child: bool,
+    /// `device.lmt = 1`: device ids are removed whatever the outcome.
+    pub lmt: bool,
     pub signals: Signals,
+}
+
+impl Verdict {
+    /// The `fairgate-consent-reason` header: the reason code, and after a
+    /// colon the GPP section that gave it (`gpp_notice:7`, `tcf_vendor:2`).
+    /// Both come from closed sets (the codes, and section ids 1..=63), never
+    /// from the input's text.
+    pub fn reason_header(&self) -> String {
+        match self.section {
+            Some(sid) => format!("{}:{sid}", self.reason.as_str()),
+            None => self.reason.as_str().to_string(),
+        }
+    }
 }
 
 /// The consent signals of one decision, borrowed from it. Type checking of
 /// these fields happens when the decision is read (`decision.rs`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Inputs<'a> {
-    /// `regs.gdpr`: `Some(true)` applies, `Some(false)` does not, `None` absent.
+    /// `regs.gdpr` (or, absent, `regs.ext.gdpr`): `Some(true)` applies,
+    /// `Some(false)` does not, `None` absent (then `gpp_sid` decides).
     pub gdpr: Option<bool>,
-    /// `user.consent`, the TCF string.
+    /// `user.consent` (or, absent, `user.ext.consent`), the TCF string.
     pub tcf: Option<&'a str>,
-    /// `regs.us_privacy`.
+    /// `regs.us_privacy` (or, absent, `regs.ext.us_privacy`).
     pub usp: Option<&'a str>,
     /// `regs.gpp`.
     pub gpp: Option<&'a str>,
@@ -192,6 +228,8 @@ pub struct Inputs<'a> {
     pub gpc: bool,
     /// `regs.coppa = 1`.
     pub coppa: bool,
+    /// `device.lmt = 1`.
+    pub lmt: bool,
     /// Decision time, epoch ms (for TCF expiry).
     pub ts_ms: i64,
 }
@@ -294,11 +332,61 @@ fn entry_bytes(key: &Key, value: &Decoded) -> u64 {
     ENTRY_OVERHEAD_BYTES + key.text.len() as u64 + facts as u64
 }
 
+/// Purposes TCF v2.2 lets a vendor process on legitimate interest (TCF
+/// Policies, Appendix A; `@iabtcf/core`'s GVL refuses LI for the others):
+/// 2, 7, 8, 9, 10 and 11. Purposes 1 and 3–6 need consent.
+const LI_PURPOSES: u32 = 1 << 2 | 1 << 7 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 11;
+
+/// Whether purpose `p` has a legal basis for the vendor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    Met,
+    /// A publisher restriction leaves the purpose no basis at all.
+    Restricted,
+    /// No purpose-level signal for any basis that counts.
+    NoPurpose,
+    /// The purpose signal is there, the vendor's is not.
+    NoVendor,
+}
+
+/// The legal basis of purpose `p`, with the publisher restrictions when
+/// `restrictions` is set (without them, to tell whether they decided).
+fn purpose_basis(f: &TcfFacts, p: u32, restrictions: bool) -> Basis {
+    let bit = 1u32 << p;
+    let li_allowed = LI_PURPOSES & bit != 0;
+    let (consent, li) = if !restrictions {
+        (true, li_allowed)
+    } else if f.restricted_purposes & bit != 0 {
+        return Basis::Restricted;
+    } else {
+        // Type 2 takes consent away, type 1 legitimate interest; both (a
+        // contradiction) leave nothing.
+        let consent = f.require_li & bit == 0;
+        let li = li_allowed && f.require_consent & bit == 0;
+        if !consent && !li {
+            return Basis::Restricted;
+        }
+        (consent, li)
+    };
+    let by_consent = consent && f.purposes & bit != 0;
+    let by_li = li && f.purposes_li & bit != 0;
+    if (by_consent && f.vendor_consent) || (by_li && f.vendor_li) {
+        Basis::Met
+    } else if by_consent || by_li {
+        Basis::NoVendor
+    } else {
+        Basis::NoPurpose
+    }
+}
+
 /// What the signals read so far say; `evaluate` passes it through one
 /// function per signal, then turns it into the verdict.
 struct Acc {
     outcome: Outcome,
     reason: Reason,
+    /// The GPP section that gave `reason`.
+    section: Option<u16>,
+    lmt: bool,
     /// A signal says the user is a child.
     child: bool,
     signals: Signals,
@@ -306,7 +394,8 @@ struct Acc {
     any_regime: bool,
     /// TCF applies, through GDPR or a GPP TCF section.
     tcf_applies: bool,
-    /// TCF Special Feature 1 (precise geolocation) is opted in.
+    /// TCF Special Feature 1 (precise geolocation) is opted in, in every
+    /// TCF string read (the strictest string wins).
     sf1: bool,
     /// A US GPP section denies precise geolocation.
     geo_denied: bool,
@@ -317,20 +406,28 @@ impl Acc {
         Acc {
             outcome: Outcome::Personalised,
             reason: Reason::NoRegime,
+            section: None,
+            lmt: false,
             child: false,
             signals: Signals::default(),
             any_regime: false,
             tcf_applies: false,
-            sf1: false,
+            sf1: true,
             geo_denied: false,
         }
     }
 
     /// Keep the strictest result; on a tie the first reason found stays.
     fn deny(&mut self, outcome: Outcome, reason: Reason) {
+        self.deny_in(outcome, reason, None);
+    }
+
+    /// As [`Acc::deny`], for a rule of GPP section `section`.
+    fn deny_in(&mut self, outcome: Outcome, reason: Reason, section: Option<u16>) {
         if outcome > self.outcome {
             self.outcome = outcome;
             self.reason = reason;
+            self.section = section;
         }
     }
 
@@ -342,14 +439,21 @@ impl Acc {
                 Reason::NoRegime
             };
         }
+        if self.outcome == Outcome::Personalised {
+            self.section = None;
+        }
         let precise_geo = self.outcome == Outcome::Personalised
             && !self.child
+            && !self.lmt
             && !self.geo_denied
             && (!self.tcf_applies || self.sf1);
         Verdict {
             outcome: self.outcome,
             reason: self.reason,
             precise_geo,
+            section: self.section,
+            child: self.child,
+            lmt: self.lmt,
             signals: self.signals,
         }
     }
@@ -425,20 +529,41 @@ impl ConsentEvaluator {
     }
 
     /// Judge TCF facts against the policy. `None` means consent is sufficient.
+    ///
+    /// Each required purpose needs a legal basis for the platform's vendor,
+    /// as the TCF v2.2 policy defines them: consent (the purpose's consent
+    /// and the vendor's), or — only for the purposes the policy lets rest on
+    /// legitimate interest, 2 and 7–11 — legitimate interest (the purpose's
+    /// LI transparency and the vendor's LI). A publisher restriction for the
+    /// vendor narrows that: type 0 forbids the purpose, type 1 leaves only
+    /// consent, type 2 only legitimate interest (so a purpose that needs
+    /// consent becomes unavailable). When several purposes fail, the reason
+    /// is, in this order: a purpose signal missing, the vendor's signal
+    /// missing, a restriction (a restriction decides only where the purpose
+    /// would pass without it).
     fn judge_tcf(&self, facts: &TcfFacts, ts_ms: i64) -> Option<Reason> {
         if facts.last_updated_ms + self.max_age_ms < ts_ms {
             return Some(Reason::TcfExpired);
         }
-        if facts.purposes & self.required_mask != self.required_mask {
-            return Some(Reason::TcfPurpose);
+        let (mut purpose, mut vendor, mut restricted) = (false, false, false);
+        for p in (1..32).filter(|p| self.required_mask & (1 << p) != 0) {
+            match purpose_basis(facts, p, true) {
+                Basis::Met => {}
+                _ if purpose_basis(facts, p, false) == Basis::Met => restricted = true,
+                Basis::Restricted => restricted = true,
+                Basis::NoPurpose => purpose = true,
+                Basis::NoVendor => vendor = true,
+            }
         }
-        if !facts.vendor_consent {
-            return Some(Reason::TcfVendor);
+        if purpose {
+            Some(Reason::TcfPurpose)
+        } else if vendor {
+            Some(Reason::TcfVendor)
+        } else if restricted {
+            Some(Reason::TcfRestricted)
+        } else {
+            None
         }
-        if facts.restricted_purposes & self.required_mask != 0 {
-            return Some(Reason::TcfRestricted);
-        }
-        None
     }
 
     /// Evaluate one decision's signals.
@@ -448,6 +573,7 @@ impl ConsentEvaluator {
     /// signals call for the same outcome: the first reason found stays.
     pub fn evaluate(&self, inp: &Inputs<'_>) -> Verdict {
         let mut acc = Acc::new();
+        acc.lmt = inp.lmt;
         self.coppa(inp, &mut acc);
         self.tcf_under_gdpr(inp, &mut acc);
         self.us_privacy(inp, &mut acc);
@@ -466,16 +592,29 @@ impl ConsentEvaluator {
         }
     }
 
-    /// TCF v2.2, where GDPR applies (or is unknown and the policy says it applies).
+    /// Whether GDPR applies: `regs.gdpr` (or `regs.ext.gdpr`) when present;
+    /// else exactly when `gpp_sid` lists section 2 (TCF EU), when it lists
+    /// anything; else the policy's `gdpr_unknown`.
+    fn gdpr_applies(&self, inp: &Inputs<'_>) -> bool {
+        match inp.gdpr {
+            Some(applies) => applies,
+            None if !inp.gpp_sid.is_empty() => inp.gpp_sid.contains(&2),
+            None => self.gdpr_unknown == GdprUnknown::Applies,
+        }
+    }
+
+    /// TCF v2.2, where GDPR applies. Without `user.consent`, a GPP section 2
+    /// that `gpp_sid` lists is the TCF string (judged with the GPP sections).
     fn tcf_under_gdpr(&self, inp: &Inputs<'_>, acc: &mut Acc) {
-        let gdpr = inp
-            .gdpr
-            .unwrap_or(self.gdpr_unknown == GdprUnknown::Applies);
-        if !gdpr {
+        if !self.gdpr_applies(inp) {
             return;
         }
         acc.any_regime = true;
         acc.tcf_applies = true;
+        let missing = matches!(inp.tcf, None | Some(""));
+        if missing && inp.gpp_sid.contains(&2) {
+            return;
+        }
         let (result, reason) = match inp.tcf {
             None | Some("") => (SignalResult::Invalid, Some(Reason::TcfMissing)),
             Some(s) if s.len() > self.max_string_bytes => {
@@ -484,7 +623,7 @@ impl ConsentEvaluator {
             Some(s) => match self.decoded_tcf(s) {
                 Err(()) => (SignalResult::Invalid, Some(Reason::TcfUndecodable)),
                 Ok(f) => {
-                    acc.sf1 = f.special_feature_1;
+                    acc.sf1 &= f.special_feature_1;
                     match self.judge_tcf(&f, inp.ts_ms) {
                         None => (SignalResult::Allowed, None),
                         Some(Reason::TcfExpired) => {
@@ -501,9 +640,12 @@ impl ConsentEvaluator {
         }
     }
 
-    /// US Privacy (`regs.us_privacy`); a string that says "not applicable" is no regime.
+    /// US Privacy (`regs.us_privacy`); a string that says "not applicable"
+    /// is no regime, and so is an empty one (absent).
     fn us_privacy(&self, inp: &Inputs<'_>, acc: &mut Acc) {
-        let Some(s) = inp.usp else { return };
+        let Some(s) = inp.usp.filter(|s| !s.is_empty()) else {
+            return;
+        };
         match decode_usp(s) {
             Err(_) => {
                 acc.signals.usp = SignalResult::Invalid;
@@ -561,7 +703,7 @@ impl ConsentEvaluator {
         // The last section that is not allowed gives the signal's result.
         let mut result = SignalResult::Allowed;
         for sid in applicable.iter() {
-            if let Some(r) = self.gpp_section(g.section(sid), inp.ts_ms, acc) {
+            if let Some(r) = self.gpp_section(sid, g.section(sid), inp.ts_ms, acc) {
                 result = r;
             }
         }
@@ -570,64 +712,78 @@ impl ConsentEvaluator {
         }
     }
 
-    /// One applicable GPP section. Returns the GPP signal's result when this
-    /// section changes it (invalid or denied), `None` when it allows.
+    /// One applicable GPP section, `sid`. Returns the GPP signal's result
+    /// when this section changes it (invalid or denied), `None` when it allows.
     fn gpp_section(
         &self,
+        sid: u16,
         section: Option<&SectionFacts>,
         ts_ms: i64,
         acc: &mut Acc,
     ) -> Option<SignalResult> {
         let invalid = self.opt_out.max(self.no_consent);
+        let at = Some(sid);
         match section {
             None => {
-                acc.deny(invalid, Reason::GppSectionMissing);
+                acc.deny_in(invalid, Reason::GppSectionMissing, at);
                 Some(SignalResult::Invalid)
             }
             Some(SectionFacts::Unsupported) => {
-                acc.deny(invalid, Reason::GppSectionUnsupported);
+                acc.deny_in(invalid, Reason::GppSectionUnsupported, at);
                 Some(SignalResult::Invalid)
             }
             Some(SectionFacts::Undecodable) => {
-                acc.deny(invalid, Reason::GppUndecodable);
+                acc.deny_in(invalid, Reason::GppUndecodable, at);
                 Some(SignalResult::Invalid)
             }
             Some(SectionFacts::Tcf(f)) => {
                 acc.tcf_applies = true;
-                acc.sf1 |= f.special_feature_1;
+                acc.sf1 &= f.special_feature_1;
                 let r = self.judge_tcf(f, ts_ms)?;
-                acc.deny(self.no_consent, r);
+                acc.deny_in(self.no_consent, r, at);
                 Some(SignalResult::Denied)
             }
             Some(SectionFacts::Usp(opted_out)) => {
                 if !*opted_out {
                     return None;
                 }
-                acc.deny(self.opt_out, Reason::GppOptOut);
+                acc.deny_in(self.opt_out, Reason::GppOptOut, at);
                 Some(SignalResult::Denied)
             }
-            Some(SectionFacts::Us(u)) => self.gpp_us_section(u, acc),
+            Some(SectionFacts::Us(u)) => self.gpp_us_section(sid, u, acc),
         }
     }
 
-    /// A US national or state GPP section: known child, opt-out, GPC, precise geolocation.
-    fn gpp_us_section(&self, u: &UsFacts, acc: &mut Acc) -> Option<SignalResult> {
-        let mut result = None;
+    /// A US national or state GPP section, by Prebid's US National rules:
+    /// known child, service provider mode, a notice not given, an opt-out,
+    /// sensitive data, personal data consents, GPC; and precise geolocation.
+    /// The first rule that denies names the reason.
+    fn gpp_us_section(&self, sid: u16, u: &UsFacts, acc: &mut Acc) -> Option<SignalResult> {
+        let at = Some(sid);
         if u.known_child {
-            result = Some(SignalResult::Denied);
             acc.child = true;
-            acc.deny(self.child, Reason::KnownChild);
+            acc.deny_in(self.child, Reason::KnownChild, at);
         }
-        if u.opted_out {
-            result = Some(SignalResult::Denied);
-            acc.deny(self.opt_out, Reason::GppOptOut);
+        let rules = [
+            (u.service_provider, Reason::GppServiceProvider),
+            (u.notice_missing, Reason::GppNotice),
+            (u.opted_out, Reason::GppOptOut),
+            (u.sensitive, Reason::GppSensitive),
+            (u.personal_data, Reason::GppPersonalData),
+        ];
+        let mut denied = u.known_child;
+        for (applies, reason) in rules {
+            if applies {
+                denied = true;
+                acc.deny_in(self.opt_out, reason, at);
+            }
         }
         if u.gpc {
             acc.signals.gpc = SignalResult::Denied;
-            acc.deny(self.opt_out, Reason::Gpc);
+            acc.deny_in(self.opt_out, Reason::Gpc, at);
         }
         acc.geo_denied |= u.precise_geo_denied;
-        result
+        denied.then_some(SignalResult::Denied)
     }
 
     /// `regs.gpc = 1`: the user opts out.
@@ -647,3 +803,5 @@ mod tests;
 mod craft;
 #[cfg(test)]
 mod fuzz;
+#[cfg(test)]
+mod rules;

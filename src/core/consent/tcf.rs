@@ -24,12 +24,27 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub struct TcfFacts {
     /// Bit `p` set when purpose `p` has consent.
     pub purposes: u32,
+    /// Bit `p` set when purpose `p` has legitimate-interest transparency
+    /// (`PurposesLITransparency`): the user did not object.
+    pub purposes_li: u32,
     /// Special Feature 1 (precise geolocation) opted in.
     pub special_feature_1: bool,
     /// The platform's vendor id has consent.
     pub vendor_consent: bool,
-    /// Bit `p` set when a publisher restriction forbids the vendor purpose `p`.
+    /// The platform's vendor id has legitimate interest (the vendor LI section).
+    pub vendor_li: bool,
+    /// Bit `p` set when a publisher restriction of type 0 (not allowed)
+    /// forbids purpose `p` to the vendor.
     pub restricted_purposes: u32,
+    /// Bit `p` set when a publisher restriction of type 1 (require consent)
+    /// applies to the vendor for purpose `p`: legitimate interest does not count.
+    pub require_consent: u32,
+    /// Bit `p` set when a publisher restriction of type 2 (require legitimate
+    /// interest) applies to the vendor for purpose `p`: consent does not count.
+    pub require_li: u32,
+    /// `PurposeOneTreatment`: purpose 1 was not disclosed (fairgate still
+    /// needs its consent when the policy requires purpose 1).
+    pub purpose_one_treatment: bool,
     /// `LastUpdated`, epoch ms (TCF stores deciseconds; kept to the second).
     pub last_updated_ms: i64,
     /// `Created`, epoch ms.
@@ -84,7 +99,11 @@ pub struct TcfCore {
     pub special_features: u32,
     /// Bit `p` set when purpose `p` has consent.
     pub purposes: u32,
+    /// Bit `p` set when purpose `p` has legitimate-interest transparency.
+    pub purposes_li: u32,
+    pub purpose_one_treatment: bool,
     pub vendor_consents: VendorSet,
+    pub vendor_li: VendorSet,
     /// (purpose, restriction type, vendor ranges)
     pub restrictions: Vec<Restriction>,
 }
@@ -196,11 +215,11 @@ pub fn decode_core(s: &str) -> Result<TcfCore, TcfDecodeError> {
     b.read(1)?; // UseNonStandardTexts
     let special_features = b.flags(12)?;
     let purposes = b.flags(24)?;
-    b.read(24)?; // PurposesLITransparency
-    b.read(1)?; // PurposeOneTreatment
+    let purposes_li = b.flags(24)?;
+    let purpose_one_treatment = b.read(1)? == 1;
     b.read(12)?; // PublisherCC
     let vendor_consents = b.vendor_section()?;
-    b.vendor_section()?; // vendor legitimate interests
+    let vendor_li = b.vendor_section()?;
     let n = b.read(12)? as usize;
     // A restriction takes at least 20 bits.
     let mut restrictions = Vec::with_capacity(n.min(b.left() / 20));
@@ -215,7 +234,10 @@ pub fn decode_core(s: &str) -> Result<TcfCore, TcfDecodeError> {
         policy_version,
         special_features,
         purposes,
+        purposes_li,
+        purpose_one_treatment,
         vendor_consents,
+        vendor_li,
         restrictions,
     })
 }
@@ -223,18 +245,25 @@ pub fn decode_core(s: &str) -> Result<TcfCore, TcfDecodeError> {
 /// Decode a TCF v2 string and reduce it to the facts about `vendor`.
 pub fn decode_tcf(s: &str, vendor: u16) -> Result<TcfFacts, TcfDecodeError> {
     let core = decode_core(s)?;
-    let mut restricted = 0u32;
+    // Per restriction type (0 not allowed, 1 require consent, 2 require
+    // legitimate interest), the purposes restricted for `vendor`. Type 3 is
+    // undefined in TCF v2.2 and ignored, as the policy's table has no row for it.
+    let mut by_type = [0u32; 4];
     for (purpose, kind, ranges) in &core.restrictions {
-        // Restriction type 0: purpose flatly not allowed for these vendors.
-        if *kind == 0 && *purpose < 32 && ranges.iter().any(|&(s, e)| (s..=e).contains(&vendor)) {
-            restricted |= 1 << purpose;
+        if *purpose < 32 && ranges.iter().any(|&(s, e)| (s..=e).contains(&vendor)) {
+            by_type[usize::from(*kind & 3)] |= 1 << purpose;
         }
     }
     Ok(TcfFacts {
         purposes: core.purposes,
+        purposes_li: core.purposes_li,
         special_feature_1: core.special_features & (1 << 1) != 0,
         vendor_consent: core.vendor_consents.contains(vendor),
-        restricted_purposes: restricted,
+        vendor_li: core.vendor_li.contains(vendor),
+        restricted_purposes: by_type[0],
+        require_consent: by_type[1],
+        require_li: by_type[2],
+        purpose_one_treatment: core.purpose_one_treatment,
         last_updated_ms: (core.last_updated_ds / 10) as i64 * 1000,
         created_ms: (core.created_ds / 10) as i64 * 1000,
     })
