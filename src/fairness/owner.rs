@@ -423,3 +423,234 @@ fn record_of(
         updated_ms: now_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fairness::campaign::OverrideAction;
+    use crate::fairness::table::TableView;
+    use crate::fairness::wire::{StateKey, TableRow, decode_table, encode_campaign};
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::from_toml(include_str!("../../config/policy.toml")).unwrap()
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// A delta of `n` decisions per sex group in one bucket: female
+    /// selected at `f`, male at `m` (per thousand); ages spread evenly.
+    fn delta(p: &CompiledPolicy, id: &str, n: u32, f: u32, m: u32) -> Delta {
+        let mut cells = vec![[0u32, 0u32]; p.total_groups];
+        cells[0] = [n, n * f / 1000];
+        cells[1] = [n, n * m / 1000];
+        let sel = cells[0][1] + cells[1][1];
+        for c in &mut cells[2..8] {
+            *c = [2 * n / 6, sel / 6];
+        }
+        Delta {
+            campaign: id.into(),
+            category: "default".into(),
+            instance: "t".into(),
+            first_ms: NOW - 1000,
+            last_ms: NOW,
+            groups: p.total_groups,
+            buckets: vec![(NOW.div_euclid(p.bucket_ms), cells)],
+        }
+    }
+
+    fn platform(p: &CompiledPolicy) -> Vec<Counts> {
+        vec![
+            Counts {
+                considered: 10_000,
+                selected: 3_000
+            };
+            p.total_groups
+        ]
+    }
+
+    fn rows(out: &[Out]) -> Vec<&CampaignRecord> {
+        out.iter()
+            .filter_map(|o| {
+                if let Out::Row(r) = o {
+                    Some(&**r)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn alerts(out: &[Out]) -> usize {
+        out.iter().filter(|o| matches!(o, Out::Alert(_))).count()
+    }
+
+    #[test]
+    fn merged_counts_are_judged_and_written_once_then_at_the_refresh() {
+        let p = policy();
+        let mut o = Owner::new();
+        o.merge(&p, 0, &delta(&p, "c1", 400, 300, 300), || None, NOW)
+            .unwrap();
+        o.merge(&p, 0, &delta(&p, "c1", 400, 300, 300), || None, NOW)
+            .unwrap();
+        let out = o.judge(&p, &platform(&p), NOW, 30_000);
+        let r = rows(&out);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[0].report.dimensions[0].considered, 1600,
+            "two deltas merged"
+        );
+        assert!(
+            o.judge(&p, &platform(&p), NOW + 10, 30_000).is_empty(),
+            "nothing new"
+        );
+        o.merge(&p, 0, &delta(&p, "c1", 10, 300, 300), || None, NOW + 20)
+            .unwrap();
+        assert!(
+            rows(&o.judge(&p, &platform(&p), NOW + 20, 30_000)).is_empty(),
+            "not due yet"
+        );
+        let out = o.judge(&p, &platform(&p), NOW + 30_000, 30_000);
+        assert_eq!(
+            rows(&out)[0].report.dimensions[0].considered,
+            1620,
+            "refreshed"
+        );
+    }
+
+    #[test]
+    fn a_skewed_campaign_alerts_once_and_its_next_owner_carries_on_without_a_second_alert() {
+        let p = policy();
+        let key = StateKey::new(b"0123456789abcdef").unwrap();
+        let mut o = Owner::new();
+        o.merge(&p, 3, &delta(&p, "sk", 1500, 100, 600), || None, NOW)
+            .unwrap();
+        let out = o.judge(&p, &platform(&p), NOW, 30_000);
+        assert_eq!(alerts(&out), 1);
+        let row = rows(&out)[0].clone();
+        assert_eq!(row.report.state, State::Flagged);
+        // Through the table, as the next owner reads it.
+        let table = TableView::new();
+        match decode_table(&key, "sk", Some(&encode_campaign(&key, &row))).unwrap() {
+            r @ TableRow::Campaign(_) => table.apply("sk", r),
+            other => panic!("{other:?}"),
+        };
+        let mut next = Owner::new();
+        next.restoring(3);
+        next.merge(
+            &p,
+            3,
+            &delta(&p, "sk", 1500, 100, 600),
+            || table.get("sk").map(|r| (*r).clone()),
+            NOW,
+        )
+        .unwrap();
+        assert!(
+            next.judge(&p, &platform(&p), NOW + 1, 30_000).is_empty(),
+            "not judged while replaying"
+        );
+        next.restored(3);
+        let out = next.judge(&p, &platform(&p), NOW + 2, 30_000);
+        assert_eq!(alerts(&out), 0, "the flag carries on, no second alert");
+        let r = rows(&out)[0];
+        assert_eq!(
+            (r.report.state, r.report.since_ms),
+            (State::Flagged, row.report.since_ms)
+        );
+        assert_eq!(r.report.first_seen_ms, row.report.first_seen_ms);
+    }
+
+    #[test]
+    fn an_override_command_is_applied_once_even_when_replayed_after_a_restart() {
+        let p = policy();
+        let cmd = |id: &str, action, at_ms| OverrideCommand {
+            id: id.into(),
+            campaign: "c".into(),
+            action,
+            by: "ana".into(),
+            reason: "checked".into(),
+            at_ms,
+        };
+        let mut o = Owner::new();
+        o.command(
+            &p,
+            0,
+            &cmd("a", OverrideAction::ForceBlock, NOW),
+            || None,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            o.command(
+                &p,
+                0,
+                &cmd("a", OverrideAction::ForceBlock, NOW),
+                || None,
+                NOW
+            ),
+            Err(Skip::Replayed)
+        );
+        let row = rows(&o.judge(&p, &platform(&p), NOW, 30_000))[0].clone();
+        assert_eq!(row.report.state, State::Blocked);
+        assert_eq!(row.applied, vec!["a".to_string()]);
+        o.command(
+            &p,
+            0,
+            &cmd("b", OverrideAction::Clear, NOW + 5),
+            || None,
+            NOW,
+        )
+        .unwrap();
+        // An older command read late (or replayed) does not undo a newer one.
+        assert_eq!(
+            o.command(
+                &p,
+                0,
+                &cmd("z", OverrideAction::ForceAllow, NOW + 1),
+                || None,
+                NOW
+            ),
+            Err(Skip::Replayed)
+        );
+        // A new owner seeded from the row skips the command it already holds.
+        let mut next = Owner::new();
+        let seeded = row.clone();
+        assert_eq!(
+            next.command(
+                &p,
+                0,
+                &cmd("a", OverrideAction::ForceBlock, NOW),
+                move || Some(seeded),
+                NOW
+            ),
+            Err(Skip::Replayed)
+        );
+    }
+
+    #[test]
+    fn deltas_of_another_policy_are_skipped_and_idle_campaigns_forgotten() {
+        let p = policy();
+        let mut o = Owner::new();
+        let mut d = delta(&p, "c", 10, 300, 300);
+        d.groups = 3;
+        assert_eq!(o.merge(&p, 0, &d, || None, NOW), Err(Skip::Groups));
+        o.merge(&p, 0, &delta(&p, "c", 10, 300, 300), || None, NOW)
+            .unwrap();
+        o.judge(&p, &platform(&p), NOW, 30_000);
+        let out = o.judge(&p, &platform(&p), NOW + p.idle_evict_ms + 1, 30_000);
+        assert!(matches!(&out[..], [Out::Gone(id)] if id == "c"), "{out:?}");
+        assert_eq!((o.len(), o.evicted()), (0, 1));
+        // The platform's deltas make the platform row.
+        o.merge(&p, 2, &delta(&p, PLATFORM_KEY, 10, 300, 300), || None, NOW)
+            .unwrap();
+        let out = o.judge(&p, &platform(&p), NOW, 30_000);
+        assert!(
+            matches!(&out[..], [Out::Platform(r)] if r.totals[0] == [10, 3]),
+            "{out:?}"
+        );
+        o.revoke(&[2]);
+        assert!(
+            o.judge(&p, &platform(&p), NOW, 30_000).is_empty(),
+            "revoked with its partition"
+        );
+    }
+}

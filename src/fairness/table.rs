@@ -355,3 +355,66 @@ impl SharedCampaigns {
             )));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fairness::alert::WindowInfo;
+    use crate::fairness::wire::PlatformRecord;
+
+    fn row(id: &str, state: State, updated_ms: i64) -> TableRow {
+        TableRow::Campaign(Box::new(CampaignRecord {
+            report: CampaignReport {
+                campaign: id.into(),
+                category: "default".into(),
+                state,
+                measured_state: state,
+                since_ms: 1,
+                level: None,
+                finding: None,
+                override_: None,
+                acknowledged: None,
+                window: WindowInfo {
+                    start_ms: 0,
+                    end_ms: 0,
+                    secs: 0,
+                },
+                window_complete: false,
+                first_seen_ms: 0,
+                last_seen_ms: 0,
+                dimensions: Vec::new(),
+            },
+            skewed_since_ms: None,
+            applied: Vec::new(),
+            policy_version: "v".into(),
+            updated_ms,
+        }))
+    }
+
+    #[test]
+    fn an_older_row_cannot_roll_a_campaign_back_and_a_tombstone_forgets_it() {
+        let t = TableView::new();
+        assert_eq!(t.route("c").state, State::Ok, "unknown: ok");
+        assert_eq!(t.apply("c", row("c", State::Blocked, 10)), Applied::Updated);
+        assert_eq!(t.apply("c", row("c", State::Ok, 9)), Applied::Stale);
+        assert_eq!(t.route("c").state, State::Blocked);
+        assert_eq!(t.state_counts()[2], (State::Blocked, 1));
+        assert_eq!(t.apply("c", TableRow::Gone), Applied::Removed);
+        assert_eq!((t.len(), t.evicted()), (0, 1));
+        let p = |updated_ms| {
+            TableRow::Platform(PlatformRecord {
+                head: None,
+                totals: vec![[4, 2], [6, 1]],
+                updated_ms,
+            })
+        };
+        t.apply("", p(5));
+        assert_eq!(t.apply("", p(4)), Applied::Stale);
+        assert_eq!(t.platform_totals(2)[1].considered, 6);
+        assert_eq!(
+            t.platform_totals(3),
+            vec![Counts::default(); 3],
+            "another policy's groups: none"
+        );
+    }
+}
