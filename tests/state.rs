@@ -698,3 +698,206 @@ fn replayed_elsewhere(running: &[Child], marks: &[usize], killed: usize, part: i
                 })
     })
 }
+
+/// Produce raw records (key, value; `None` a tombstone) and wait for them.
+fn produce_raw_state(brokers: &str, topic: &str, records: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let p: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .unwrap();
+    for (k, v) in records {
+        let mut r = BaseRecord::to(topic).key(k);
+        if let Some(v) = v {
+            r = r.payload(v);
+        }
+        p.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn metric(port: u16, line_prefix: &str) -> f64 {
+    let (_, body) = http(port, "GET", "/metrics", None);
+    body.lines()
+        .filter(|l| l.starts_with(line_prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Hostile writes to both state topics: garbage, records of an unknown
+/// format version, rows and override commands forged without the state key.
+/// Each is skipped, counted and logged; the instance keeps running; a
+/// blocked campaign stays blocked (a write to a topic alone cannot unblock it).
+#[test]
+fn forged_and_broken_state_records_are_skipped_and_cannot_unblock_a_campaign() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("state-hostile");
+    rt.block_on(t.create(2));
+    let dir = scratch("state-hostile");
+    let policy = write_policy(&dir, |p| p);
+    let mut inst = Instance::new(&t, &dir, &policy, "i0");
+    let mut child = inst.start();
+    inst.wait_ready();
+    let (s, body) = http(
+        inst.port,
+        "POST",
+        "/v1/campaigns/cmp-0001/override",
+        Some(r#"{"action":"force_block","by":"ana","reason":"under review"}"#),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"applied\":true"), "{body}");
+    let forged_row = format!(
+        r#"{{"v":1,"kind":"campaign","mac":"AAAA","body":{}}}"#,
+        serde_json::to_string(&campaign(inst.port, "cmp-0001").unwrap())
+            .unwrap()
+            .replace("\"blocked\"", "\"ok\"")
+    );
+    let k = |s: &str| s.as_bytes().to_vec();
+    let v = |s: &str| Some(s.as_bytes().to_vec());
+    produce_raw_state(
+        &t.brokers,
+        &t.campaigns,
+        &[
+            (k("cmp-0001"), Some(forged_row.into_bytes())),
+            (
+                k("cmp-0001"),
+                v(r#"{"v":1,"kind":"campaign","body":{"campaign":"cmp-0001"}}"#),
+            ),
+            (k("cmp-0001"), v(r#"{"v":7,"kind":"campaign","body":{}}"#)),
+            (k("cmp-0001"), v("not json at all")),
+            (vec![0xff, 0xfe], v("{}")),
+            (k("cmp-0001"), Some(vec![0u8; 100_000])),
+        ],
+    );
+    let unsigned = r#"{"v":1,"kind":"override","body":{"id":"x1","campaign":"cmp-0001","action":"force_allow","by":"mallory","reason":"trust me","at_ms":9999999999999}}"#;
+    let forged = r#"{"v":1,"kind":"override","mac":"bm90IGEgbWFj","body":{"id":"x2","campaign":"cmp-0001","action":"clear","by":"mallory","reason":"trust me","at_ms":9999999999999}}"#;
+    produce_raw_state(
+        &t.brokers,
+        &t.exposure,
+        &[
+            (k("cmp-0001"), v(unsigned)),
+            (k("cmp-0001"), v(forged)),
+            (k("cmp-0001"), v(r#"{"v":2,"kind":"delta","body":{}}"#)),
+            (
+                k("cmp-0001"),
+                v(
+                    r#"{"v":1,"kind":"delta","body":{"campaign":"cmp-0002","category":"x","instance":"m","first_ms":0,"last_ms":0,"groups":8,"buckets":[]}}"#,
+                ),
+            ),
+            (k("cmp-0001"), v("[[[[")),
+            (k("cmp-0001"), None),
+        ],
+    );
+    let start = Instant::now();
+    let skipped = |topic: &str, result: &str| {
+        metric(
+            inst.port,
+            &format!("fairgate_state_records_total{{result=\"{result}\",topic=\"{topic}\"}}"),
+        )
+    };
+    while skipped("exposure", "bad_signature") < 2.0 || skipped("campaigns", "bad_signature") < 2.0
+    {
+        assert!(
+            start.elapsed() < HANG,
+            "hang guard: forged records never counted: {}",
+            child.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(skipped("campaigns", "unknown_version") >= 1.0);
+    assert!(
+        skipped("campaigns", "malformed") >= 3.0,
+        "garbage, a bad key, a huge value"
+    );
+    assert!(skipped("exposure", "unknown_version") >= 1.0);
+    assert!(skipped("exposure", "wrong_key") >= 1.0);
+    assert!(skipped("exposure", "malformed") >= 2.0);
+    assert!(child.child.try_wait().unwrap().is_none(), "still running");
+    let r = campaign(inst.port, "cmp-0001").unwrap();
+    assert_eq!(r["state"], "blocked", "{r}");
+    assert_eq!(r["override"]["by"], "ana", "{r}");
+    // And routing agrees: its decisions go to blocked.
+    let records: Vec<_> = random_keyed(800, 3, 0, 121)
+        .into_iter()
+        .filter(|(_, _, b)| String::from_utf8_lossy(b).contains("\"cmp-0001\""))
+        .collect();
+    produce(&t.input, &records);
+    let seen = collect(
+        &[&t.output, &t.blocked, &t.dead_letter],
+        records.len(),
+        Duration::from_secs(2),
+        HANG,
+    );
+    let landed = routes(&seen, &t);
+    for (id, _, _) in &records {
+        assert_eq!(landed.get(id), Some(&t.blocked), "{id}");
+    }
+    let log = child.log_text();
+    assert!(log.contains("record skipped"), "skips are logged");
+    assert!(
+        !log.contains("mallory") && !log.contains("trust me"),
+        "no record content in the log"
+    );
+}
+
+/// The state topics are checked at start: a missing exposure topic and a
+/// campaign table that is not compacted are refused, each named.
+#[test]
+fn unfit_state_topics_are_refused_at_start_with_every_problem_named() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("state-unfit");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &t.brokers)
+        .create()
+        .unwrap();
+    // The five pipeline topics and a campaigns topic that is not compacted;
+    // no exposure topic.
+    let mut topics: Vec<NewTopic> = t
+        .all()
+        .iter()
+        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+        .collect();
+    topics.push(
+        NewTopic::new(&t.campaigns, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "delete"),
+    );
+    rt.block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .unwrap();
+    let dir = scratch("state-unfit");
+    let policy = write_policy(&dir, |p| p);
+    let mut inst = Instance::new(&t, &dir, &policy, "i0");
+    let mut child = inst.start();
+    assert!(
+        child.wait_exit(Duration::from_secs(60)).is_some(),
+        "refused, not started: {}",
+        child.log_text()
+    );
+    let log = child.log_text();
+    assert!(
+        log.contains("kafka.topics.exposure") && log.contains("does not exist"),
+        "{log}"
+    );
+    // Now the exposure topic exists: the table that is not compacted is named.
+    rt.block_on(admin.create_topics(
+        &[NewTopic::new(&t.exposure, 1, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
+    let mut child = inst.start();
+    match child.wait_exit(Duration::from_secs(60)) {
+        Some(_) => {
+            let log = child.log_text();
+            assert!(
+                log.contains("cleanup.policy") && log.contains("compact"),
+                "{log}"
+            );
+        }
+        // A broker that cannot describe topic configs lets it start (logged).
+        None => assert!(
+            child.log_text().contains("not checked"),
+            "{}",
+            child.log_text()
+        ),
+    }
+}

@@ -190,6 +190,7 @@ impl ConsumerCtx {
         };
         // The deltas that count what was judged so far, so that those
         // records can be committed before the new owner reads on.
+        debug!(target: "fairgate::kafka", lost = consumer.assignment_lost(), "revocation: publishing deltas, flushing the producer");
         if s.holds.is_some() && wait > Duration::ZERO {
             (self.flush_deltas)();
         }
@@ -197,6 +198,7 @@ impl ConsumerCtx {
             warn!(target: "fairgate::kafka", error = %e, "flush before revocation timed out; uncommitted records will be reprocessed by the new owner");
         }
         let parts = partitions_of(tpl);
+        debug!(target: "fairgate::kafka", "revocation: committing");
         commit_acknowledged(
             s,
             consumer,
