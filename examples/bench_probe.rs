@@ -38,6 +38,9 @@ enum Command {
         /// Stamp records with the broker's append time (message.timestamp.type).
         #[arg(long)]
         log_append_time: bool,
+        /// Compacted (cleanup.policy=compact): the campaign table.
+        #[arg(long)]
+        compact: bool,
         topics: Vec<String>,
     },
     /// Print the group's committed total and the topic's end total, repeatedly.
@@ -86,19 +89,27 @@ fn partitions(c: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
     Ok(t.partitions().iter().map(|p| p.id()).collect())
 }
 
-fn create(brokers: &str, n: i32, log_append_time: bool, names: &[String]) -> anyhow::Result<()> {
+fn create(
+    brokers: &str,
+    n: i32,
+    log_append_time: bool,
+    compact: bool,
+    names: &[String],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|t| {
-            let nt = NewTopic::new(t, n, TopicReplication::Fixed(1));
+            let mut nt = NewTopic::new(t, n, TopicReplication::Fixed(1));
             if log_append_time {
-                nt.set("message.timestamp.type", "LogAppendTime")
-            } else {
-                nt
+                nt = nt.set("message.timestamp.type", "LogAppendTime");
             }
+            if compact {
+                nt = nt.set("cleanup.policy", "compact");
+            }
+            nt
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -233,8 +244,9 @@ fn main() -> anyhow::Result<()> {
             brokers,
             partitions,
             log_append_time,
+            compact,
             topics,
-        } => create(&brokers, partitions, log_append_time, &topics),
+        } => create(&brokers, partitions, log_append_time, compact, &topics),
         Command::Watch {
             brokers,
             group,

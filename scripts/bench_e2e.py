@@ -156,7 +156,13 @@ def fairgate_topics(inp, out):
         "blocked": f"{out}.blocked",
         "dead_letter": f"{out}.dlq",
         "alerts": f"{out}.alerts",
+        "campaigns": f"{out}.campaigns",
+        "exposure": f"{out}.exposure",
     }
+
+
+# The state key of the runs (the shipped config reads it from this variable).
+STATE_KEY = "bench-state-key-0123456789abcdef"
 
 
 # ---------------------------------------------------------------- bench
@@ -218,6 +224,12 @@ class Bench:
         self.probe("create", "--partitions", str(self.a.partitions),
                    "--log-append-time", *topics)
 
+    def create_state(self, out):
+        """fairgate's campaign table (compacted) and exposure topic."""
+        self.probe("create", "--partitions", str(self.a.partitions), "--compact",
+                   f"{out}.campaigns")
+        self.probe("create", "--partitions", str(self.a.partitions), f"{out}.exposure")
+
     def loadgen(self, topic, count, rate, prefix, seed):
         cmd = [
             str(FAIRGATE), "loadgen", "--brokers", self.brokers, "--topic", topic,
@@ -245,7 +257,8 @@ class Bench:
                             fairgate_topics(inp, out), workers)
             cmd = [str(FAIRGATE), "run", "--config", str(cfg)]
         t0 = now_ms()
-        p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT)
+        env = dict(os.environ, FAIRGATE_STATE_KEY=STATE_KEY)
+        p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         self.kids.append(p)
         return p, t0
 
@@ -294,6 +307,8 @@ class Bench:
         group, out = f"b{self.run_id}-g{i}", f"b{self.run_id}.out{i}"
         outs = [out] + ([f"{out}.blocked", f"{out}.dlq"] if kind == "fairgate" else [])
         self.create(*outs, *([f"{out}.alerts"] if kind == "fairgate" else []))
+        if kind == "fairgate":
+            self.create_state(out)
         n = self.a.count
         m0, nisshi0 = machine_cpu(), cpu_seconds(self.nisshi.pid)
         proc, t0 = self.spawn(kind, name, group, inp, out, workers)
@@ -306,6 +321,8 @@ class Bench:
         produced = int(self.probe("ends", *outs, capture=True))
         if produced < n:
             raise SystemExit(f"{name}: {produced} records out for {n} in")
+        deltas = (int(self.probe("ends", f"{out}.exposure", capture=True))
+                  if kind == "fairgate" else 0)
         t_end, _, _, cpu_end, nisshi_end, m_end = s[-1]
         # Steady state: from the first sample with anything committed.
         first = next(x for x in s if x[1] > 0)
@@ -322,6 +339,9 @@ class Bench:
             "workers": workers,
             "records": n,
             "records_out": produced,
+            # Exposure deltas published (campaign state on Kafka).
+            "exposure_records": deltas,
+            "exposure_per_second": round(deltas / total_s),
             "seconds": round(total_s, 3),
             "per_second": round(n / total_s),
             "steady_seconds": round(steady_s, 3) if steady else None,
@@ -364,6 +384,8 @@ class Bench:
         inp, out = f"{base}.in", f"{base}.out"
         outs = [out] + ([f"{out}.blocked", f"{out}.dlq"] if kind == "fairgate" else [])
         self.create(inp, *outs, *([f"{out}.alerts"] if kind == "fairgate" else []))
+        if kind == "fairgate":
+            self.create_state(out)
         group = f"b{self.run_id}-lat{run}-{kind}"
         proc, _ = self.spawn(kind, f"latency{run}-{kind}-{rate}", group, inp, out)
         watcher = self.watch(group, inp)
@@ -531,7 +553,9 @@ def table(r):
         lines.append(
             f"{p['name']:<22}{p['per_second']:>9}{fmt(p['steady_per_second']):>10}"
             f"{p['cpu_us_per_decision']:>12}{fmt(p['steady_cpu_us_per_decision'], '.2f'):>11}"
-            f"{p['broker_cpu_us_per_decision']:>11}{p['machine_busy']:>7.0%}")
+            f"{p['broker_cpu_us_per_decision']:>11}{p['machine_busy']:>7.0%}"
+            + (f"  exposure {p['exposure_records']} deltas ({p['exposure_per_second']}/s)"
+               if p.get("exposure_records") else ""))
     lines += [
         "",
         f"baseline (mean of 2): {s['baseline']['per_second']:.0f}/s "

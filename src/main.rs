@@ -348,6 +348,12 @@ fn run_service(config: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
         }
     };
     if check {
+        if cfg.state.shared
+            && let Err(problem) = cfg.state_key_or_problem()
+        {
+            eprintln!("fairgate: {}: {problem}", config.display());
+            return Ok(ExitCode::from(2));
+        }
         println!(
             "{}: ok — input {} → output {}, policy {} ({})",
             config.display(),

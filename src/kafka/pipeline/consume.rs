@@ -55,7 +55,12 @@ pub(super) struct ConsumeLoop {
     pub(super) flush_every: Duration,
     /// …and as soon as this many input records wait for them.
     pub(super) flush_at: usize,
+    /// When the last input record was handed to a judge thread.
+    pub(super) last_input: tokio::time::Instant,
 }
+
+/// Input quiet this long: the deltas of what was judged are flushed at once.
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 impl ConsumeLoop {
     /// Until `cancel` fires (returns `None`) or an error stops the pipeline.
@@ -79,6 +84,14 @@ impl ConsumeLoop {
                 }
                 a = self.alerts.recv(), if self.alerts_open => self.publish_alert(a).await,
                 _ = flush_tick.tick(), if holding => self.flush().await,
+                // Input paused (a burst ended, or a quiet spell): flush now,
+                // so that what was judged is committed without waiting for
+                // the next tick.
+                _ = tokio::time::sleep_until(self.last_input + IDLE_FLUSH),
+                    if self.shared.holds.as_ref().is_some_and(|h| h.len() > 0) => {
+                    flush_tick.reset();
+                    self.flush().await
+                }
                 // Many records wait on the next flush: flush now, so that
                 // the deltas never hold back max_in_flight.
                 _ = std::future::ready(()), if flush_due => {
@@ -180,6 +193,7 @@ impl ConsumeLoop {
     /// queue can hold every record in flight.
     async fn hand_over(&mut self, job: Job) -> Result<(), PipelineError> {
         self.consumed += 1;
+        self.last_input = tokio::time::Instant::now();
         let at = job.input.partition.rem_euclid(self.queues.len() as i32) as usize;
         self.queues[at]
             .send(job)
