@@ -572,14 +572,6 @@ fn revoked_partitions_are_committed_before_they_move() {
     a.wait_exit(Duration::from_secs(30));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A service configuration for a live run: the shipped policy, HTTP on a
 /// free port (returned), debug logs (so a leak into any log line shows).
 fn live_config(t: &TestTopics, dir: &std::path::Path) -> (std::path::PathBuf, u16) {
@@ -600,26 +592,7 @@ fn live_config(t: &TestTopics, dir: &std::path::Path) -> (std::path::PathBuf, u1
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http(port, "GET", path, None)
 }
 
 /// A live run: the logs carry none of the sensitive values the decisions

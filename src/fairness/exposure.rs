@@ -115,15 +115,16 @@ impl Window {
         self.head = to;
     }
 
-    /// Count one decision in `bucket` for the given flat group indices.
-    /// The caller advances first, so `bucket <= head`.
-    pub fn add(&mut self, bucket: i64, groups: &[usize], selected: bool) -> Placement {
+    /// The slot holding `bucket`, the head moved up to it when it is newer
+    /// (a slot reused for it is emptied first); `None` when the bucket is
+    /// older than the window.
+    fn place(&mut self, bucket: i64) -> Option<usize> {
         let bucket = bucket.max(EMPTY + 1);
         if self.head == EMPTY || bucket > self.head {
             self.advance(bucket);
         }
         if bucket <= self.head.saturating_sub(self.n as i64) {
-            return Placement::Late;
+            return None;
         }
         let slot = self.slot(bucket);
         if self.tags[slot] != bucket {
@@ -132,6 +133,15 @@ impl Window {
             }
             self.tags[slot] = bucket;
         }
+        Some(slot)
+    }
+
+    /// Count one decision in `bucket` for the given flat group indices.
+    /// The caller advances first, so `bucket <= head`.
+    pub fn add(&mut self, bucket: i64, groups: &[usize], selected: bool) -> Placement {
+        let Some(slot) = self.place(bucket) else {
+            return Placement::Late;
+        };
         let base = slot * self.g;
         for &gi in groups {
             let cell = &mut self.cells[base + gi];
@@ -149,20 +159,9 @@ impl Window {
     /// bucket): `cells[g]` is (considered, selected) of group `g`. Cells past
     /// the window's groups are ignored.
     pub fn add_cells(&mut self, bucket: i64, cells: &[[u32; 2]]) -> Placement {
-        let bucket = bucket.max(EMPTY + 1);
-        if self.head == EMPTY || bucket > self.head {
-            self.advance(bucket);
-        }
-        if bucket <= self.head.saturating_sub(self.n as i64) {
+        let Some(slot) = self.place(bucket) else {
             return Placement::Late;
-        }
-        let slot = self.slot(bucket);
-        if self.tags[slot] != bucket {
-            if self.tags[slot] != EMPTY {
-                self.expire_slot(slot);
-            }
-            self.tags[slot] = bucket;
-        }
+        };
         let base = slot * self.g;
         for (gi, &[c, s]) in cells.iter().enumerate().take(self.g) {
             let cell = &mut self.cells[base + gi];

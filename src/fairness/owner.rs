@@ -19,7 +19,7 @@ use crate::fairness::campaign::{OverrideRecord, State, StateMachine, Transition}
 use crate::fairness::exposure::Window;
 use crate::fairness::measures::Counts;
 use crate::fairness::table::machine_of;
-use crate::fairness::tracker::{AlertParts, CampaignReport, alert_event, context, window_info};
+use crate::fairness::tracker::{AlertParts, alert_event, campaign_report, context};
 use crate::fairness::wire::{CampaignRecord, Delta, OverrideCommand, PLATFORM_KEY, PlatformRecord};
 use crate::policy::{Category, CompiledPolicy};
 
@@ -399,24 +399,11 @@ fn record_of(
     platform: &[Counts],
     now_ms: i64,
 ) -> CampaignRecord {
-    let info = window_info(policy, c.window.head());
+    let seen = (c.first_seen_ms, c.last_seen_ms);
     CampaignRecord {
-        report: CampaignReport {
-            campaign: id.to_string(),
-            category: c.category.as_str().into(),
-            state: c.machine.effective(),
-            measured_state: c.machine.state,
-            since_ms: c.machine.since_ms,
-            level: c.machine.last_assessment.map(|a| a.level),
-            finding: c.machine.last_assessment.and_then(|a| a.finding),
-            override_: c.machine.override_.clone(),
-            acknowledged: c.machine.acknowledged.clone(),
-            window: info,
-            window_complete: c.first_seen_ms <= info.start_ms,
-            first_seen_ms: c.first_seen_ms,
-            last_seen_ms: c.last_seen_ms,
-            dimensions: assess::detail(policy, id, c.window.totals(), platform),
-        },
+        report: campaign_report(
+            policy, id, c.category, &c.machine, &c.window, seen, platform,
+        ),
         skewed_since_ms: c.machine.skewed_since_ms,
         applied: c.applied.iter().cloned().collect(),
         policy_version: policy.version.clone(),

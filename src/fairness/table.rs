@@ -6,7 +6,6 @@
 //! Pure: the Kafka reader feeds it rows ([`TableView::apply`]); nothing here
 //! reads a topic or a clock.
 
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -18,8 +17,8 @@ use crate::fairness::assess::Finding;
 use crate::fairness::campaign::{OverrideAction, OverrideRecord, State, StateMachine};
 use crate::fairness::measures::Counts;
 use crate::fairness::tracker::{
-    AlertParts, CampaignReport, CampaignStore, Filter, OverrideError, Page, alert_event,
-    check_override, context, keep_smallest,
+    AlertParts, CampaignReport, CampaignStore, Filter, OverrideError, Page, Pager, WorstFirst,
+    alert_event, check_override, context,
 };
 use crate::fairness::wire::{CampaignRecord, OverrideCommand, PlatformRecord, TableRow};
 use crate::policy::{Category, CompiledPolicy};
@@ -141,6 +140,28 @@ impl TableView {
         out
     }
 
+    /// Campaigns whose rows say ok, without override or acknowledgement,
+    /// and unseen for `idle_ms` by `now_ms`: at most `limit` of them. Rows
+    /// whose owner forgot the campaign before a restart are tombstoned from
+    /// this list, so that the table does not keep every campaign ever seen.
+    pub fn idle(&self, now_ms: i64, idle_ms: i64, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in self.rows.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let rep = &r.report;
+            if rep.state == State::Ok
+                && rep.override_.is_none()
+                && rep.acknowledged.is_none()
+                && now_ms.saturating_sub(rep.last_seen_ms) >= idle_ms
+            {
+                out.push(r.key().to_string());
+            }
+        }
+        out
+    }
+
     /// The platform row, as read.
     pub fn platform(&self) -> Option<PlatformRecord> {
         self.platform.read().clone()
@@ -250,25 +271,11 @@ impl CampaignStore for TableView {
         after: Option<&str>,
         limit: usize,
     ) -> Page {
-        let limit = limit.max(1);
-        let mut smallest: BinaryHeap<Box<str>> = BinaryHeap::with_capacity(limit + 1);
-        let (mut total, mut remaining) = (0usize, 0usize);
+        let mut pager = Pager::new(filter, after, limit);
         for r in self.rows.iter() {
-            let id: &str = r.key();
-            if !filter.matches(id, r.report.state) {
-                continue;
-            }
-            total += 1;
-            if after.is_some_and(|a| id <= a) {
-                continue;
-            }
-            remaining += 1;
-            keep_smallest(&mut smallest, limit, |top| id < &**top, || id.into());
+            pager.offer(r.key(), r.report.state);
         }
-        let ids = smallest.into_sorted_vec();
-        let next = (remaining > ids.len())
-            .then(|| ids.last().map(|id| id.to_string()))
-            .flatten();
+        let (total, ids, next) = pager.finish();
         let campaigns = ids
             .iter()
             .filter_map(|id| self.get(id).map(|r| r.report.clone()))
@@ -293,24 +300,11 @@ impl CampaignStore for TableView {
     }
 
     fn non_ok(&self, limit: usize) -> Vec<(String, State)> {
-        let mut kept: BinaryHeap<(std::cmp::Reverse<State>, Box<str>)> = BinaryHeap::new();
+        let mut worst = WorstFirst::new(limit);
         for r in self.rows.iter() {
-            let state = r.report.state;
-            if state == State::Ok || limit == 0 {
-                continue;
-            }
-            let rank = std::cmp::Reverse(state);
-            keep_smallest(
-                &mut kept,
-                limit,
-                |top| (rank, &**r.key()) < (top.0, &*top.1),
-                || (rank, r.key().clone()),
-            );
+            worst.offer(r.key(), r.report.state);
         }
-        kept.into_sorted_vec()
-            .into_iter()
-            .map(|(state, id)| (id.into(), state.0))
-            .collect()
+        worst.finish()
     }
 
     fn evicted(&self) -> u64 {
@@ -399,8 +393,17 @@ mod tests {
         assert_eq!(t.apply("c", row("c", State::Ok, 9)), Applied::Stale);
         assert_eq!(t.route("c").state, State::Blocked);
         assert_eq!(t.state_counts()[2], (State::Blocked, 1));
+        assert_eq!(t.idle(100, 50, 10), Vec::<String>::new(), "blocked: kept");
+        t.apply("d", row("d", State::Ok, 10));
+        assert_eq!(
+            t.idle(100, 50, 10),
+            vec!["d".to_string()],
+            "ok and unseen since 0"
+        );
+        assert!(t.idle(40, 50, 10).is_empty(), "not idle long enough");
+        t.apply("d", TableRow::Gone);
         assert_eq!(t.apply("c", TableRow::Gone), Applied::Removed);
-        assert_eq!((t.len(), t.evicted()), (0, 1));
+        assert_eq!((t.len(), t.evicted()), (0, 2));
         let p = |updated_ms| {
             TableRow::Platform(PlatformRecord {
                 head: None,

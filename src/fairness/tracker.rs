@@ -457,6 +457,127 @@ fn bucket_end_ms(policy: &CompiledPolicy, b: i64) -> i64 {
     b.saturating_add(1).saturating_mul(policy.bucket_ms)
 }
 
+/// A campaign's report from its state machine and window (first and last
+/// seen, epoch ms), under `policy`, against the `platform` mix.
+pub fn campaign_report(
+    policy: &CompiledPolicy,
+    id: &str,
+    category: Category,
+    machine: &StateMachine,
+    window: &Window,
+    (first_seen_ms, last_seen_ms): (i64, i64),
+    platform: &[Counts],
+) -> CampaignReport {
+    let info = window_info(policy, window.head());
+    CampaignReport {
+        campaign: id.to_string(),
+        category: category.as_str().into(),
+        state: machine.effective(),
+        measured_state: machine.state,
+        since_ms: machine.since_ms,
+        level: machine.last_assessment.map(|a| a.level),
+        finding: machine.last_assessment.and_then(|a| a.finding),
+        override_: machine.override_.clone(),
+        acknowledged: machine.acknowledged.clone(),
+        window: info,
+        window_complete: first_seen_ms <= info.start_ms,
+        first_seen_ms,
+        last_seen_ms,
+        dimensions: assess::detail(policy, id, window.totals(), platform),
+    }
+}
+
+/// One page of ids, gathered whatever the number of campaigns: every
+/// campaign is offered once, and only the `limit` smallest matching ids after
+/// the cursor are kept (a heap of at most `limit`).
+pub struct Pager<'a> {
+    filter: &'a Filter,
+    after: Option<&'a str>,
+    limit: usize,
+    smallest: BinaryHeap<Box<str>>,
+    total: usize,
+    remaining: usize,
+}
+
+impl<'a> Pager<'a> {
+    pub fn new(filter: &'a Filter, after: Option<&'a str>, limit: usize) -> Pager<'a> {
+        let limit = limit.max(1);
+        Pager {
+            filter,
+            after,
+            limit,
+            smallest: BinaryHeap::with_capacity(limit + 1),
+            total: 0,
+            remaining: 0,
+        }
+    }
+
+    pub fn offer(&mut self, id: &str, state: State) {
+        if !self.filter.matches(id, state) {
+            return;
+        }
+        self.total += 1;
+        if self.after.is_some_and(|a| id <= a) {
+            return;
+        }
+        self.remaining += 1;
+        keep_smallest(
+            &mut self.smallest,
+            self.limit,
+            |top| id < &**top,
+            || id.into(),
+        );
+    }
+
+    /// The matching total, the page's ids in order, and the next cursor.
+    pub fn finish(self) -> (usize, Vec<Box<str>>, Option<String>) {
+        let ids = self.smallest.into_sorted_vec();
+        let next = (self.remaining > ids.len())
+            .then(|| ids.last().map(|id| id.to_string()))
+            .flatten();
+        (self.total, ids, next)
+    }
+}
+
+/// At most `limit` campaigns not in state ok, worst first, then by id;
+/// bounded like [`Pager`].
+pub struct WorstFirst {
+    limit: usize,
+    // Ordered so that the heap's top is the entry to drop first: the least
+    // severe state, then the largest id.
+    kept: BinaryHeap<(std::cmp::Reverse<State>, Box<str>)>,
+}
+
+impl WorstFirst {
+    pub fn new(limit: usize) -> WorstFirst {
+        WorstFirst {
+            limit,
+            kept: BinaryHeap::new(),
+        }
+    }
+
+    pub fn offer(&mut self, id: &str, state: State) {
+        if state == State::Ok || self.limit == 0 {
+            return;
+        }
+        let rank = std::cmp::Reverse(state);
+        keep_smallest(
+            &mut self.kept,
+            self.limit,
+            |top| (rank, id) < (top.0, &*top.1),
+            || (rank, id.into()),
+        );
+    }
+
+    pub fn finish(self) -> Vec<(String, State)> {
+        self.kept
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(state, id)| (id.into(), state.0))
+            .collect()
+    }
+}
+
 /// Keep an item among the `limit` smallest held in `heap` (a max-heap, so
 /// its top is the one to drop first): `beats_top` says whether the item is
 /// smaller than the top; `make` builds it, only when it is kept.
@@ -631,23 +752,10 @@ impl Tracker {
         if let Some(h) = head {
             c.window.advance(h);
         }
-        let info = window_info(policy, c.window.head());
-        CampaignReport {
-            campaign: id.to_string(),
-            category: c.category.as_str().into(),
-            state: c.machine.effective(),
-            measured_state: c.machine.state,
-            since_ms: c.machine.since_ms,
-            level: c.machine.last_assessment.map(|a| a.level),
-            finding: c.machine.last_assessment.and_then(|a| a.finding),
-            override_: c.machine.override_.clone(),
-            acknowledged: c.machine.acknowledged.clone(),
-            window: info,
-            window_complete: c.first_seen_ms <= info.start_ms,
-            first_seen_ms: c.first_seen_ms,
-            last_seen_ms: c.last_seen_ms,
-            dimensions: assess::detail(policy, id, c.window.totals(), platform),
-        }
+        let seen = (c.first_seen_ms, c.last_seen_ms);
+        campaign_report(
+            policy, id, c.category, &c.machine, &c.window, seen, platform,
+        )
     }
 
     /// One campaign's report.
@@ -687,25 +795,11 @@ impl Tracker {
         after: Option<&str>,
         limit: usize,
     ) -> Page {
-        let limit = limit.max(1);
-        let mut smallest: BinaryHeap<Box<str>> = BinaryHeap::with_capacity(limit + 1);
-        let (mut total, mut remaining) = (0usize, 0usize);
+        let mut pager = Pager::new(filter, after, limit);
         for c in self.campaigns.iter() {
-            let id: &str = c.key();
-            if !filter.matches(id, c.machine.effective()) {
-                continue;
-            }
-            total += 1;
-            if after.is_some_and(|a| id <= a) {
-                continue;
-            }
-            remaining += 1;
-            keep_smallest(&mut smallest, limit, |top| id < &**top, || id.into());
+            pager.offer(c.key(), c.machine.effective());
         }
-        let ids = smallest.into_sorted_vec();
-        let next = (remaining > ids.len())
-            .then(|| ids.last().map(|id| id.to_string()))
-            .flatten();
+        let (total, ids, next) = pager.finish();
         let (platform, head) = self.platform_totals(policy);
         let campaigns = ids
             .iter()
@@ -737,26 +831,11 @@ impl Tracker {
     /// Ids of at most `limit` campaigns not in state ok, worst first, then by
     /// id (for capped per-campaign metrics). Bounded like [`Tracker::page`].
     pub fn non_ok(&self, limit: usize) -> Vec<(String, State)> {
-        // Ordered so that the heap's top is the entry to drop first: the
-        // least severe state, then the largest id.
-        let mut kept: BinaryHeap<(std::cmp::Reverse<State>, Box<str>)> = BinaryHeap::new();
+        let mut worst = WorstFirst::new(limit);
         for c in self.campaigns.iter() {
-            let state = c.machine.effective();
-            if state == State::Ok || limit == 0 {
-                continue;
-            }
-            let rank = std::cmp::Reverse(state);
-            keep_smallest(
-                &mut kept,
-                limit,
-                |top| (rank, &**c.key()) < (top.0, &*top.1),
-                || (rank, c.key().clone()),
-            );
+            worst.offer(c.key(), c.machine.effective());
         }
-        kept.into_sorted_vec()
-            .into_iter()
-            .map(|(state, id)| (id.into(), state.0))
-            .collect()
+        worst.finish()
     }
 
     /// Apply a campaign manager's override; always yields one audit alert.

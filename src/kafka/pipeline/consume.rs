@@ -66,6 +66,7 @@ impl ConsumeLoop {
     /// Until `cancel` fires (returns `None`) or an error stops the pipeline.
     pub(super) async fn run(&mut self, cancel: &CancellationToken) -> Option<PipelineError> {
         let holding = self.shared.holds.is_some();
+        let mut held_since: Option<tokio::time::Instant> = None;
         let mut flush_tick = tokio::time::interval(self.flush_every);
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -75,6 +76,14 @@ impl ConsumeLoop {
                 .as_ref()
                 .is_some_and(|h| h.len() >= self.flush_at);
             let held_back = !self.paused && self.shared.in_flight.held_back();
+            // The pause is due a fixed time after holding back began: other
+            // branches (the flush tick) must not put it off for ever, or a
+            // consumer held back would never poll, and never serve the
+            // rebalance that could free it.
+            let pause_at = *held_since.get_or_insert_with(tokio::time::Instant::now) + PAUSE_AFTER;
+            if !held_back {
+                held_since = None;
+            }
             let step = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return None,
@@ -108,7 +117,7 @@ impl ConsumeLoop {
                 // partitions and poll again, so that rebalances and group
                 // errors are served. Brief back-pressure leaves the fetched
                 // records in librdkafka's queue instead.
-                _ = tokio::time::sleep(PAUSE_AFTER), if held_back => {
+                _ = tokio::time::sleep_until(pause_at), if held_back => {
                     set_paused(&self.consumer, true);
                     self.paused = true;
                     Ok(())

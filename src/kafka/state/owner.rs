@@ -35,6 +35,11 @@ use crate::fairness::wire::{
 use crate::kafka::pipeline::{alert_out, headers_of};
 use crate::metrics::Metrics;
 
+/// How often rows of long-idle campaigns are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Tombstones written per sweep, at most.
+const SWEEP_MAX: usize = 10_000;
+
 /// A partition being replayed: read it up to `end` before judging it.
 #[derive(Debug)]
 struct Restoring {
@@ -288,6 +293,7 @@ impl OwnerLoop {
     pub(super) fn run(self, stop: Arc<AtomicBool>) {
         let every = Duration::from_millis(self.config.state.judge_interval_ms);
         let mut judged = Instant::now();
+        let mut swept = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => self.take(m.partition(), m.offset(), m.key(), m.payload()),
@@ -300,6 +306,10 @@ impl OwnerLoop {
                 judged = Instant::now();
                 self.check_restoring();
                 self.judge();
+            }
+            if swept.elapsed() >= SWEEP_EVERY {
+                swept = Instant::now();
+                self.sweep_table();
             }
         }
         self.judge();
@@ -441,6 +451,29 @@ impl OwnerLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// Tombstone rows of campaigns idle for twice `idle_evict_secs` that no
+    /// owner holds any more (forgotten before a restart: their owner never
+    /// saw them again). Their live owner forgets them at once
+    /// `idle_evict_secs` and writes the tombstone itself; this catches the
+    /// rest. A campaign that comes back gets a row from its owner again.
+    fn sweep_table(&self) {
+        let ctx = self.consumer.context();
+        let Some(shared) = ctx.guard.shared() else {
+            return;
+        };
+        let idle = ctx.guard.live().policy.idle_evict_ms.saturating_mul(2);
+        let ids = shared.table.idle(ctx.clock.now_ms(), idle, SWEEP_MAX);
+        for id in ids {
+            self.send(
+                &self.config.kafka.topics.campaigns,
+                &id,
+                None,
+                "tombstone",
+                None,
+            );
         }
     }
 
