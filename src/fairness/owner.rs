@@ -129,6 +129,42 @@ pub struct Owner {
     /// Partitions still being replayed: their campaigns are not judged.
     restoring: HashSet<i32>,
     evicted: u64,
+    /// What the windows were made for: a policy with another window or
+    /// other dimensions makes them start afresh (as a local tracker's do).
+    shape: Option<Shape>,
+}
+
+/// The parts of a policy the windows depend on.
+#[derive(Debug)]
+struct Shape {
+    window_ms: i64,
+    bucket_ms: i64,
+    dimensions: Vec<(String, crate::policy::Pointer, Vec<String>)>,
+}
+
+impl Shape {
+    fn of(p: &CompiledPolicy) -> Shape {
+        Shape {
+            window_ms: p.window_ms,
+            bucket_ms: p.bucket_ms,
+            dimensions: p
+                .dimensions
+                .iter()
+                .map(|d| (d.name.clone(), d.pointer.clone(), d.groups.clone()))
+                .collect(),
+        }
+    }
+
+    fn fits(&self, p: &CompiledPolicy) -> bool {
+        self.window_ms == p.window_ms
+            && self.bucket_ms == p.bucket_ms
+            && self.dimensions.len() == p.dimensions.len()
+            && self
+                .dimensions
+                .iter()
+                .zip(&p.dimensions)
+                .all(|(a, b)| a.0 == b.name && a.1 == b.pointer && a.2 == b.groups)
+    }
 }
 
 impl Owner {
@@ -194,6 +230,17 @@ impl Owner {
         }
     }
 
+    /// Windows made for `policy`: a policy with another window or other
+    /// dimensions resets them (states and overrides stay), whatever its version.
+    fn fit(&mut self, policy: &CompiledPolicy) {
+        match &self.shape {
+            Some(s) if s.fits(policy) => return,
+            Some(_) => self.reset_windows(policy),
+            None => {}
+        }
+        self.shape = Some(Shape::of(policy));
+    }
+
     fn entry(
         &mut self,
         policy: &CompiledPolicy,
@@ -222,6 +269,7 @@ impl Owner {
         seed: impl FnOnce() -> Option<CampaignRecord>,
         now_ms: i64,
     ) -> Result<(), Skip> {
+        self.fit(policy);
         if d.groups != policy.total_groups {
             return Err(Skip::Groups);
         }
@@ -265,6 +313,7 @@ impl Owner {
         seed: impl FnOnce() -> Option<CampaignRecord>,
         now_ms: i64,
     ) -> Result<(), Skip> {
+        self.fit(policy);
         let c = self.entry(policy, partition, &cmd.campaign, seed, now_ms, now_ms);
         if c.applied.contains(&cmd.id) || cmd.at_ms < c.last_command_ms {
             return Err(Skip::Replayed);
@@ -296,6 +345,7 @@ impl Owner {
         now_ms: i64,
         refresh_ms: i64,
     ) -> Vec<Out> {
+        self.fit(policy);
         let mut out = Vec::new();
         let head = now_ms.div_euclid(policy.bucket_ms.max(1));
         let mut gone = Vec::new();
@@ -431,8 +481,9 @@ mod tests {
         cells[0] = [n, n * f / 1000];
         cells[1] = [n, n * m / 1000];
         let sel = cells[0][1] + cells[1][1];
-        for c in &mut cells[2..8] {
-            *c = [2 * n / 6, sel / 6];
+        let ages = (p.total_groups - 2) as u32;
+        for c in &mut cells[2..] {
+            *c = [2 * n / ages, sel / ages];
         }
         Delta {
             campaign: id.into(),
@@ -611,6 +662,40 @@ mod tests {
             ),
             Err(Skip::Replayed)
         );
+    }
+
+    #[test]
+    fn a_policy_with_other_dimensions_resets_the_windows_not_the_states() {
+        let p = policy();
+        let mut o = Owner::new();
+        o.merge(&p, 0, &delta(&p, "sk", 1500, 100, 600), || None, NOW)
+            .unwrap();
+        assert_eq!(
+            rows(&o.judge(&p, &platform(&p), NOW, 30_000))[0]
+                .report
+                .state,
+            State::Flagged
+        );
+        let fewer = CompiledPolicy::from_toml(
+            &include_str!("../../config/policy.toml").replace("\"55-64\", \"65+\"", "\"55+\""),
+        )
+        .unwrap();
+        assert_ne!(fewer.total_groups, p.total_groups);
+        o.merge(
+            &fewer,
+            0,
+            &delta(&fewer, "sk", 10, 100, 600),
+            || None,
+            NOW + 1,
+        )
+        .unwrap();
+        let out = o.judge(&fewer, &platform(&fewer), NOW + 30_001, 30_000);
+        let r = rows(&out)[0];
+        assert_eq!(
+            r.report.dimensions[0].considered, 20,
+            "a fresh window of the new shape"
+        );
+        assert_eq!(r.report.measured_state, State::Flagged, "the state stays");
     }
 
     #[test]
