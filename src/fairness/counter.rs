@@ -134,11 +134,13 @@ impl Counter {
                 e.category = category;
                 e.add(self.groups, ts_ms, bucket, groups, selected);
             }
-            None => {
-                let mut p = Pending::new(category, ts_ms);
-                p.add(self.groups, ts_ms, bucket, groups, selected);
-                batch.campaigns.insert(campaign.into(), p);
-            }
+            // Two threads may miss at once: `entry` makes the second add to
+            // the first one's counts instead of replacing them.
+            None => batch
+                .campaigns
+                .entry(campaign.into())
+                .or_insert_with(|| Pending::new(category, ts_ms))
+                .add(self.groups, ts_ms, bucket, groups, selected),
         }
     }
 
