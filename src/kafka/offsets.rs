@@ -300,8 +300,11 @@ mod tests {
     /// One step of the model-based test.
     #[derive(Debug, Clone)]
     enum Op {
-        /// Read the partition's next offset, needing this many deliveries.
-        Begin(i32, u32),
+        /// Read the partition's next offset, needing this many deliveries,
+        /// held or not for an exposure flush.
+        Begin(i32, u32, bool),
+        /// Release the hold of the n-th held record (mod len).
+        Release(i32, usize),
         /// Acknowledge one delivery of the n-th outstanding record (mod len).
         Ack(i32, usize),
         /// Commit what is committable.
@@ -312,7 +315,8 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0..2i32, 0..3u32).prop_map(|(p, d)| Op::Begin(p, d)),
+            4 => (0..2i32, 0..3u32, any::<bool>()).prop_map(|(p, d, h)| Op::Begin(p, d, h)),
+            2 => (0..2i32, any::<usize>()).prop_map(|(p, n)| Op::Release(p, n)),
             5 => (0..2i32, any::<usize>()).prop_map(|(p, n)| Op::Ack(p, n)),
             2 => (0..2i32).prop_map(Op::Commit),
             1 => (0..2i32).prop_map(Op::Reassign),
@@ -325,16 +329,16 @@ mod tests {
     struct Model {
         generation: u64,
         next_offset: i64,
-        /// (offset, deliveries outstanding) of records not yet committed.
-        records: Vec<(i64, u32)>,
+        /// (offset, deliveries outstanding, held) of records not yet committed.
+        records: Vec<(i64, u32, bool)>,
         committed: Option<i64>,
     }
 
     impl Model {
         /// The first offset not fully acknowledged, or one past the last read.
         fn committable(&self) -> Option<i64> {
-            let next = match self.records.iter().find(|(_, n)| *n > 0) {
-                Some(&(off, _)) => off,
+            let next = match self.records.iter().find(|(_, n, held)| *n > 0 || *held) {
+                Some(&(off, _, _)) => off,
                 None => self.records.last()?.0 + 1,
             };
             self.committed.is_none_or(|c| next > c).then_some(next)
@@ -342,10 +346,11 @@ mod tests {
     }
 
     proptest! {
-        /// Against a plain model, under any interleaving of reads,
-        /// acknowledgements, commits and reassignments on two partitions: the
-        /// committable offset is exactly the first record not fully
-        /// acknowledged (never past it, never short of it), commits release
+        /// Against a plain model, under any interleaving of reads (held for
+        /// an exposure flush or not), acknowledgements, releases of holds,
+        /// commits and reassignments on two partitions: the committable
+        /// offset is exactly the first record not fully acknowledged or still
+        /// held (never past it, never short of it), commits release
         /// exactly the records below them, and a stale generation changes nothing.
         #[test]
         fn never_commits_past_an_unacknowledged_record(ops in prop::collection::vec(op(), 1..200)) {
@@ -357,11 +362,22 @@ mod tests {
             let mut stale: Vec<(i32, u64, i64)> = Vec::new();
             for op in ops {
                 match op {
-                    Op::Begin(p, d) => {
+                    Op::Begin(p, d, held) => {
                         let mp = &mut m[p as usize];
-                        prop_assert!(o.begin(p, mp.generation, mp.next_offset, d));
-                        mp.records.push((mp.next_offset, d));
+                        prop_assert!(o.begin_held(p, mp.generation, mp.next_offset, d, 10, held));
+                        mp.records.push((mp.next_offset, d, held));
                         mp.next_offset += 1;
+                    }
+                    Op::Release(p, n) => {
+                        let mp = &mut m[p as usize];
+                        let held: Vec<usize> = (0..mp.records.len()).filter(|&i| mp.records[i].2).collect();
+                        if held.is_empty() {
+                            continue;
+                        }
+                        let i = held[n % held.len()];
+                        mp.records[i].2 = false;
+                        let done = mp.records[i].1 == 0;
+                        prop_assert_eq!(o.release_hold(p, mp.generation, mp.records[i].0), done);
                     }
                     Op::Ack(p, n) => {
                         let mp = &mut m[p as usize];
@@ -377,9 +393,9 @@ mod tests {
                     Op::Commit(p) => {
                         let mp = &mut m[p as usize];
                         if let Some(next) = o.committable(p) {
-                            let released = mp.records.iter().filter(|(off, _)| *off < next).count();
+                            let released = mp.records.iter().filter(|(off, _, _)| *off < next).count();
                             prop_assert_eq!(o.committed(p, next), released);
-                            mp.records.retain(|(off, _)| *off >= next);
+                            mp.records.retain(|(off, _, _)| *off >= next);
                             mp.committed = Some(next);
                         }
                         // Committing the same offset again releases nothing.
@@ -390,7 +406,7 @@ mod tests {
                     Op::Reassign(p) => {
                         let mp = &mut m[p as usize];
                         let held = mp.records.len();
-                        if let Some(&(off, _)) = mp.records.iter().find(|(_, n)| *n > 0) {
+                        if let Some(&(off, _, _)) = mp.records.iter().find(|(_, n, _)| *n > 0) {
                             stale.push((p, mp.generation, off));
                         }
                         prop_assert_eq!(o.revoke(p), held);
