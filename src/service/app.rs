@@ -18,6 +18,14 @@ use crate::kafka::state::Commands;
 use crate::metrics::Metrics;
 use crate::policy::{CompiledPolicy, PolicyError, PolicyIssue};
 
+/// An override taken: its audit alert, and whether this instance's routing
+/// already shows it (always, when state is not shared).
+#[derive(Debug)]
+pub struct Applied {
+    pub alert: AlertEvent,
+    pub applied: bool,
+}
+
 /// How long an override request waits for its campaign's row to show it.
 const WAIT_APPLIED: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -148,7 +156,8 @@ impl App {
         action: OverrideAction,
         by: &str,
         reason: &str,
-    ) -> Result<AlertEvent, OverrideError> {
+    ) -> Result<Applied, OverrideError> {
+        let mut applied = true;
         let alert = match self.guard.shared() {
             Some(shared) => {
                 let Some(commands) = self.commands.get() else {
@@ -172,15 +181,21 @@ impl App {
                     .await
                     .map_err(OverrideError::Unavailable)?;
                 let start = std::time::Instant::now();
-                while start.elapsed() < WAIT_APPLIED {
-                    if shared
+                let seen = || {
+                    shared
                         .table
                         .get(campaign)
                         .is_some_and(|r| r.applied.contains(&id))
-                    {
-                        break;
-                    }
+                };
+                while !seen() && start.elapsed() < WAIT_APPLIED {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                applied = seen();
+                if !applied {
+                    warn!(
+                        campaign,
+                        "override sent to the campaign's owner, not yet in this instance's table"
+                    );
                 }
                 alert
             }
@@ -201,7 +216,7 @@ impl App {
         if self.alerts_tx.send(alert.clone()).await.is_err() {
             warn!("alert channel closed; override alert not published");
         }
-        Ok(alert)
+        Ok(Applied { alert, applied })
     }
 
     /// Refresh gauges that mirror in-memory state (called before each scrape).

@@ -303,7 +303,9 @@ async fn override_campaign(
         .apply_override(&id, body.action, &body.by, &body.reason)
         .await
     {
-        Ok(alert) => axum::Json(json!({"applied": true, "alert": alert})).into_response(),
+        // `applied`: this instance routes by it already; false when the
+        // owner has not written it back within 5 s (it still will).
+        Ok(a) => axum::Json(json!({"applied": a.applied, "alert": a.alert})).into_response(),
         Err(e @ OverrideError::Unavailable(_)) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
