@@ -158,7 +158,7 @@ struct DiffArgs {
     /// Judge as if the clock read this (epoch ms); default: event time.
     #[arg(long)]
     now_ms: Option<i64>,
-    /// Write the report as one JSON document here.
+    /// Write the report as one JSON document here (default: standard output).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Write the report as a self-contained HTML page here.
@@ -557,9 +557,12 @@ fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
             a.examples,
         )?
     };
-    if let Some(path) = &a.json {
-        std::fs::write(path, fairgate::tools::diff::to_json(&report))
-            .with_context(|| format!("writing {}", path.display()))?;
+    let json = fairgate::tools::diff::to_json(&report);
+    match &a.json {
+        Some(path) => {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().lock().write_all(&json)?,
     }
     if let Some(path) = &a.html {
         std::fs::write(path, fairgate::tools::diff::to_html(&report))

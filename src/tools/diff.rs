@@ -271,8 +271,8 @@ pub fn to_html(r: &DiffReport) -> String {
     h
 }
 
+/// The cells of a row whose opening (`<tr>` and any header cells) is written.
 fn row(h: &mut String, cells: &[String]) {
-    h.push_str("<tr>");
     for c in cells {
         let _ = write!(h, "<td class=\"n\">{c}</td>");
     }
