@@ -540,3 +540,94 @@ fn campaign_diffs(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::guard::Facts;
+
+    fn judged(id: &str, ts: i64, state: State, removed: &str) -> Judgement {
+        let mut headers = vec![(headers::DECISION_ID, id.to_string())];
+        if !removed.is_empty() {
+            headers.push((headers::REMOVED, removed.to_string()));
+        }
+        Judgement {
+            route: if state == State::Blocked {
+                Route::Blocked
+            } else {
+                Route::Output
+            },
+            key: Some(b"cmp-1".to_vec()),
+            headers,
+            payload: b"{}".to_vec(),
+            alert: None,
+            facts: Facts {
+                state: Some(state),
+                ts_ms: Some(ts),
+                ..Facts::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_flip_dates_from_the_last_stretch_of_disagreement() {
+        use State::*;
+        let mut t = Tally::new(1);
+        let steps = [
+            (Ok, Ok),
+            (Ok, Flagged),
+            (Ok, Flagged),
+            (Ok, Ok),
+            (Flagged, Blocked),
+            (Ok, Flagged),
+            (Ok, Flagged),
+        ];
+        for (i, (a, b)) in steps.into_iter().enumerate() {
+            let id = format!("d{i}");
+            t.add(
+                &judged(&id, i as i64, a, "/a"),
+                &judged(&id, i as i64, b, "/b"),
+            );
+        }
+        let (totals, kinds, campaigns) = t.finish(&[], &[], Both::default(), Both::default());
+        assert_eq!(totals.flips, 1);
+        assert_eq!(totals.changed, 7, "the pointers differ everywhere");
+        assert_eq!(totals.published_differs, 1, "one decision routed elsewhere");
+        let c = &campaigns[0];
+        let flip = c.flip.as_ref().unwrap();
+        assert_eq!((flip.from, flip.to), (Ok, Flagged));
+        assert_eq!((flip.since_ts_ms, flip.since_decision.as_str()), (5, "d5"));
+        let stretches: Vec<(State, State, i64, u64)> = c
+            .divergences
+            .iter()
+            .map(|d| (d.from, d.to, d.first_ts_ms, d.decisions))
+            .collect();
+        assert_eq!(
+            stretches,
+            [
+                (Ok, Flagged, 1, 2),
+                (Flagged, Blocked, 4, 1),
+                (Ok, Flagged, 5, 2)
+            ]
+        );
+        let removed = &kinds[Kind::Removed as usize];
+        assert_eq!(removed.examples, ["d0"], "one example kept");
+        assert_eq!(
+            removed.pointers,
+            [
+                PointerChange {
+                    pointer: "/a".into(),
+                    current_only: 7,
+                    candidate_only: 0
+                },
+                PointerChange {
+                    pointer: "/b".into(),
+                    current_only: 0,
+                    candidate_only: 7
+                }
+            ]
+        );
+        let state = &kinds[Kind::CampaignState as usize];
+        assert_eq!(state.count, 5);
+    }
+}
