@@ -191,6 +191,63 @@ fn count_route(b: &mut Both, r: Route, current: bool, want: Route) {
     }
 }
 
+/// How one decision's two judgements differ: the offline diff and the
+/// live shadow count with this one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Compared {
+    /// By [`Kind`] (index `kind as usize`).
+    pub kinds: [bool; Kind::ALL.len()],
+    /// Another topic, or other value bytes.
+    pub published_differs: bool,
+}
+
+impl Compared {
+    /// Any kind of change.
+    pub fn changed(&self) -> bool {
+        self.kinds.iter().any(|&k| k)
+    }
+}
+
+/// The header a pointer kind is read from.
+fn pointer_header(kind: Kind) -> &'static str {
+    if kind == Kind::Removed {
+        headers::REMOVED
+    } else {
+        headers::COARSENED
+    }
+}
+
+/// The value of one kind in one judgement, as the report shows it.
+fn value(kind: Kind, j: &Judgement) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    match kind {
+        Kind::Route => Cow::Borrowed(j.route.as_str()),
+        Kind::Consent => Cow::Borrowed(j.facts.consent.map_or("none", |v| v.outcome.as_str())),
+        Kind::ConsentReason => Cow::Borrowed(header(j, headers::CONSENT_REASON)),
+        Kind::Removed | Kind::Coarsened => Cow::Borrowed(header(j, pointer_header(kind))),
+        Kind::SegmentsRemoved => Cow::Owned(j.facts.segments.to_string()),
+        Kind::CampaignState => Cow::Borrowed(j.facts.state.map_or("none", State::as_str)),
+    }
+}
+
+/// Compare two judgements of the same input. Dead letters under both differ in nothing.
+pub fn compare(cur: &Judgement, cand: &Judgement) -> Compared {
+    let mut c = Compared {
+        published_differs: cur.route != cand.route || cur.payload != cand.payload,
+        ..Compared::default()
+    };
+    if cur.route == Route::DeadLetter && cand.route == Route::DeadLetter {
+        return c;
+    }
+    for kind in Kind::ALL {
+        c.kinds[kind as usize] = match kind {
+            Kind::SegmentsRemoved => cur.facts.segments != cand.facts.segments,
+            _ => value(kind, cur) != value(kind, cand),
+        };
+    }
+    c
+}
+
 impl Tally {
     /// A tally keeping up to `examples` decision ids per kind of change.
     pub fn new(examples: usize) -> Tally {
@@ -219,9 +276,8 @@ impl Tally {
         }
         self.alerts.current += u64::from(cur.alert.is_some());
         self.alerts.candidate += u64::from(cand.alert.is_some());
-        if cur.route != cand.route || cur.payload != cand.payload {
-            self.published_differs += 1;
-        }
+        let c = compare(cur, cand);
+        self.published_differs += u64::from(c.published_differs);
         if cur.route == Route::DeadLetter && cand.route == Route::DeadLetter {
             return;
         }
@@ -231,47 +287,16 @@ impl Tally {
         } else {
             id
         };
-        let mut changed = false;
-        if cur.route != cand.route {
-            changed = true;
-            self.note(Kind::Route, id, cur.route.as_str(), cand.route.as_str());
-        }
-        let outcome = |j: &Judgement| j.facts.consent.map_or("none", |v| v.outcome.as_str());
-        if outcome(cur) != outcome(cand) {
-            changed = true;
-            self.note(Kind::Consent, id, outcome(cur), outcome(cand));
-        }
-        let (a, b) = (
-            header(cur, headers::CONSENT_REASON),
-            header(cand, headers::CONSENT_REASON),
-        );
-        if a != b {
-            changed = true;
-            self.note(Kind::ConsentReason, id, a, b);
-        }
-        for (kind, name) in [
-            (Kind::Removed, headers::REMOVED),
-            (Kind::Coarsened, headers::COARSENED),
-        ] {
-            let (a, b) = (header(cur, name), header(cand, name));
-            if a != b {
-                changed = true;
-                self.note_pointers(kind, id, a, b);
+        for kind in Kind::ALL.into_iter().filter(|&k| c.kinds[k as usize]) {
+            match kind {
+                Kind::Removed | Kind::Coarsened => {
+                    let name = pointer_header(kind);
+                    self.note_pointers(kind, id, header(cur, name), header(cand, name));
+                }
+                _ => self.note(kind, id, &value(kind, cur), &value(kind, cand)),
             }
         }
-        if cur.facts.segments != cand.facts.segments {
-            changed = true;
-            let (a, b) = (
-                cur.facts.segments.to_string(),
-                cand.facts.segments.to_string(),
-            );
-            self.note(Kind::SegmentsRemoved, id, &a, &b);
-        }
-        let state = |j: &Judgement| j.facts.state.map_or("none", State::as_str);
-        if state(cur) != state(cand) {
-            changed = true;
-            self.note(Kind::CampaignState, id, state(cur), state(cand));
-        }
+        let changed = c.changed();
         self.changed += u64::from(changed);
         if let Some(key) = cur.key.as_deref().or(cand.key.as_deref()) {
             self.campaign(key, id, cur, cand, changed);
