@@ -426,3 +426,170 @@ fn an_invalid_candidate_is_refused_with_every_error_listed() {
     assert!(err.contains("fairness.baselines[0].shares"), "{err}");
     assert!(!json_path.exists(), "no report from an invalid candidate");
 }
+
+// ---------------------------------------------------------------------------
+// The shadow policy, live
+// ---------------------------------------------------------------------------
+
+use std::sync::Arc;
+
+use fairgate::clock::ManualClock;
+use fairgate::core::shadow::Shadow;
+use fairgate::kafka::pipeline::{GuardStage, Input, Stage};
+use fairgate::metrics::Metrics;
+
+/// The records a guard stage publishes for `input`, and its metrics.
+fn through_stage(input: &[u8], now_ms: i64, shadow: Option<&str>) -> (Vec<String>, Metrics) {
+    let metrics = Metrics::new(prometheus::Registry::new(), 10);
+    let mut stage = GuardStage::new(
+        Arc::new(guard(&policy(|p| p))),
+        metrics.clone(),
+        Arc::new(ManualClock::new(now_ms)),
+        None,
+    );
+    if let Some(text) = shadow {
+        let s = Arc::new(Shadow::new());
+        s.set(Some(CompiledPolicy::from_toml(text).unwrap()));
+        stage = stage.with_shadow(s);
+    }
+    let mut published = Vec::new();
+    for (i, line) in input.split(|&b| b == b'\n').enumerate() {
+        if i > 0 && line.is_empty() {
+            continue;
+        }
+        for p in stage.process(Input {
+            partition: 0,
+            offset: i as i64,
+            key: Some(b"k".to_vec()),
+            payload: line.to_vec(),
+            headers: Vec::new(),
+        }) {
+            let o = p.out;
+            published.push(format!(
+                "{:?} {:?} {:?} {}",
+                o.role,
+                o.key,
+                o.headers,
+                String::from_utf8_lossy(&o.payload)
+            ));
+        }
+    }
+    (published, metrics)
+}
+
+#[test]
+fn the_shadow_publishes_nothing_new_and_counts_what_diff_counts() {
+    let input = synth_input(3_000, 97);
+    let now = T0 + 3_000 * 50;
+    let candidate = policy(required_purpose_added);
+    let (off, _) = through_stage(&input, now, None);
+    let (on, metrics) = through_stage(&input, now, Some(&candidate));
+    assert_eq!(
+        on, off,
+        "the published records are the same, shadow on or off"
+    );
+
+    let report = run_diff(&policy(|p| p), &candidate, &input, Some(now));
+    let s = &metrics.shadow;
+    assert_eq!(s.decisions.get(), report.totals.lines);
+    for k in &report.changes {
+        assert_eq!(
+            s.changes.with_label_values(&[k.kind.as_str()]).get(),
+            k.count,
+            "{}",
+            k.kind.as_str()
+        );
+    }
+    assert!(
+        report.changes[1].count > 100,
+        "the candidate changes something"
+    );
+    assert_eq!(s.changed.get(), report.totals.changed);
+    assert_eq!(s.published_differs.get(), report.totals.published_differs);
+    assert_eq!(
+        s.routes.with_label_values(&["output"]).get(),
+        report.totals.output.candidate
+    );
+    assert_eq!(
+        s.routes.with_label_values(&["dead_letter"]).get(),
+        report.totals.dead_letter.candidate
+    );
+}
+
+#[test]
+fn shadow_is_turned_on_and_off_by_a_reload() {
+    let dir = temp_dir("shadow");
+    let (live, shadow) = (dir.join("policy.toml"), dir.join("policy.shadow.toml"));
+    std::fs::write(&live, POLICY).unwrap();
+    let _ = std::fs::remove_file(&shadow);
+    let (app, _alerts) = fairgate::service::App::new(
+        Arc::new(guard(POLICY)),
+        Metrics::new(prometheus::Registry::new(), 10),
+        Arc::new(ManualClock::new(T0)),
+        Some(live.clone()),
+        None,
+    );
+    app.set_shadow_path(shadow.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let info = |app: &fairgate::service::App| {
+        let text = {
+            use prometheus::Encoder;
+            let mut buf = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&app.metrics.registry.gather(), &mut buf)
+                .unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        text.lines()
+            .filter(|l| l.starts_with("fairgate_shadow_policy_info{"))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+
+    let r = rt.block_on(app.reload_policy("test")).unwrap();
+    assert_eq!(r.shadow.unwrap().result, "off");
+    assert_eq!(app.shadow.version(), None);
+
+    std::fs::write(&shadow, required_purpose_added(POLICY.to_string())).unwrap();
+    let r = rt.block_on(app.reload_policy("test")).unwrap();
+    let s = r.shadow.unwrap();
+    assert_eq!(
+        (s.result, s.version.as_deref()),
+        ("applied", Some("candidate"))
+    );
+    assert_eq!(
+        info(&app),
+        ["fairgate_shadow_policy_info{version=\"candidate\"} 1"]
+    );
+
+    // An invalid shadow is refused, every problem listed; the running one stays.
+    std::fs::write(
+        &shadow,
+        POLICY
+            .replace("vendor_id = 755", "vendor_id = 0")
+            .replace("window_secs = 3600", "window_secs = 3601"),
+    )
+    .unwrap();
+    let err = rt.block_on(app.reload_shadow("test")).unwrap_err();
+    assert_eq!(err.issues().len(), 2, "{err}");
+    assert_eq!(app.shadow.version().as_deref(), Some("candidate"));
+    let r = rt.block_on(app.reload_policy("test")).unwrap();
+    assert_eq!(r.shadow.unwrap().result, "rejected");
+    assert_eq!(
+        app.metrics
+            .shadow
+            .reloads
+            .with_label_values(&["rejected"])
+            .get(),
+        2
+    );
+
+    std::fs::remove_file(&shadow).unwrap();
+    let r = rt.block_on(app.reload_policy("test")).unwrap();
+    assert_eq!(r.shadow.unwrap().result, "off");
+    assert_eq!(app.shadow.version(), None);
+    assert!(info(&app).is_empty());
+}

@@ -11,6 +11,8 @@
 //! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
 //! * [`diff`] — two judgements of one decision compared (current and
 //!   candidate policy), tallied over a replay (`fairgate diff`).
+//! * [`shadow`] — a candidate policy judged beside the live one in the
+//!   running service, what it would change counted, nothing published.
 //! * [`guard`] — the pipeline order in one place: bytes in, one
 //!   [`guard::Judgement`] out (consent, exposure and campaign state, strip, route).
 
@@ -20,4 +22,5 @@ pub mod diff;
 pub mod edit;
 pub mod guard;
 pub mod rewrite;
+pub mod shadow;
 pub mod strip;
