@@ -375,6 +375,12 @@ fn run_service(config: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    if let Some(shadow) = cfg.shadow_policy.as_ref().filter(|p| p.exists())
+        && let Err(e) = CompiledPolicy::load(shadow)
+    {
+        eprintln!("fairgate: shadow_policy {}: {e}", shadow.display());
+        return Ok(ExitCode::from(2));
+    }
     if check {
         if cfg.state.shared
             && let Err(problem) = cfg.state_key_or_problem()
