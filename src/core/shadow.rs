@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use crate::core::decision::{Decision, Reject};
 use crate::core::diff::{Compared, compare};
 use crate::core::guard::{Guard, Judgement, Now, Route};
 use crate::policy::CompiledPolicy;
@@ -61,17 +62,19 @@ impl Shadow {
     }
 
     /// Judge the record under the shadow policy too, at the same `now` as
-    /// the live judgement `live`, and say how the two differ.
+    /// the live judgement `live` and from the same reading `read`
+    /// ([`Guard::judge_read`]), and say how the two differ.
     pub fn judge(
         &self,
         live: &Judgement,
         key: Option<&[u8]>,
         bytes: &[u8],
+        read: &Result<Decision, Reject>,
         now: Now,
     ) -> Option<ShadowJudged> {
         let g = self.guard.load();
         let g = g.as_ref()?;
-        let j = g.judge(key, bytes, now);
+        let j = g.judge_read(key, bytes, read, now);
         Some(ShadowJudged {
             compared: compare(live, &j),
             route: j.route,

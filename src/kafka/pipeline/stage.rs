@@ -9,8 +9,12 @@ use tracing::{error, info};
 
 use super::records::{Out, Role, alert_out};
 use crate::clock::Clock;
+use crate::core::decision::{Decision, Reject};
 use crate::core::guard::{Guard, Judgement, Now, Route};
 use crate::core::shadow::Shadow;
+
+/// A record as read by [`Decision::parse`], once for the live and the shadow guard.
+type Read = Result<Decision, Reject>;
 use crate::fairness::alert::AlertEvent;
 use crate::metrics::Metrics;
 
@@ -106,12 +110,13 @@ impl GuardStage {
         self
     }
 
-    /// The record judged under the shadow policy as well, and counted; what
-    /// is published is `live`, untouched. A failure there costs only the count.
-    fn shadow(&self, live: &Judgement, input: &Input, now: Now) {
+    /// The record judged under the shadow policy as well, from the same
+    /// reading, and counted; what is published is `live`, untouched. A
+    /// failure there costs only the count.
+    fn shadow(&self, live: &Judgement, input: &Input, read: &Read, now: Now) {
         let Some(shadow) = &self.shadow else { return };
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shadow.judge(live, input.key.as_deref(), &input.payload, now)
+            shadow.judge(live, input.key.as_deref(), &input.payload, read, now)
         }));
         match judged {
             Ok(Some(s)) => self.metrics.shadow.observe(&s),
@@ -124,16 +129,26 @@ impl GuardStage {
 
     /// judge never panics on input (property-tested); should a bug make it,
     /// the record goes to the dead-letter topic instead of taking the thread
-    /// down, and every restart with it.
-    fn judge(&self, input: &Input, now: Now) -> Judgement {
+    /// down, and every restart with it. Returns the reading too, when the
+    /// guard got through (the shadow judges from it).
+    fn judge(&self, input: &Input, now: Now) -> (Judgement, Option<Read>) {
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.guard.judge(input.key.as_deref(), &input.payload, now)
+            let read = Decision::parse(&input.payload);
+            let j = self
+                .guard
+                .judge_read(input.key.as_deref(), &input.payload, &read, now);
+            (j, read)
         }));
-        judged.unwrap_or_else(|_| {
-            error!(target: "fairgate::kafka", partition = input.partition, offset = input.offset, "the guard failed on a record (a bug); it goes to the dead-letter topic");
-            self.guard
-                .internal_error(input.key.as_deref(), &input.payload)
-        })
+        match judged {
+            Ok((j, read)) => (j, Some(read)),
+            Err(_) => {
+                error!(target: "fairgate::kafka", partition = input.partition, offset = input.offset, "the guard failed on a record (a bug); it goes to the dead-letter topic");
+                let j = self
+                    .guard
+                    .internal_error(input.key.as_deref(), &input.payload);
+                (j, None)
+            }
+        }
     }
 
     /// A campaign changed state: log it, and hand it to the other sinks.
@@ -155,9 +170,11 @@ impl Stage for GuardStage {
     /// campaign's state.
     fn process(&self, input: Input) -> Vec<Produced> {
         let now = Now::At(self.clock.now_ms());
-        let j = self.judge(&input, now);
+        let (j, read) = self.judge(&input, now);
         self.metrics.observe(&j);
-        self.shadow(&j, &input, now);
+        if let Some(read) = &read {
+            self.shadow(&j, &input, read, now);
+        }
         let role = match j.route {
             Route::Output => Role::Output,
             Route::Blocked => Role::Blocked,
