@@ -14,6 +14,12 @@ use serde::Deserialize;
 pub struct Config {
     /// Path of the policy file (relative paths are relative to this config file).
     pub policy: PathBuf,
+    /// Path of the shadow policy file (relative as `policy`): while this file
+    /// exists, every decision is judged under it as well and what it would
+    /// change is counted (`fairgate_shadow_*`); nothing it decides is
+    /// published. Read with every policy reload: creating or removing the
+    /// file turns shadow on or off without a restart.
+    pub shadow_policy: Option<PathBuf>,
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -358,6 +364,12 @@ impl Config {
             && let Some(dir) = path.parent()
         {
             c.policy = dir.join(&c.policy);
+        }
+        if let Some(shadow) = &c.shadow_policy
+            && shadow.is_relative()
+            && let Some(dir) = path.parent()
+        {
+            c.shadow_policy = Some(dir.join(shadow));
         }
         Ok(c)
     }

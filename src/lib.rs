@@ -24,7 +24,8 @@
 //!   → produce pipeline (at least once).
 //! * [`service`] — the running service: shared state, HTTP API and status
 //!   page, alert webhook, policy watcher, signals.
-//! * [`tools`] — the commands around it: offline `check`, synthetic traffic,
+//! * [`tools`] — the commands around it: offline `check` and `diff` (what a
+//!   candidate policy would change), synthetic traffic,
 //!   load generator, demo, end-to-end benchmark.
 //! * [`config`] — the service configuration, strict, every error listed.
 //! * [`metrics`] — every Prometheus metric, defined in one place.

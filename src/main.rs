@@ -46,6 +46,8 @@ enum Command {
     Loadgen(LoadgenArgs),
     /// Run the guard over a file of JSON-lines decisions, offline.
     Check(CheckArgs),
+    /// What a candidate policy would change: recorded decisions judged under both.
+    Diff(DiffArgs),
     /// End-to-end benchmark: pass-through vs fairgate through one broker.
     BenchE2e(BenchE2eArgs),
     /// Policy tools.
@@ -140,6 +142,31 @@ struct CheckArgs {
     /// Judge as if the clock read this (epoch ms); default: event time.
     #[arg(long)]
     now_ms: Option<i64>,
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The policy in force.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The candidate policy.
+    #[arg(long)]
+    candidate: PathBuf,
+    /// Input file of JSON lines, or `-` for standard input.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Judge as if the clock read this (epoch ms); default: event time.
+    #[arg(long)]
+    now_ms: Option<i64>,
+    /// Write the report as one JSON document here (default: standard output).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Example decision ids kept per kind of change.
+    #[arg(long, default_value_t = 10)]
+    examples: usize,
 }
 
 #[derive(Args)]
@@ -294,6 +321,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             a.report.as_deref(),
             a.now_ms,
         ),
+        Command::Diff(a) => diff(a),
         Command::Generate(a) => generate(a),
     }
 }
@@ -347,6 +375,12 @@ fn run_service(config: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    if let Some(shadow) = cfg.shadow_policy.as_ref().filter(|p| p.exists())
+        && let Err(e) = CompiledPolicy::load(shadow)
+    {
+        eprintln!("fairgate: shadow_policy {}: {e}", shadow.display());
+        return Ok(ExitCode::from(2));
+    }
     if check {
         if cfg.state.shared
             && let Err(problem) = cfg.state_key_or_problem()
@@ -488,5 +522,73 @@ fn check(
         let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         serde_json::to_writer_pretty(BufWriter::new(f), &doc)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fairgate diff`: both policies loaded (every problem of each listed,
+/// exit 2), every line judged under both, the report written.
+fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
+    let (current, candidate) = (
+        CompiledPolicy::load(&a.policy),
+        CompiledPolicy::load(&a.candidate),
+    );
+    let (current, candidate) = match (current, candidate) {
+        (Ok(c), Ok(n)) => (c, n),
+        (c, n) => {
+            if let Err(e) = c {
+                eprintln!("fairgate diff: policy {}: {e}", a.policy.display());
+            }
+            if let Err(e) = n {
+                eprintln!("fairgate diff: candidate {}: {e}", a.candidate.display());
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let (current, candidate) = (Guard::new(current), Guard::new(candidate));
+    let report = if a.input == "-" {
+        fairgate::tools::diff::run(
+            &current,
+            &candidate,
+            std::io::stdin().lock(),
+            a.now_ms,
+            a.examples,
+        )?
+    } else {
+        let f = File::open(&a.input).with_context(|| format!("opening {}", a.input))?;
+        fairgate::tools::diff::run(
+            &current,
+            &candidate,
+            BufReader::with_capacity(1 << 20, f),
+            a.now_ms,
+            a.examples,
+        )?
+    };
+    let json = fairgate::tools::diff::to_json(&report);
+    match &a.json {
+        Some(path) => {
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::stdout().lock().write_all(&json)?,
+    }
+    if let Some(path) = &a.html {
+        std::fs::write(path, fairgate::tools::diff::to_html(&report))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let t = &report.totals;
+    eprintln!(
+        "fairgate diff: {} lines: {} changed, {} published differently; output {} → {} ({:+}), \
+         blocked {} → {}, dead letter {} / {}; {} campaign(s) flip",
+        t.lines,
+        t.changed,
+        t.published_differs,
+        t.output.current,
+        t.output.candidate,
+        t.output.difference,
+        t.blocked.current,
+        t.blocked.candidate,
+        t.dead_letter.current,
+        t.dead_letter.candidate,
+        t.flips
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -85,6 +85,111 @@ pub struct Metrics {
     pub campaign_series_cap: usize,
     /// Campaign state on Kafka: deltas, table, owners.
     pub state: StateMetrics,
+    /// The shadow policy: what it would change.
+    pub shadow: ShadowMetrics,
+}
+
+/// The shadow policy (`shadow_policy`): what it would change, never published.
+#[derive(Clone)]
+pub struct ShadowMetrics {
+    /// Decisions judged under the shadow policy as well.
+    pub decisions: IntCounter,
+    /// Decisions the shadow policy would change, by kind.
+    pub changes: IntCounterVec,
+    /// Decisions with at least one kind of change.
+    pub changed: IntCounter,
+    /// Decisions whose published record would differ (topic or value bytes).
+    pub published_differs: IntCounter,
+    /// Decisions by the route the shadow policy would give.
+    pub routes: IntCounterVec,
+    /// Shadow policy loads, by result.
+    pub reloads: IntCounterVec,
+    /// The shadow policy's version (value 1), when shadow is on.
+    pub info: IntGaugeVec,
+}
+
+fn shadow_families(r: &Registry) -> ShadowMetrics {
+    let m = ShadowMetrics {
+        decisions: single(
+            r,
+            IntCounter::new,
+            "fairgate_shadow_decisions_total",
+            "Decisions judged under the shadow policy as well (nothing it decides is published).",
+        ),
+        changes: counter(
+            r,
+            "fairgate_shadow_changes_total",
+            "Decisions the shadow policy would change, by kind (route, consent, consent_reason, removed, coarsened, segments_removed, campaign_state).",
+            &["kind"],
+        ),
+        changed: single(
+            r,
+            IntCounter::new,
+            "fairgate_shadow_changed_decisions_total",
+            "Decisions the shadow policy would change in at least one kind.",
+        ),
+        published_differs: single(
+            r,
+            IntCounter::new,
+            "fairgate_shadow_published_differs_total",
+            "Decisions whose published record the shadow policy would change (another topic or other value bytes).",
+        ),
+        routes: counter(
+            r,
+            "fairgate_shadow_routes_total",
+            "Decisions by the route the shadow policy would give (output, blocked, dead_letter).",
+            &["route"],
+        ),
+        reloads: counter(
+            r,
+            "fairgate_shadow_reloads_total",
+            "Shadow policy loads, by result (applied, off, rejected).",
+            &["result"],
+        ),
+        info: gauge(
+            r,
+            "fairgate_shadow_policy_info",
+            "The shadow policy (value 1), labelled with its version; absent when shadow is off.",
+            &["version"],
+        ),
+    };
+    for k in crate::core::diff::Kind::ALL {
+        m.changes.with_label_values(&[k.as_str()]);
+    }
+    for r in Route::ALL {
+        m.routes.with_label_values(&[r.as_str()]);
+    }
+    for r in ["applied", "off", "rejected"] {
+        m.reloads.with_label_values(&[r]);
+    }
+    m
+}
+
+impl ShadowMetrics {
+    /// Count what the shadow said of one decision.
+    pub fn observe(&self, s: &crate::core::shadow::ShadowJudged) {
+        self.decisions.inc();
+        self.routes.with_label_values(&[s.route.as_str()]).inc();
+        for k in crate::core::diff::Kind::ALL {
+            if s.compared.kinds[k as usize] {
+                self.changes.with_label_values(&[k.as_str()]).inc();
+            }
+        }
+        if s.compared.changed() {
+            self.changed.inc();
+        }
+        if s.compared.published_differs {
+            self.published_differs.inc();
+        }
+    }
+
+    /// Shadow on with `version`, or off.
+    pub fn set_version(&self, version: Option<&str>) {
+        self.info.reset();
+        if let Some(v) = version {
+            self.info.with_label_values(&[v]).set(1);
+        }
+    }
 }
 
 /// Campaign state on Kafka: the exposure deltas, the campaign table, the owners.
@@ -459,6 +564,7 @@ impl Metrics {
         let p = pipeline_families(&registry);
         let s = process_families(&registry);
         let state = state_families(&registry);
+        let shadow = shadow_families(&registry);
         let m = Metrics {
             registry,
             decisions: d.decisions,
@@ -492,6 +598,7 @@ impl Metrics {
             start_time: s.start_time,
             campaign_series_cap,
             state,
+            shadow,
         };
         m.create_known_label_sets();
         m

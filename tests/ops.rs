@@ -551,3 +551,33 @@ async fn the_bearer_scheme_is_case_insensitive_and_limits_count_characters() {
         assert_eq!(r.status(), status, "{n} characters");
     }
 }
+
+#[tokio::test]
+async fn campaigns_show_their_state_under_the_shadow_policy() {
+    let s = server().await;
+    let get = |path: &str| {
+        let (client, url) = (s.client.clone(), format!("{}{path}", s.base));
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let bytes = decision("c1", "female", true);
+    let j = s.app.guard.judge(None, &bytes, Now::At(T0));
+    let v: Value = serde_json::from_str(&get("/v1/campaigns/c1").await).unwrap();
+    assert!(v.get("shadow").is_none(), "shadow off: no shadow field");
+
+    let shadow = POLICY.replace("version = \"2026-11-23.1\"", "version = \"shadow-v\"");
+    s.app
+        .shadow
+        .set(Some(CompiledPolicy::from_toml(&shadow).unwrap()));
+    let read = fairgate::core::decision::Decision::parse(&bytes);
+    let judged = s.app.shadow.judge(&j, None, &bytes, &read, Now::At(T0));
+    assert!(!judged.unwrap().compared.changed());
+
+    let v: Value = serde_json::from_str(&get("/v1/campaigns/c1").await).unwrap();
+    assert_eq!(v["shadow"]["policy_version"], "shadow-v");
+    assert_eq!(v["shadow"]["state"], "ok");
+    let list: Value = serde_json::from_str(&get("/v1/campaigns").await).unwrap();
+    assert_eq!(list["campaigns"][0]["shadow"]["state"], "ok");
+    let page = get("/").await;
+    assert!(page.contains("Shadow policy <b>shadow-v</b>"), "{page}");
+    assert!(page.contains("<small>shadow:</small>"));
+}

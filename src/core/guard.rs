@@ -319,15 +319,28 @@ impl Guard {
     /// The pipeline order: parse and validate (or dead-letter), consent,
     /// count and re-judge the campaign, strip, route, headers, serialize.
     pub fn judge(&self, key: Option<&[u8]>, bytes: &[u8], now: Now) -> Judgement {
+        self.judge_read(key, bytes, &Decision::parse(bytes), now)
+    }
+
+    /// [`Guard::judge`] of a record already read: `read` is
+    /// [`Decision::parse`] of `bytes` (reading does not depend on the
+    /// policy, so a shadow guard judges the same reading).
+    pub fn judge_read(
+        &self,
+        key: Option<&[u8]>,
+        bytes: &[u8],
+        read: &Result<Decision, decision::Reject>,
+        now: Now,
+    ) -> Judgement {
         let live = self.live.load();
         let policy = &live.policy;
-        let d = match Decision::parse(bytes) {
+        let d = match read {
             Ok(d) => d,
-            Err(e) => return self.dead_letter(&live, key, bytes, e),
+            Err(e) => return self.dead_letter(&live, key, bytes, e.clone()),
         };
         let now_ms = self.now_ms(now, d.ts, policy.max_future_ms);
         let verdict = live.consent.evaluate(&d.consent_inputs());
-        let rec = self.record(policy, &d, now_ms);
+        let rec = self.record(policy, d, now_ms);
 
         // Stripped and written in one walk where the policy allows;
         // otherwise the sequential passes edit a copy-on-write view.
@@ -343,7 +356,7 @@ impl Guard {
             }
         };
         let (route, reason) = route_of(&verdict, rec.state);
-        let headers = published_headers(&live, &d, &verdict, &rec, &stripped, route, reason);
+        let headers = published_headers(&live, d, &verdict, &rec, &stripped, route, reason);
         let facts = Facts {
             reason,
             consent: Some(verdict),
@@ -362,7 +375,7 @@ impl Guard {
         };
         Judgement {
             route,
-            key: Some(d.campaign_id.into_bytes()),
+            key: Some(d.campaign_id.as_bytes().to_vec()),
             headers,
             payload,
             alert: rec.alert,

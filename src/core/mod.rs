@@ -9,12 +9,18 @@
 //! * [`rewrite`] — the same, and writing the result, in one walk of the
 //!   parsed decision (the guard's fast path where the policy allows).
 //! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
+//! * [`diff`] — two judgements of one decision compared (current and
+//!   candidate policy), tallied over a replay (`fairgate diff`).
+//! * [`shadow`] — a candidate policy judged beside the live one in the
+//!   running service, what it would change counted, nothing published.
 //! * [`guard`] — the pipeline order in one place: bytes in, one
 //!   [`guard::Judgement`] out (consent, exposure and campaign state, strip, route).
 
 pub mod consent;
 pub mod decision;
+pub mod diff;
 pub mod edit;
 pub mod guard;
 pub mod rewrite;
+pub mod shadow;
 pub mod strip;

@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::Clock;
 use crate::core::guard::Guard;
+use crate::core::shadow::Shadow;
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::campaign::OverrideAction;
 use crate::fairness::tracker::OverrideError;
@@ -44,6 +45,9 @@ pub struct ReloadOutcome {
     pub result: &'static str,
     pub version: String,
     pub kept_windows: bool,
+    /// The shadow policy after the reload (when one is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowOutcome>,
 }
 
 /// State shared by the HTTP handlers, the pipeline and the watchers.
@@ -59,6 +63,17 @@ pub struct App {
     reload_lock: tokio::sync::Mutex<()>,
     /// Override commands to the campaigns' owners (state on Kafka).
     commands: std::sync::OnceLock<Arc<Commands>>,
+    /// The shadow policy (on while its file exists); the pipeline judges with it too.
+    pub shadow: Arc<Shadow>,
+    shadow_path: std::sync::OnceLock<PathBuf>,
+}
+
+/// What a shadow reload did: `on` with the version, `off` (no file), or
+/// `rejected` (the running shadow, if any, stays).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShadowOutcome {
+    pub result: &'static str,
+    pub version: Option<String>,
 }
 
 impl App {
@@ -84,15 +99,78 @@ impl App {
                 alerts_tx,
                 reload_lock: tokio::sync::Mutex::new(()),
                 commands: std::sync::OnceLock::new(),
+                shadow: Arc::new(Shadow::new()),
+                shadow_path: std::sync::OnceLock::new(),
             }),
             alerts_rx,
         )
     }
 
+    /// The shadow policy's file (set once at start, when configured).
+    pub fn set_shadow_path(&self, path: PathBuf) {
+        let _ = self.shadow_path.set(path);
+    }
+
+    /// The shadow policy's file, when configured.
+    pub fn shadow_path(&self) -> Option<&PathBuf> {
+        self.shadow_path.get()
+    }
+
+    /// Read the shadow policy file: absent, shadow off; valid, shadow on
+    /// with it; invalid, every problem logged and counted, and the running
+    /// shadow (or none) stays. `Err` only for an invalid file.
+    pub async fn reload_shadow(&self, trigger: &'static str) -> Result<ShadowOutcome, PolicyError> {
+        let Some(path) = self.shadow_path.get().cloned() else {
+            return Ok(ShadowOutcome {
+                result: "off",
+                version: None,
+            });
+        };
+        let loaded = tokio::task::spawn_blocking(move || {
+            if !path.exists() {
+                return Ok(None);
+            }
+            CompiledPolicy::load(&path).map(Some)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PolicyError::Invalid(vec![PolicyIssue {
+                place: "shadow_policy".into(),
+                message: format!("reload task failed: {e}"),
+            }]))
+        });
+        let m = &self.metrics.shadow;
+        match loaded {
+            Ok(p) => {
+                let version = p.as_ref().map(|p| p.version.clone());
+                let result = if p.is_some() { "applied" } else { "off" };
+                self.shadow.set(p);
+                m.reloads.with_label_values(&[result]).inc();
+                m.set_version(version.as_deref());
+                info!(trigger, result, version = ?version, "shadow policy read");
+                Ok(ShadowOutcome { result, version })
+            }
+            Err(e) => {
+                m.reloads.with_label_values(&["rejected"]).inc();
+                let problems: Vec<String> = e.issues().iter().map(ToString::to_string).collect();
+                error!(trigger, problems = ?problems, error = %e, "shadow policy refused; the running shadow stays");
+                Err(e)
+            }
+        }
+    }
+
     /// Reload the policy file: validate in full, then swap; on any error the
-    /// running policy stays and every problem is logged and returned.
+    /// running policy stays and every problem is logged and returned. The
+    /// shadow policy file is read again too ([`App::reload_shadow`]).
     pub async fn reload_policy(&self, trigger: &'static str) -> Result<ReloadOutcome, PolicyError> {
         let _one_at_a_time = self.reload_lock.lock().await;
+        let shadow = match self.shadow_path.get() {
+            Some(_) => Some(self.reload_shadow(trigger).await.unwrap_or(ShadowOutcome {
+                result: "rejected",
+                version: self.shadow.version(),
+            })),
+            None => None,
+        };
         let Some(path) = &self.policy_path else {
             return Err(PolicyError::Invalid(vec![PolicyIssue {
                 place: "policy".into(),
@@ -123,6 +201,7 @@ impl App {
                     result: "applied",
                     version,
                     kept_windows: swapped.kept_windows,
+                    shadow,
                 })
             }
             Err(e) => {

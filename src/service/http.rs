@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::fairness::tracker::OverrideError;
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::app::App;
 use super::status_page;
 use crate::fairness::campaign::{OverrideAction, State as CampaignState};
-use crate::fairness::tracker::Filter;
+use crate::fairness::tracker::{CampaignReport, Filter};
 
 /// Build the router.
 pub fn router(app: Arc<App>) -> Router {
@@ -243,11 +243,16 @@ async fn list_campaigns(
     };
     let page = tokio::task::spawn_blocking(move || {
         let page = app.guard.campaign_page(&filter, after.as_deref(), limit);
+        let campaigns: Vec<Value> = page
+            .campaigns
+            .iter()
+            .map(|r| with_shadow(&app, r))
+            .collect();
         serde_json::to_vec(&json!({
             "count": page.campaigns.len(),
             "total": page.total,
             "next": page.next,
-            "campaigns": page.campaigns,
+            "campaigns": campaigns,
         }))
     })
     .await;
@@ -257,9 +262,25 @@ async fn list_campaigns(
     }
 }
 
+/// A campaign report, with its state under the shadow policy (`"shadow"`)
+/// while shadow is on: this instance's own count, judged by the shadow policy.
+fn with_shadow(app: &App, r: &CampaignReport) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Some(g) = app.shadow.guard() {
+        let s = g.campaign(&r.campaign);
+        v["shadow"] = json!({
+            "policy_version": g.live().policy.version,
+            "state": s.as_ref().map(|s| s.state),
+            "measured_state": s.as_ref().map(|s| s.measured_state),
+            "finding": s.as_ref().and_then(|s| s.finding),
+        });
+    }
+    v
+}
+
 async fn get_campaign(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match app.guard.campaign(&id) {
-        Some(r) => axum::Json(r).into_response(),
+        Some(r) => axum::Json(with_shadow(&app, &r)).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "campaign not tracked on this instance (no decision seen in the window, or its partition is owned by another instance)",
@@ -356,11 +377,20 @@ async fn status_page(State(app): State<Arc<App>>) -> Response {
             }
         })
         .collect();
+        let shadow = app.shadow.guard().map(|g| status_page::ShadowStates {
+            version: g.live().policy.version.clone(),
+            states: sections
+                .iter()
+                .flat_map(|s| &s.campaigns)
+                .filter_map(|r| Some((r.campaign.clone(), g.campaign(&r.campaign)?.state)))
+                .collect(),
+        });
         status_page::render(
             &live.policy.version,
             live.policy.mode.as_str(),
             app.health.ready(),
             &sections,
+            shadow.as_ref(),
         )
     })
     .await;

@@ -52,13 +52,30 @@ pub fn build(
     if admin_token.is_none() {
         warn!(env = %config.http.admin_token_env, "no admin token configured: overrides and policy reloads over HTTP are refused");
     }
-    Ok(App::new(
+    let (app, alerts) = App::new(
         guard,
         metrics,
         clock,
         Some(config.policy.clone()),
         admin_token,
-    ))
+    );
+    if let Some(path) = &config.shadow_policy {
+        app.set_shadow_path(path.clone());
+        // Read here, before any input: an invalid shadow file stops the start.
+        if path.exists() {
+            let p = CompiledPolicy::load(path)
+                .map_err(|e| anyhow::anyhow!("shadow_policy {}: {e}", path.display()))?;
+            app.metrics.shadow.set_version(Some(&p.version));
+            app.metrics
+                .shadow
+                .reloads
+                .with_label_values(&["applied"])
+                .inc();
+            info!(version = %p.version, "shadow policy on");
+            app.shadow.set(Some(p));
+        }
+    }
+    Ok((app, alerts))
 }
 
 /// Start the state threads (state on Kafka) and wait until the table is
@@ -170,7 +187,8 @@ pub async fn serve(
         app.metrics.clone(),
         app.clock.clone(),
         fanout.clone(),
-    );
+    )
+    .with_shadow(app.shadow.clone());
     let result = pipeline::run(
         PipelineParts {
             config: config.clone(),

@@ -19,9 +19,23 @@ pub struct Section {
     pub campaigns: Vec<CampaignReport>,
 }
 
+/// The shadow policy's view of the campaigns shown, while shadow is on.
+pub struct ShadowStates {
+    pub version: String,
+    /// State under the shadow policy, by campaign id (absent: not tracked there).
+    pub states: std::collections::HashMap<String, CampaignState>,
+}
+
 /// The status page: blocked, then flagged, then ok campaigns, each with the
-/// numbers behind its state; a bounded number per state.
-pub fn render(version: &str, mode: &str, ready: bool, sections: &[Section]) -> String {
+/// numbers behind its state (and its state under the shadow policy, while
+/// shadow is on); a bounded number per state.
+pub fn render(
+    version: &str,
+    mode: &str,
+    ready: bool,
+    sections: &[Section],
+    shadow: Option<&ShadowStates>,
+) -> String {
     use std::fmt::Write;
     let mut page = String::with_capacity(16 * 1024);
     let tracked: usize = sections.iter().map(|s| s.total).sum();
@@ -33,6 +47,13 @@ pub fn render(version: &str, mode: &str, ready: bool, sections: &[Section]) -> S
         tracked,
         if ready { "yes" } else { "no" }
     );
+    if let Some(sh) = shadow {
+        let _ = write!(
+            page,
+            "<p>Shadow policy <b>{}</b>: each campaign's state under it is shown beside its own (counted, never published).</p>",
+            esc(&sh.version)
+        );
+    }
     for s in sections {
         let _ = write!(
             page,
@@ -48,7 +69,7 @@ pub fn render(version: &str, mode: &str, ready: bool, sections: &[Section]) -> S
             page.push_str("<p class=\"none\">None.</p>");
         }
         for r in &s.campaigns {
-            campaign_html(r, &mut page);
+            campaign_html(r, shadow, &mut page);
         }
         let more = s.total.saturating_sub(s.campaigns.len());
         if more > 0 {
@@ -123,11 +144,21 @@ fn why(r: &CampaignReport) -> String {
     }
 }
 
-fn campaign_html(r: &CampaignReport, out: &mut String) {
+fn campaign_html(r: &CampaignReport, shadow: Option<&ShadowStates>, out: &mut String) {
     use std::fmt::Write;
+    let shadowed = match shadow {
+        Some(sh) => match sh.states.get(&r.campaign) {
+            Some(st) => format!(
+                " <small>shadow:</small> <span class=\"badge {s}\">{s}</span>",
+                s = st.as_str()
+            ),
+            None => " <small>shadow: not tracked</small>".to_string(),
+        },
+        None => String::new(),
+    };
     let _ = write!(
         out,
-        "<section class=\"campaign {state}\" id=\"c-{id}\"><h3>{id} <span class=\"badge {state}\">{state}</span> <small>{cat}</small></h3><p class=\"why\">{why}</p>",
+        "<section class=\"campaign {state}\" id=\"c-{id}\"><h3>{id} <span class=\"badge {state}\">{state}</span>{shadowed} <small>{cat}</small></h3><p class=\"why\">{why}</p>",
         id = esc(&r.campaign),
         state = r.state.as_str(),
         cat = esc(&r.category),

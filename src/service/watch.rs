@@ -10,7 +10,7 @@ use tracing::{error, info};
 
 use super::app::App;
 
-/// Watch the policy file (polling its modification time and size, which also
+/// Watch the policy file and the shadow policy's (polling its modification time and size, which also
 /// sees Kubernetes ConfigMap symlink swaps) and reload once it has been stable
 /// for `debounce`.
 pub async fn watch_policy(
@@ -22,10 +22,13 @@ pub async fn watch_policy(
     let Some(path) = app.policy_path.clone() else {
         return;
     };
-    let stamp = |p: &PathBuf| -> Option<(SystemTime, u64)> {
+    let one = |p: &PathBuf| -> Option<(SystemTime, u64)> {
         let m = std::fs::metadata(p).ok()?;
         Some((m.modified().ok()?, m.len()))
     };
+    // The shadow policy's file too: created, changed or removed, it is read again.
+    let shadow = app.shadow_path().cloned();
+    let stamp = |p: &PathBuf| (one(p), shadow.as_ref().and_then(one));
     let mut applied = stamp(&path);
     let mut seen = applied;
     let mut seen_at = tokio::time::Instant::now();
@@ -40,7 +43,7 @@ pub async fn watch_policy(
             seen_at = tokio::time::Instant::now();
             continue;
         }
-        if now != applied && seen_at.elapsed() >= debounce && now.is_some() {
+        if now != applied && seen_at.elapsed() >= debounce && now.0.is_some() {
             applied = now;
             let _ = app.reload_policy("file_change").await;
         }

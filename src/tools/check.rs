@@ -82,7 +82,7 @@ pub fn run(
     let now = now_ms.map(Now::At).unwrap_or(Now::EventTime);
     let mut lines = input.split(b'\n');
     let ahead = match now {
-        Now::EventTime => read_ahead(guard, &mut lines),
+        Now::EventTime => read_ahead(&[guard], &mut lines),
         Now::At(_) => Vec::new(),
     };
     for line in ahead.into_iter().chain(lines) {
@@ -116,10 +116,10 @@ pub fn run(
 const READ_AHEAD_LINES: usize = 64;
 
 /// Read the first lines ahead, until [`RECENT`] of them are decisions (or
-/// [`READ_AHEAD_LINES`] are read), and prime the guard's event time with
+/// [`READ_AHEAD_LINES`] are read), and prime the guards' event time with
 /// their `ts`. Returns the lines read, to be judged first.
-fn read_ahead(
-    guard: &Guard,
+pub fn read_ahead(
+    guards: &[&Guard],
     lines: &mut impl Iterator<Item = std::io::Result<Vec<u8>>>,
 ) -> Vec<std::io::Result<Vec<u8>>> {
     let (mut ahead, mut primed) = (Vec::new(), 0);
@@ -128,7 +128,9 @@ fn read_ahead(
         if let Ok(l) = &line {
             let l = l.strip_suffix(b"\r").unwrap_or(l);
             if let Ok(d) = Decision::parse(l) {
-                guard.prime_event_time(d.ts);
+                for g in guards {
+                    g.prime_event_time(d.ts);
+                }
                 primed += 1;
             }
         }

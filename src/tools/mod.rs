@@ -2,6 +2,8 @@
 //! demo and the end-to-end benchmark. None of it is on the service's path.
 //!
 //! * [`check`] — `fairgate check`: the core over a file of JSON lines, offline.
+//! * [`diff`] — `fairgate diff`: recorded decisions judged under the current
+//!   policy and a candidate, and what would change (JSON and HTML reports).
 //! * [`synth`] — realistic synthetic decisions (load generator, demo, benches).
 //! * [`loadgen`] — synthetic decisions to a Kafka topic at a set rate.
 //! * [`demo`] — the whole product on librdkafka's in-process mock cluster.
@@ -11,5 +13,6 @@
 pub mod bench_e2e;
 pub mod check;
 pub mod demo;
+pub mod diff;
 pub mod loadgen;
 pub mod synth;

@@ -9,7 +9,12 @@ use tracing::{error, info};
 
 use super::records::{Out, Role, alert_out};
 use crate::clock::Clock;
+use crate::core::decision::{Decision, Reject};
 use crate::core::guard::{Guard, Judgement, Now, Route};
+use crate::core::shadow::Shadow;
+
+/// A record as read by [`Decision::parse`], once for the live and the shadow guard.
+type Read = Result<Decision, Reject>;
 use crate::fairness::alert::AlertEvent;
 use crate::metrics::Metrics;
 
@@ -77,6 +82,8 @@ pub struct GuardStage {
     clock: Arc<dyn Clock>,
     /// Alerts to hand to other sinks (webhook) as well.
     alert_fanout: Option<mpsc::Sender<AlertEvent>>,
+    /// The shadow policy, judged beside the live one and only counted.
+    shadow: Option<Arc<Shadow>>,
 }
 
 impl GuardStage {
@@ -92,22 +99,56 @@ impl GuardStage {
             metrics,
             clock,
             alert_fanout,
+            shadow: None,
+        }
+    }
+
+    /// Judge every record under the shadow policy too, when there is one
+    /// (it is looked up per record: turning it on or off is a reload).
+    pub fn with_shadow(mut self, shadow: Arc<Shadow>) -> GuardStage {
+        self.shadow = Some(shadow);
+        self
+    }
+
+    /// The record judged under the shadow policy as well, from the same
+    /// reading, and counted; what is published is `live`, untouched. A
+    /// failure there costs only the count.
+    fn shadow(&self, live: &Judgement, input: &Input, read: &Read, now: Now) {
+        let Some(shadow) = &self.shadow else { return };
+        let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shadow.judge(live, input.key.as_deref(), &input.payload, read, now)
+        }));
+        match judged {
+            Ok(Some(s)) => self.metrics.shadow.observe(&s),
+            Ok(None) => {}
+            Err(_) => {
+                error!(target: "fairgate::kafka", partition = input.partition, offset = input.offset, "the shadow policy's guard failed on a record (a bug); not counted");
+            }
         }
     }
 
     /// judge never panics on input (property-tested); should a bug make it,
     /// the record goes to the dead-letter topic instead of taking the thread
-    /// down, and every restart with it.
-    fn judge(&self, input: &Input) -> Judgement {
-        let now = Now::At(self.clock.now_ms());
+    /// down, and every restart with it. Returns the reading too, when the
+    /// guard got through (the shadow judges from it).
+    fn judge(&self, input: &Input, now: Now) -> (Judgement, Option<Read>) {
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.guard.judge(input.key.as_deref(), &input.payload, now)
+            let read = Decision::parse(&input.payload);
+            let j = self
+                .guard
+                .judge_read(input.key.as_deref(), &input.payload, &read, now);
+            (j, read)
         }));
-        judged.unwrap_or_else(|_| {
-            error!(target: "fairgate::kafka", partition = input.partition, offset = input.offset, "the guard failed on a record (a bug); it goes to the dead-letter topic");
-            self.guard
-                .internal_error(input.key.as_deref(), &input.payload)
-        })
+        match judged {
+            Ok((j, read)) => (j, Some(read)),
+            Err(_) => {
+                error!(target: "fairgate::kafka", partition = input.partition, offset = input.offset, "the guard failed on a record (a bug); it goes to the dead-letter topic");
+                let j = self
+                    .guard
+                    .internal_error(input.key.as_deref(), &input.payload);
+                (j, None)
+            }
+        }
     }
 
     /// A campaign changed state: log it, and hand it to the other sinks.
@@ -128,8 +169,12 @@ impl Stage for GuardStage {
     /// The routed record, then an alert when the record moved its
     /// campaign's state.
     fn process(&self, input: Input) -> Vec<Produced> {
-        let j = self.judge(&input);
+        let now = Now::At(self.clock.now_ms());
+        let (j, read) = self.judge(&input, now);
         self.metrics.observe(&j);
+        if let Some(read) = &read {
+            self.shadow(&j, &input, read, now);
+        }
         let role = match j.route {
             Route::Output => Role::Output,
             Route::Blocked => Role::Blocked,
