@@ -52,83 +52,104 @@ fn tcf_strings_decode_as_the_iab_library_reads_them() {
         let name = c["name"].as_str().unwrap();
         let s = c["tc_string"].as_str().unwrap();
         let t = decode_core(s).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let got: Vec<u16> = (1..32).filter(|p| t.purposes & (1 << p) != 0).collect();
-        assert_eq!(got, ids(&c["purpose_consents"]), "{name}: purposes");
-        let got: Vec<u16> = (1..=2000)
-            .filter(|&v| t.vendor_consents.contains(v))
-            .collect();
-        assert_eq!(got, ids(&c["vendor_consents"]), "{name}: vendors");
-        let got: Vec<u16> = (1..13)
-            .filter(|p| t.special_features & (1 << p) != 0)
-            .collect();
-        assert_eq!(
-            got,
-            ids(&c["special_feature_optins"]),
-            "{name}: special features"
-        );
-        let got: Vec<u16> = (1..32).filter(|p| t.purposes_li & (1 << p) != 0).collect();
-        assert_eq!(
-            got,
-            ids(&c["purpose_legitimate_interests"]),
-            "{name}: purpose LI"
-        );
-        let got: Vec<u16> = (1..=2000).filter(|&v| t.vendor_li.contains(v)).collect();
-        assert_eq!(
-            got,
-            ids(&c["vendor_legitimate_interests"]),
-            "{name}: vendor LI"
-        );
-        assert_eq!(
-            t.vendor_li.is_range(),
-            c["vendor_li_encoding"] == "range",
-            "{name}: vendor LI encoding"
-        );
-        let range = c["vendor_consent_encoding"] == "range";
-        assert_eq!(t.vendor_consents.is_range(), range, "{name}: encoding");
-        let want: Vec<(u8, u8, Vec<u16>)> = c["publisher_restrictions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["purpose"].as_u64().unwrap() as u8,
-                    r["restriction_type"].as_u64().unwrap() as u8,
-                    ids(&r["vendors"]),
-                )
-            })
-            .collect();
-        let got: Vec<(u8, u8, Vec<u16>)> = t
-            .restrictions
-            .iter()
-            .map(|(p, k, r)| (*p, *k, r.iter().flat_map(|&(s, e)| s..=e).collect()))
-            .collect();
-        assert_eq!(got, want, "{name}: publisher restrictions");
-        let f = decode_tcf(s, 755).unwrap();
-        assert_eq!(
-            f.vendor_consent,
-            c["vendor_755_consent"].as_bool().unwrap(),
-            "{name}"
-        );
-        assert_eq!(
-            f.last_updated_ms,
-            c["last_updated_ms"].as_i64().unwrap() / 1000 * 1000,
-            "{name}"
-        );
-        let restricted_p3 = c["publisher_restrictions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| {
-                r["purpose"] == 3 && r["restriction_type"] == 0 && ids(&r["vendors"]).contains(&755)
-            });
-        assert_eq!(
-            f.restricted_purposes & (1 << 3) != 0,
-            restricted_p3,
-            "{name}: restrictions"
-        );
+        core_matches(name, &t, c);
+        restrictions_match(name, &t, c);
+        vendor_755_matches(name, s, c);
         encodings.insert(c["vendor_consent_encoding"].as_str().unwrap().to_string());
     }
     assert!(encodings.contains("bitfield") && encodings.contains("range"));
+}
+
+/// The ids set in `mask` among `range`.
+fn bits(mask: u32, range: std::ops::Range<u16>) -> Vec<u16> {
+    range.filter(|p| mask & (1 << p) != 0).collect()
+}
+
+/// Purposes, special features and vendors (consent and LI), and their
+/// encodings, as the IAB library read them.
+fn core_matches(name: &str, t: &TcfCore, c: &Value) {
+    assert_eq!(
+        bits(t.purposes, 1..32),
+        ids(&c["purpose_consents"]),
+        "{name}: purposes"
+    );
+    let got: Vec<u16> = (1..=2000)
+        .filter(|&v| t.vendor_consents.contains(v))
+        .collect();
+    assert_eq!(got, ids(&c["vendor_consents"]), "{name}: vendors");
+    assert_eq!(
+        bits(t.special_features, 1..13),
+        ids(&c["special_feature_optins"]),
+        "{name}: special features"
+    );
+    assert_eq!(
+        bits(t.purposes_li, 1..32),
+        ids(&c["purpose_legitimate_interests"]),
+        "{name}: purpose LI"
+    );
+    let got: Vec<u16> = (1..=2000).filter(|&v| t.vendor_li.contains(v)).collect();
+    assert_eq!(
+        got,
+        ids(&c["vendor_legitimate_interests"]),
+        "{name}: vendor LI"
+    );
+    assert_eq!(
+        t.vendor_li.is_range(),
+        c["vendor_li_encoding"] == "range",
+        "{name}: vendor LI encoding"
+    );
+    let range = c["vendor_consent_encoding"] == "range";
+    assert_eq!(t.vendor_consents.is_range(), range, "{name}: encoding");
+}
+
+/// Publisher restrictions, as the IAB library read them.
+fn restrictions_match(name: &str, t: &TcfCore, c: &Value) {
+    let want: Vec<(u8, u8, Vec<u16>)> = c["publisher_restrictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["purpose"].as_u64().unwrap() as u8,
+                r["restriction_type"].as_u64().unwrap() as u8,
+                ids(&r["vendors"]),
+            )
+        })
+        .collect();
+    let got: Vec<(u8, u8, Vec<u16>)> = t
+        .restrictions
+        .iter()
+        .map(|(p, k, r)| (*p, *k, r.iter().flat_map(|&(s, e)| s..=e).collect()))
+        .collect();
+    assert_eq!(got, want, "{name}: publisher restrictions");
+}
+
+/// What the evaluator reads for vendor 755: its consent, the string's
+/// last update, and purpose 3 restricted for it.
+fn vendor_755_matches(name: &str, s: &str, c: &Value) {
+    let f = decode_tcf(s, 755).unwrap();
+    assert_eq!(
+        f.vendor_consent,
+        c["vendor_755_consent"].as_bool().unwrap(),
+        "{name}"
+    );
+    assert_eq!(
+        f.last_updated_ms,
+        c["last_updated_ms"].as_i64().unwrap() / 1000 * 1000,
+        "{name}"
+    );
+    let restricted_p3 = c["publisher_restrictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| {
+            r["purpose"] == 3 && r["restriction_type"] == 0 && ids(&r["vendors"]).contains(&755)
+        });
+    assert_eq!(
+        f.restricted_purposes & (1 << 3) != 0,
+        restricted_p3,
+        "{name}: restrictions"
+    );
 }
 
 fn case(name: &str) -> String {
