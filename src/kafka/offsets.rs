@@ -31,6 +31,14 @@ struct Part {
     generation: u64,
 }
 
+impl Part {
+    /// A pending record with nothing outstanding (no delivery, no hold) is done.
+    fn finish(&mut self, offset: i64) {
+        self.pending.remove(&offset);
+        self.done.insert(offset);
+    }
+}
+
 /// Offsets of the partitions this instance owns.
 #[derive(Debug, Default)]
 pub struct Offsets {
@@ -55,6 +63,14 @@ impl Offsets {
             },
         );
         g
+    }
+
+    /// The partition, when it is owned in `generation` (a record read in an
+    /// earlier ownership finds nothing).
+    fn owned(&mut self, partition: i32, generation: u64) -> Option<&mut Part> {
+        self.parts
+            .get_mut(&partition)
+            .filter(|p| p.generation == generation)
     }
 
     /// The partition is no longer ours; returns how many records were held
@@ -110,12 +126,9 @@ impl Offsets {
         bytes: usize,
         held: bool,
     ) -> bool {
-        let Some(p) = self.parts.get_mut(&partition) else {
+        let Some(p) = self.owned(partition, generation) else {
             return false;
         };
-        if p.generation != generation {
-            return false;
-        }
         p.high = Some(p.high.map_or(offset, |h| h.max(offset)));
         if deliveries == 0 && !held {
             p.done.insert(offset);
@@ -133,17 +146,13 @@ impl Offsets {
     /// The hold on a record begun with `held` is released (the deltas that
     /// count it are acknowledged). Returns true when that made it done.
     pub fn release_hold(&mut self, partition: i32, generation: u64, offset: i64) -> bool {
-        let Some(p) = self.parts.get_mut(&partition) else {
+        let Some(p) = self.owned(partition, generation) else {
             return false;
         };
-        if p.generation != generation {
-            return false;
-        }
         if let Some(e) = p.pending.get_mut(&offset) {
             e.held = false;
             if e.deliveries == 0 {
-                p.pending.remove(&offset);
-                p.done.insert(offset);
+                p.finish(offset);
                 return true;
             }
         }
@@ -161,19 +170,15 @@ impl Offsets {
     /// the record's last outstanding delivery (its bytes are free; it is done
     /// unless it is still held).
     pub fn ack(&mut self, partition: i32, generation: u64, offset: i64) -> bool {
-        let Some(p) = self.parts.get_mut(&partition) else {
+        let Some(p) = self.owned(partition, generation) else {
             return false;
         };
-        if p.generation != generation {
-            return false;
-        }
         if let Some(e) = p.pending.get_mut(&offset) {
             e.deliveries -= 1;
             if e.deliveries == 0 {
                 e.bytes = 0;
                 if !e.held {
-                    p.pending.remove(&offset);
-                    p.done.insert(offset);
+                    p.finish(offset);
                 }
                 return true;
             }
