@@ -334,9 +334,10 @@ impl SharedCampaigns {
         }
     }
 
-    /// The counter decisions are added to now.
-    pub fn counter(&self) -> Arc<crate::fairness::counter::Counter> {
-        self.counter.load_full()
+    /// The counter decisions are added to now (a guard: no reference count
+    /// is taken per decision).
+    pub fn counter(&self) -> arc_swap::Guard<Arc<crate::fairness::counter::Counter>> {
+        self.counter.load()
     }
 
     /// A policy with other groups: counts start afresh (those not yet
