@@ -80,10 +80,13 @@ impl ConsumeLoop {
             // branches (the flush tick) must not put it off for ever, or a
             // consumer held back would never poll, and never serve the
             // rebalance that could free it.
-            let pause_at = *held_since.get_or_insert_with(tokio::time::Instant::now) + PAUSE_AFTER;
             if !held_back {
                 held_since = None;
+            } else if held_since.is_none() {
+                held_since = Some(tokio::time::Instant::now());
             }
+            // (When not held back the branch is disabled; any instant will do.)
+            let pause_at = held_since.unwrap_or(self.last_input) + PAUSE_AFTER;
             let step = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return None,
