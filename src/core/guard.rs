@@ -171,18 +171,50 @@ pub struct Guard {
 }
 
 fn flag_value(policy: &CompiledPolicy, f: Option<&Finding>, acknowledged: bool) -> String {
-    match f {
-        Some(f) => format!(
-            "measure={};dimension={};value={:.3};bound={:.3};threshold={};acknowledged={}",
-            f.measure.as_str(),
-            policy.dimensions[f.dimension].name,
-            f.value,
-            f.bound,
-            f.threshold,
-            acknowledged
-        ),
-        None => format!("override;acknowledged={acknowledged}"),
+    use std::fmt::Write as _;
+    let Some(f) = f else {
+        return format!("override;acknowledged={acknowledged}");
+    };
+    // Built piece by piece: this header is written for every decision of a
+    // flagged campaign.
+    let dimension = &policy.dimensions[f.dimension].name;
+    let mut out = String::with_capacity(96 + dimension.len());
+    out.push_str("measure=");
+    out.push_str(f.measure.as_str());
+    out.push_str(";dimension=");
+    out.push_str(dimension);
+    out.push_str(";value=");
+    push_fixed3(&mut out, f.value);
+    out.push_str(";bound=");
+    push_fixed3(&mut out, f.bound);
+    let _ = write!(out, ";threshold={}", f.threshold);
+    out.push_str(if acknowledged {
+        ";acknowledged=true"
+    } else {
+        ";acknowledged=false"
+    });
+    out
+}
+
+/// `x` as `format!("{x:.3}")` writes it. Where scaling by 1,000 and
+/// rounding could give another digit than the exact decimal rounding (a
+/// negative, huge or non-finite value, or thousandths within a hair of a
+/// tie), the formatter itself is called.
+fn push_fixed3(out: &mut String, x: f64) {
+    use std::fmt::Write as _;
+    let m = x * 1000.0;
+    if !(0.0..1e9).contains(&m) || x.is_sign_negative() || (m.fract() - 0.5).abs() < 1e-6 {
+        let _ = write!(out, "{x:.3}");
+        return;
     }
+    let r = m.round() as u64;
+    let mut buf = itoa::Buffer::new();
+    out.push_str(buf.format(r / 1000));
+    out.push('.');
+    let frac = r % 1000;
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
 }
 
 impl Guard {
@@ -560,6 +592,36 @@ fn year_of(ts_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed3_writes_what_the_formatter_writes() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![
+            0.0,
+            -0.0,
+            0.0005,
+            0.0015,
+            0.0625,
+            1.0005,
+            999_999.999_5,
+            -1.25,
+        ];
+        values.extend([f64::NAN, f64::INFINITY, 1e300, 5e-324, 0.9995, 2.0 / 3.0]);
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let unit = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            values.push(unit * [1.0, 10.0, 1e4, 1e7][(seed & 3) as usize]);
+            // Ties and near-ties of the thousandths.
+            values.push((seed % 100_000) as f64 / 1000.0 + 0.0005);
+        }
+        for v in values {
+            let mut got = String::new();
+            push_fixed3(&mut got, v);
+            assert_eq!(got, format!("{v:.3}"), "{v:e}");
+        }
+    }
 
     #[test]
     fn years() {

@@ -23,6 +23,7 @@
 
 use std::borrow::Cow;
 
+use memchr::memmem::Finder;
 use wildmatch::WildMatch;
 
 /// A parsed RFC 6901 JSON pointer, split into unescaped tokens.
@@ -119,14 +120,19 @@ fn is_separator(b: u8) -> bool {
     b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/')
 }
 
-/// Whether an ASCII id is already in normal form (no copy needed).
+/// Whether an id is already in normal form (no copy needed): ASCII, no
+/// upper case, no separator but single inner dashes (so nothing to trim).
 fn is_normal(id: &[u8]) -> bool {
     if id.first() == Some(&b'-') || id.last() == Some(&b'-') {
         return false;
     }
     let mut prev_dash = false;
     for &b in id {
-        if b.is_ascii_uppercase() || (is_separator(b) && b != b'-') || (b == b'-' && prev_dash) {
+        if !b.is_ascii()
+            || b.is_ascii_uppercase()
+            || (is_separator(b) && b != b'-')
+            || (b == b'-' && prev_dash)
+        {
             return false;
         }
         prev_dash = b == b'-';
@@ -137,6 +143,11 @@ fn is_normal(id: &[u8]) -> bool {
 /// A segment id as it is matched (see the module doc), or `None` when it
 /// holds a character outside ASCII and so cannot be shown harmless.
 pub fn normalise_segment_id(id: &str) -> Option<Cow<'_, str>> {
+    // Most ids are already normal: lowercase ASCII words joined by single
+    // dashes, with no whitespace to trim. One pass settles them.
+    if is_normal(id.as_bytes()) {
+        return Some(Cow::Borrowed(id));
+    }
     let id = id.trim_matches(char::is_whitespace);
     if !id.is_ascii() {
         return None;
@@ -167,8 +178,9 @@ pub fn normalise_segment_id(id: &str) -> Option<Cow<'_, str>> {
 pub struct SegmentMatcher {
     pub pointer: Pointer,
     pub prefixes: Vec<String>,
-    /// Patterns of the form `*literal*`, matched as substrings.
-    pub infixes: Vec<String>,
+    /// Patterns of the form `*literal*`, matched as substrings (searchers
+    /// built once, not at every id).
+    pub infixes: Vec<Finder<'static>>,
     pub patterns: Vec<WildMatch>,
     pub source: Vec<String>,
 }
@@ -186,7 +198,7 @@ impl SegmentMatcher {
             match p.strip_suffix('*') {
                 Some(lit) if literal(lit) => prefixes.push(lit.to_string()),
                 Some(lit) if lit.strip_prefix('*').is_some_and(literal) => {
-                    infixes.push(lit[1..].to_string())
+                    infixes.push(Finder::new(&lit[1..]).into_owned())
                 }
                 _ => wild.push(WildMatch::new(&p)),
             }
@@ -208,7 +220,7 @@ impl SegmentMatcher {
         self.prefixes
             .iter()
             .any(|p| p.as_bytes().first() == first && id.starts_with(p.as_str()))
-            || self.infixes.iter().any(|p| id.contains(p.as_str()))
+            || self.infixes.iter().any(|f| f.find(id.as_bytes()).is_some())
             || self.patterns.iter().any(|w| w.matches(id))
     }
 
@@ -343,7 +355,8 @@ mod tests {
             .collect();
         let m = SegmentMatcher::new(p, &pats);
         assert_eq!(m.prefixes, vec!["health-", "religion-"]);
-        assert_eq!(m.infixes, vec!["-health-"]);
+        let infixes: Vec<&[u8]> = m.infixes.iter().map(Finder::needle).collect();
+        assert_eq!(infixes, vec![b"-health-".as_slice()]);
         for id in [
             "health-x",
             "HEALTH_x",
