@@ -240,7 +240,7 @@ fn decision_id(m: &impl Message) -> Option<String> {
 }
 
 /// Read `topic` from the start: decision id → CreateTime (ms).
-fn timestamps(brokers: &str, topic: &str, want: usize, limit: Duration) -> HashMap<String, i64> {
+fn timestamps(brokers: &str, topic: &str, limit: Duration) -> HashMap<String, i64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("bench-read-{topic}"))
@@ -248,22 +248,32 @@ fn timestamps(brokers: &str, topic: &str, want: usize, limit: Duration) -> HashM
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
+    // Read to the end offsets as they are now: every record counts, those
+    // without a decision id too (the malformed ones), so the read ends as
+    // soon as the topic is read rather than at the time limit.
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    if let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            if let Ok((_, high)) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                && high > 0
+            {
+                ends.insert(p.id(), high);
+            }
+        }
+    }
     c.subscribe(&[topic]).expect("subscribe");
     let mut out = HashMap::new();
     let start = Instant::now();
-    let mut idle = Instant::now();
-    while start.elapsed() < limit {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                idle = Instant::now();
-                if let (Some(id), Some(ts)) = (decision_id(&m), m.timestamp().to_millis()) {
-                    out.insert(id, ts);
-                }
+    while start.elapsed() < limit && !ends.is_empty() {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            if let (Some(id), Some(ts)) = (decision_id(&m), m.timestamp().to_millis()) {
+                out.insert(id, ts);
             }
-            _ => {
-                if out.len() >= want && idle.elapsed() > Duration::from_secs(2) {
-                    break;
-                }
+            if ends
+                .get(&m.partition())
+                .is_some_and(|&end| m.offset() + 1 >= end)
+            {
+                ends.remove(&m.partition());
             }
         }
     }
@@ -442,7 +452,6 @@ async fn latencies(
     opts: &BenchOptions,
     topics: &BenchTopics,
 ) -> anyhow::Result<(Percentiles, Percentiles)> {
-    let total = (opts.count + opts.latency_count) as usize;
     let (b, i2, p2, g2) = (
         opts.brokers.clone(),
         topics.input.clone(),
@@ -451,9 +460,9 @@ async fn latencies(
     );
     let (ins, pass_out, guard_out) = tokio::task::spawn_blocking(move || {
         (
-            timestamps(&b, &i2, total, Duration::from_secs(120)),
-            timestamps(&b, &p2, total, Duration::from_secs(120)),
-            timestamps(&b, &g2, total * 9 / 10, Duration::from_secs(120)),
+            timestamps(&b, &i2, Duration::from_secs(120)),
+            timestamps(&b, &p2, Duration::from_secs(120)),
+            timestamps(&b, &g2, Duration::from_secs(120)),
         )
     })
     .await?;
