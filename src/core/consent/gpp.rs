@@ -272,10 +272,37 @@ fn section_facts(id: u16, raw: &str, vendor: u16) -> SectionFacts {
         1 | 5 => SectionFacts::Unsupported,
         _ => match us_section(id, raw) {
             None => SectionFacts::Unsupported,
+            // `iab_gpp` reads an undefined value as "not applicable", which
+            // would fail open: the raw fields are checked first.
+            Some(Ok(_)) if holds_undefined_value(raw) => SectionFacts::Undecodable,
             Some(Ok(section)) => us_facts(id, &section),
             Some(Err(())) => SectionFacts::Undecodable,
         },
     }
+}
+
+/// Whether the core segment of a US section (ids 7–23) holds a field of
+/// value 3, which the GPP US sections define for none of their fields
+/// (every field after the 6-bit version is 2 bits: a notice, an opt-out, a
+/// consent, an MSPA flag, or one entry of a sensitive-data or known-child
+/// list, each 0 "not applicable", 1 or 2). `iab_gpp` 0.1.2 reads 3 as 0,
+/// "not applicable", so an opt-out spelled 3 would read as no opt-out at
+/// all. The fields are read to the segment's last whole pair: padding bits
+/// a compliant encoder leaves zero, so a `11` there fails the section too
+/// (stricter than a reader that ignores padding, on purpose).
+fn holds_undefined_value(raw: &str) -> bool {
+    let core = raw.split('.').next().unwrap_or_default();
+    let mut r = Sextets {
+        text: core.as_bytes(),
+        pos: 6,
+    };
+    while r.pos + 2 <= core.len() * 6 {
+        match r.read(2) {
+            Ok(3) | Err(_) => return true,
+            Ok(_) => {}
+        }
+    }
+    false
 }
 
 /// A US national or state section (ids 7..=23) decoded by `iab_gpp`; `None`

@@ -1152,3 +1152,59 @@ fn the_most_ranges_a_capped_tcf_string_holds_are_decoded_as_ranges() {
         );
     }
 }
+
+/// The bits of a base64url text, six a character.
+fn sextet_bits(text: &str) -> Vec<bool> {
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    text.bytes()
+        .flat_map(|c| {
+            let v = ALPHABET.bytes().position(|a| a == c).expect("base64url") as u8;
+            (0..6).rev().map(move |i| v >> i & 1 == 1)
+        })
+        .collect()
+}
+
+/// `gpp` (header `~` one US section) with the 2-bit field at `pair` (counted
+/// after the 6-bit version) of the section's core segment set to `value`.
+fn with_us_field(gpp: &str, pair: usize, value: u64) -> String {
+    let (header, section) = gpp.split_once('~').expect("one section");
+    let (core, rest) = section
+        .split_once('.')
+        .map_or((section, None), |(c, r)| (c, Some(r)));
+    let mut bits = sextet_bits(core);
+    let at = 6 + 2 * pair;
+    bits[at] = value & 2 != 0;
+    bits[at + 1] = value & 1 != 0;
+    let mut w = super::craft::BitWriter::new();
+    for b in bits {
+        w.bit(b);
+    }
+    let core = w.base64();
+    match rest {
+        Some(r) => format!("{header}~{core}.{r}"),
+        None => format!("{header}~{core}"),
+    }
+}
+
+/// A US section holding a field of value 3 (defined for none of their
+/// fields) fails closed: `iab_gpp` would read it as "not applicable", and an
+/// opt-out of 3 would pass as no opt-out.
+#[test]
+fn an_undefined_value_in_a_us_section_fails_closed() {
+    let e = evaluator();
+    let (usnat, _) = gpp_case("usnat_no_opt_out");
+    assert_eq!(gpp_verdict(&e, &usnat, &[7]).outcome, Outcome::Personalised);
+    // Rewritten with the same value: still read, still personalised.
+    let same = with_us_field(&usnat, 6, 2);
+    assert_eq!(gpp_verdict(&e, &same, &[7]).outcome, Outcome::Personalised);
+    // SaleOptOut (the 7th field) = 1: opted out, read as such.
+    let opted_out = with_us_field(&usnat, 6, 1);
+    assert_eq!(gpp_verdict(&e, &opted_out, &[7]).reason, Reason::GppOptOut);
+    // SaleOptOut = 3, then the first notice, then an MSPA flag near the end.
+    for pair in [6, 0, 26] {
+        let undefined = with_us_field(&usnat, pair, 3);
+        let v = gpp_verdict(&e, &undefined, &[7]);
+        assert_ne!(v.outcome, Outcome::Personalised, "field {pair}");
+        assert_eq!(v.reason, Reason::GppUndecodable, "field {pair}");
+    }
+}
