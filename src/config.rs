@@ -56,6 +56,12 @@ pub struct StateConfig {
     /// How often owners judge what the deltas changed.
     #[serde(default = "d_judge_interval_ms")]
     pub judge_interval_ms: u64,
+    /// Check at start that the campaign table is compacted and the exposure
+    /// topic keeps a window (DescribeConfigs). Off only for a broker that
+    /// cannot describe configs (the demo's in-process mock cluster), where
+    /// the check would wait for its timeout and then be skipped anyway.
+    #[serde(default = "d_true")]
+    pub check_topic_configs: bool,
 }
 
 fn d_state_key_env() -> String {
@@ -77,6 +83,7 @@ impl Default for StateConfig {
             key_env: d_state_key_env(),
             table_refresh_ms: d_table_refresh_ms(),
             judge_interval_ms: d_judge_interval_ms(),
+            check_topic_configs: true,
         }
     }
 }

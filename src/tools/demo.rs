@@ -121,6 +121,8 @@ level = "warn"
 # One demo process: a key of its own, made at start.
 key = "{state_key}"
 table_refresh_ms = 2000
+# The mock cluster cannot describe topic configs (the demo made the topics).
+check_topic_configs = false
 "#,
         policy = opts.policy.display().to_string().replace('\\', "/"),
         http = opts.http,
