@@ -116,7 +116,14 @@ impl GuardStage {
     fn shadow(&self, live: &Judgement, input: &Input, read: &Read, now: Now) {
         let Some(shadow) = &self.shadow else { return };
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shadow.judge(live, input.key.as_deref(), &input.payload, read, now)
+            shadow.judge(
+                &self.guard,
+                live,
+                input.key.as_deref(),
+                &input.payload,
+                read,
+                now,
+            )
         }));
         match judged {
             Ok(Some(s)) => self.metrics.shadow.observe(&s),
