@@ -106,13 +106,35 @@ pub struct ShadowMetrics {
     pub reloads: IntCounterVec,
     /// The shadow policy's version (value 1), when shadow is on.
     pub info: IntGaugeVec,
+    /// The sample of changed decisions on `kafka.topics.shadow`.
+    pub samples: ShadowSampleMetrics,
     /// `changes` by kind, resolved once (index `Kind as usize`).
     by_kind: [IntCounter; crate::core::diff::Kind::ALL.len()],
     /// `routes` by route, resolved once (in [`Route::ALL`] order).
     by_route: [IntCounter; Route::ALL.len()],
 }
 
+/// The shadow sample (`kafka.topics.shadow`), by result.
+#[derive(Clone)]
+pub struct ShadowSampleMetrics {
+    /// Delivered to the topic.
+    pub published: IntCounter,
+    /// Dropped: over `pipeline.shadow_sample_per_sec`.
+    pub rate_limited: IntCounter,
+    /// Dropped: the sample producer's queue was full.
+    pub queue_full: IntCounter,
+    /// Not delivered (the producer or the broker refused it, or it timed out).
+    pub failed: IntCounter,
+}
+
 fn shadow_families(r: &Registry) -> ShadowMetrics {
+    let samples = counter(
+        r,
+        "fairgate_shadow_samples_total",
+        "Changed decisions sampled to kafka.topics.shadow, by result (published, rate_limited, queue_full, failed); best-effort, never in the pipeline's way.",
+        &["result"],
+    );
+    let sample = |result: &str| samples.with_label_values(&[result]);
     let changes = counter(
         r,
         "fairgate_shadow_changes_total",
@@ -156,6 +178,12 @@ fn shadow_families(r: &Registry) -> ShadowMetrics {
             "The shadow policy (value 1), labelled with its version; absent when shadow is off.",
             &["version"],
         ),
+        samples: ShadowSampleMetrics {
+            published: sample("published"),
+            rate_limited: sample("rate_limited"),
+            queue_full: sample("queue_full"),
+            failed: sample("failed"),
+        },
         by_kind: crate::core::diff::Kind::ALL.map(|k| changes.with_label_values(&[k.as_str()])),
         by_route: Route::ALL.map(|r| routes.with_label_values(&[r.as_str()])),
         changes,
