@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -350,4 +351,283 @@ async fn diff_over_a_topic_names_what_is_wrong() {
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("fairgate diff: 0 lines"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// The shadow policy in the running service
+// ---------------------------------------------------------------------------
+
+/// One `fairgate run` over `t` (one input partition, one judge thread, state
+/// in its memory), with the shadow policy and sample topic when given.
+fn start_service(t: &TestTopics, dir: &Path, shadow: Option<(&Path, &str)>) -> (Child, u16) {
+    let port = free_port();
+    let mut config = t
+        .config_toml(&live_policy(dir), 5000, 10)
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace("workers = 2", "workers = 1")
+        .replace("[state]\n", "[state]\nshared = false\n");
+    if let Some((policy, topic)) = shadow {
+        config = format!("shadow_policy = \"{}\"\n{config}", policy.display())
+            .replace(
+                "[kafka.topics]\n",
+                &format!("[kafka.topics]\nshadow = \"{topic}\"\n"),
+            )
+            .replace("[pipeline]\n", "[pipeline]\nshadow_sample_per_sec = 3\n");
+    }
+    let name = if shadow.is_some() { "on" } else { "off" };
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config).unwrap();
+    let child = Child::start(&path, dir.join(format!("{name}.log")));
+    let start = std::time::Instant::now();
+    while http(port, "GET", "/readyz", None).0 != 200 {
+        assert!(
+            start.elapsed() < HANG,
+            "hang guard: never ready\n{}",
+            child.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, port)
+}
+
+/// Only a hang takes this long.
+const HANG: Duration = Duration::from_secs(180);
+
+/// The sum of the `/metrics` lines starting with `prefix`.
+fn metric(port: u16, prefix: &str) -> u64 {
+    let (_, body) = http(port, "GET", "/metrics", None);
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A published record: its topic's role, key, headers and value.
+type Published = (String, Option<Vec<u8>>, Vec<(String, String)>, Vec<u8>);
+
+/// Every decision record published for `t`'s input, by decision id: its
+/// topic (output, blocked, dead letter), key, headers and value.
+fn published(t: &TestTopics, n: usize) -> BTreeMap<String, Published> {
+    let seen = collect_on(
+        &t.brokers,
+        &[&t.output, &t.blocked, &t.dead_letter],
+        n,
+        Duration::from_secs(2),
+        HANG,
+    );
+    let mut out = BTreeMap::new();
+    for s in seen {
+        let id = id_of(&s.payload).expect("every test decision carries its id");
+        let role = s.topic.rsplit('.').next().unwrap().to_string();
+        let headers: BTreeMap<String, String> = s.headers.into_iter().collect();
+        let old = out.insert(
+            id.clone(),
+            (role, s.key, headers.into_iter().collect(), s.payload),
+        );
+        assert!(old.is_none(), "{id} published twice");
+    }
+    assert_eq!(out.len(), n, "every decision published once");
+    out
+}
+
+/// The service with the shadow policy on publishes byte for byte what it
+/// publishes with it off; its `fairgate_shadow_*` counts are the offline
+/// `fairgate diff`'s over the same decisions; and its sample topic holds
+/// changed decisions' ids and kinds only, every sample accounted for.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shadow_in_the_service_publishes_nothing_new_and_counts_what_diff_counts() {
+    let dir = scratch("shadow-live");
+    let (off_t, on_t) = (TestTopics::new("shadow-off"), TestTopics::new("shadow-on"));
+    off_t.create(1).await;
+    on_t.create(1).await;
+    let sample_topic = format!("{}.sample", on_t.input);
+    create_topics(&on_t.brokers, &[(&sample_topic, 1)]).await;
+    let cand = candidate_policy(&dir);
+    let records = decisions(2_000, 97, 5);
+
+    let (mut off, _) = start_service(&off_t, &dir, None);
+    produce_on(&off_t.brokers, &off_t.input, &records);
+    let published_off = published(&off_t, records.len());
+    off.term();
+
+    let (mut on, port) = start_service(&on_t, &dir, Some((&cand, &sample_topic)));
+    produce_on(&on_t.brokers, &on_t.input, &records);
+    let published_on = published(&on_t, records.len());
+    assert!(
+        published_on == published_off,
+        "the published records are the same, shadow on or off"
+    );
+
+    // The offline diff over the same decisions, in the same order.
+    let file = dir.join("decisions.jsonl");
+    let mut lines = Vec::new();
+    for (_, _, bytes) in &records {
+        lines.extend_from_slice(bytes);
+        lines.push(b'\n');
+    }
+    std::fs::write(&file, lines).unwrap();
+    let now = fairgate::clock::Clock::now_ms(&fairgate::clock::SystemClock).to_string();
+    let json = dir.join("diff.json");
+    let out = fairgate(&[
+        "diff",
+        "--policy",
+        path(&live_policy(&dir)),
+        "--candidate",
+        path(&cand),
+        "--input",
+        path(&file),
+        "--now-ms",
+        &now,
+        "--json",
+        path(&json),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let totals = &report["totals"];
+    assert_eq!(
+        metric(port, "fairgate_shadow_decisions_total"),
+        records.len() as u64
+    );
+    for k in report["changes"].as_array().unwrap() {
+        let kind = k["kind"].as_str().unwrap();
+        assert_eq!(
+            metric(
+                port,
+                &format!("fairgate_shadow_changes_total{{kind=\"{kind}\"}}")
+            ),
+            k["count"].as_u64().unwrap(),
+            "{kind}"
+        );
+    }
+    let changed = totals["changed"].as_u64().unwrap();
+    assert!(changed > 50, "the candidate changes something: {changed}");
+    assert_eq!(
+        metric(port, "fairgate_shadow_changed_decisions_total"),
+        changed
+    );
+    assert_eq!(
+        metric(port, "fairgate_shadow_published_differs_total"),
+        totals["published_differs"].as_u64().unwrap()
+    );
+    for (route, total) in [
+        ("output", &totals["output"]),
+        ("blocked", &totals["blocked"]),
+        ("dead_letter", &totals["dead_letter"]),
+    ] {
+        assert_eq!(
+            metric(
+                port,
+                &format!("fairgate_shadow_routes_total{{route=\"{route}\"}}")
+            ),
+            total["candidate"].as_u64().unwrap(),
+            "{route}"
+        );
+    }
+
+    check_samples(port, &sample_topic, &on_t.brokers, changed, &records);
+    on.term();
+}
+
+/// Every changed decision was sampled or counted as dropped; the sample
+/// records on the topic are the ones counted as published, each with ids,
+/// kinds and nothing a policy strips.
+fn check_samples(
+    port: u16,
+    topic: &str,
+    brokers: &str,
+    changed: u64,
+    records: &[(String, String, Vec<u8>)],
+) {
+    let sampled = |r: &str| {
+        metric(
+            port,
+            &format!("fairgate_shadow_samples_total{{result=\"{r}\"}}"),
+        )
+    };
+    let start = std::time::Instant::now();
+    let accounted = || {
+        sampled("published") + sampled("rate_limited") + sampled("queue_full") + sampled("failed")
+    };
+    while accounted() < changed {
+        assert!(
+            start.elapsed() < HANG,
+            "hang guard: samples never accounted for"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(accounted(), changed, "each changed decision once");
+    assert_eq!(sampled("failed") + sampled("queue_full"), 0);
+    let published = sampled("published");
+    assert!(published >= 1);
+    let seen = collect_on(brokers, &[topic], 0, Duration::from_secs(2), HANG);
+    assert_eq!(
+        seen.len() as u64,
+        published,
+        "the topic holds what was counted"
+    );
+
+    let ids: BTreeSet<&str> = records.iter().map(|r| r.0.as_str()).collect();
+    let kinds = [
+        "route",
+        "consent",
+        "consent_reason",
+        "removed",
+        "coarsened",
+        "segments_removed",
+        "campaign_state",
+    ];
+    let mut secrets = Vec::new();
+    for (_, _, bytes) in records {
+        if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
+            for p in [
+                "/user/id",
+                "/user/buyeruid",
+                "/device/ifa",
+                "/device/ip",
+                "/user/geo/zip",
+            ] {
+                if let Some(s) = v.pointer(p).and_then(Value::as_str) {
+                    secrets.push(s.to_string());
+                }
+            }
+        }
+    }
+    assert!(secrets.len() > 100, "the decisions hold personal values");
+    for s in &seen {
+        assert!(s.headers.is_empty(), "no headers on a sample");
+        let text = String::from_utf8(s.payload.clone()).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let want = [
+            "format",
+            "decision",
+            "campaign",
+            "changes",
+            "published_differs",
+            "live_policy",
+            "shadow_policy",
+            "input_partition",
+            "input_offset",
+        ];
+        assert_eq!(keys, BTreeSet::from(want), "{text}");
+        assert!(ids.contains(v["decision"].as_str().unwrap()), "{text}");
+        assert_eq!(s.key.as_deref(), v["campaign"].as_str().map(str::as_bytes));
+        let changes = v["changes"].as_array().unwrap();
+        assert!(
+            !changes.is_empty() && changes.iter().all(|c| kinds.contains(&c.as_str().unwrap())),
+            "{text}"
+        );
+        assert_eq!(v["shadow_policy"], "candidate");
+        assert!(
+            secrets.iter().all(|x| !text.contains(x.as_str())),
+            "no stripped value: {text}"
+        );
+    }
 }
