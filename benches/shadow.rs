@@ -2,7 +2,9 @@
 //! metrics) over ~1 KB synthetic decisions with shadow off; on with a
 //! candidate that adds a required purpose (consent judged again, and the
 //! decisions it changes stripped again); and on with a candidate that only
-//! tightens a fairness limit (the live verdict and stripped record reused).
+//! tightens a fairness limit (the live verdict and stripped record reused);
+//! and on with one that also removes `/ad` (every decision stripped and
+//! written again: the most a shadow costs).
 //! `cargo bench --bench shadow`. Kafka's own cost per record (consume,
 //! produce) is not in these figures.
 
@@ -50,10 +52,17 @@ fn bench(c: &mut Criterion) {
     };
     let limit: fn(&str) -> String =
         |p| p.replace("flag_ratio = 0.8          #", "flag_ratio = 0.82 #");
+    let strip: fn(&str) -> String = |p| {
+        p.replace(
+            "always = [\"/audience\"]",
+            "always = [\"/audience\", \"/ad\"]",
+        )
+    };
     for (name, on) in [
         ("shadow_off", None),
         ("shadow_on", Some(purpose)),
         ("shadow_on_limit", Some(limit)),
+        ("shadow_on_strip", Some(strip)),
     ] {
         let st = stage(on);
         g.bench_function(BenchmarkId::new(name, N), |b| {
