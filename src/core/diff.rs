@@ -277,6 +277,31 @@ pub fn compare_same_strip(
     c
 }
 
+/// What the candidate published for one decision, as [`compare_parts`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub route: Route,
+    pub verdict: &'a Verdict,
+    pub state: State,
+    /// The `fairgate-removed` and `fairgate-coarsened` values ("" for none).
+    pub removed: &'a str,
+    pub coarsened: &'a str,
+    pub segments: usize,
+    pub payload: &'a [u8],
+}
+
+/// [`compare`] of the current judgement with a candidate given by its parts,
+/// without building the candidate's headers. Gives what [`compare`] gives
+/// on the two full judgements (`tests/diff.rs` holds the two together).
+pub fn compare_parts(cur: &Judgement, cand: &Parts<'_>) -> Compared {
+    let mut c = compare_same_strip(cur, cand.route, cand.verdict, cand.state);
+    c.published_differs = cur.route != cand.route || cur.payload != cand.payload;
+    c.kinds[Kind::Removed as usize] = header(cur, headers::REMOVED) != cand.removed;
+    c.kinds[Kind::Coarsened as usize] = header(cur, headers::COARSENED) != cand.coarsened;
+    c.kinds[Kind::SegmentsRemoved as usize] = cur.facts.segments != cand.segments;
+    c
+}
+
 impl Tally {
     /// A tally keeping up to `examples` decision ids per kind of change.
     pub fn new(examples: usize) -> Tally {

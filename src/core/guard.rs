@@ -538,7 +538,7 @@ pub fn route_of(verdict: &Verdict, state: State) -> (Route, &'static str) {
 }
 
 /// The headers of a judged (not dead-lettered) record, in publishing order.
-pub fn published_headers(
+fn published_headers(
     live: &Live,
     d: &Decision,
     verdict: &Verdict,

@@ -24,9 +24,9 @@ use arc_swap::ArcSwapOption;
 
 use crate::core::consent::{Outcome, Verdict};
 use crate::core::decision::{Decision, Reject};
-use crate::core::diff::{Compared, compare, compare_same_strip};
+use crate::core::diff::{Compared, Parts, compare, compare_parts, compare_same_strip};
 use crate::core::edit::Node;
-use crate::core::guard::{Facts, Guard, Judgement, Live, Now, Route, published_headers, route_of};
+use crate::core::guard::{Guard, Judgement, Live, Now, Route, route_of};
 use crate::core::strip;
 use crate::policy::CompiledPolicy;
 
@@ -47,6 +47,11 @@ struct Pairing {
     shadow: Arc<Live>,
     same_consent: bool,
     same_strip: bool,
+}
+
+thread_local! {
+    /// The shadow's stripped record, written to be compared and dropped.
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What the shadow said of one decision.
@@ -122,7 +127,7 @@ impl Shadow {
         if let (Ok(d), Some(verdict)) = (read, &live.facts.consent)
             && let Some(p) = self.pairing(live_guard, g, live)
         {
-            return Some(beside(g, &p, live, verdict, d, bytes, now));
+            return Some(beside(g, &p, live, verdict, d, now));
         }
         let j = g.judge_read(key, bytes, read, now);
         Some(ShadowJudged {
@@ -166,7 +171,6 @@ fn beside(
     live: &Judgement,
     lv: &Verdict,
     d: &Decision,
-    bytes: &[u8],
     now: Now,
 ) -> ShadowJudged {
     let sl = &p.shadow;
@@ -178,38 +182,37 @@ fn beside(
         sl.consent.evaluate(&d.consent_inputs())
     };
     let rec = g.record(policy, d, now_ms);
-    let (route, reason) = route_of(&verdict, rec.state);
+    let (route, _) = route_of(&verdict, rec.state);
     if p.same_strip && strips_alike(lv, &verdict) {
         return ShadowJudged {
             compared: compare_same_strip(live, route, &verdict, rec.state),
             route,
         };
     }
-    let mut payload = Vec::with_capacity(bytes.len());
-    let stripped = match &sl.plan {
-        Some(plan) => plan.write(policy, &d.value, &verdict, &mut payload),
-        None => {
-            let mut edited = Node::Doc(&d.value);
-            let stripped = strip::strip(policy, &mut edited, &verdict);
-            edited.write(&mut payload);
-            stripped
-        }
-    };
-    let j = Judgement {
-        route,
-        key: None,
-        headers: published_headers(sl, d, &verdict, &rec, &stripped, route, reason),
-        payload,
-        alert: None,
-        facts: Facts {
-            consent: Some(verdict),
-            segments: stripped.segments,
-            state: Some(rec.state),
-            ..Facts::default()
-        },
-    };
-    ShadowJudged {
-        compared: compare(live, &j),
-        route,
-    }
+    // Written into this thread's buffer: compared, never kept.
+    let compared = PAYLOAD.with_borrow_mut(|payload| {
+        payload.clear();
+        let stripped = match &sl.plan {
+            Some(plan) => plan.write(policy, &d.value, &verdict, payload),
+            None => {
+                let mut edited = Node::Doc(&d.value);
+                let stripped = strip::strip(policy, &mut edited, &verdict);
+                edited.write(payload);
+                stripped
+            }
+        };
+        compare_parts(
+            live,
+            &Parts {
+                route,
+                verdict: &verdict,
+                state: rec.state,
+                removed: &stripped.removed_header(),
+                coarsened: &stripped.coarsened.join(","),
+                segments: stripped.segments,
+                payload,
+            },
+        )
+    });
+    ShadowJudged { compared, route }
 }
