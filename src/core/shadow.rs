@@ -49,6 +49,9 @@ struct Pairing {
     same_strip: bool,
 }
 
+/// The judge thread's buffer is let go after a record larger than this.
+const KEPT_BUFFER_BYTES: usize = 1 << 20;
+
 thread_local! {
     /// The shadow's stripped record, written to be compared and dropped.
     static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -201,7 +204,7 @@ fn beside(
                 stripped
             }
         };
-        compare_parts(
+        let compared = compare_parts(
             live,
             &Parts {
                 route,
@@ -212,7 +215,12 @@ fn beside(
                 segments: stripped.segments,
                 payload,
             },
-        )
+        );
+        // A huge record's buffer is not kept for the thread's lifetime.
+        if payload.capacity() > KEPT_BUFFER_BYTES {
+            *payload = Vec::new();
+        }
+        compared
     });
     ShadowJudged { compared, route }
 }
