@@ -124,6 +124,11 @@ pub struct Topics {
     /// at least as long as the policy's window.
     #[serde(default = "d_exposure_topic")]
     pub exposure: String,
+    /// Optional: a sample of the decisions the shadow policy would change
+    /// (ids and kinds of change only, at most `pipeline.shadow_sample_per_sec`
+    /// a second), keyed by campaign id. Unset: no sample.
+    #[serde(default)]
+    pub shadow: Option<String>,
 }
 
 fn d_campaigns_topic() -> String {
@@ -184,6 +189,14 @@ pub struct PipelineConfig {
     /// committed only after the deltas that count it are acknowledged.
     #[serde(default = "d_exposure_flush_ms")]
     pub exposure_flush_ms: u64,
+    /// Shadow sample records (`kafka.topics.shadow`) published per second,
+    /// at most (also the largest burst); the rest are dropped and counted.
+    #[serde(default = "d_shadow_sample_per_sec")]
+    pub shadow_sample_per_sec: u32,
+}
+
+fn d_shadow_sample_per_sec() -> u32 {
+    100
 }
 
 fn d_exposure_flush_ms() -> u64 {
@@ -240,6 +253,7 @@ impl Default for PipelineConfig {
             watch_policy: true,
             stall_after_secs: d_stall_after_secs(),
             exposure_flush_ms: d_exposure_flush_ms(),
+            shadow_sample_per_sec: d_shadow_sample_per_sec(),
         }
     }
 }
@@ -479,6 +493,10 @@ fn check_topics(t: &Topics, problems: &mut Vec<String>) {
         ("kafka.topics.campaigns", &t.campaigns),
         ("kafka.topics.exposure", &t.exposure),
     ];
+    let names: Vec<(&str, &String)> = names
+        .into_iter()
+        .chain(t.shadow.as_ref().map(|s| ("kafka.topics.shadow", s)))
+        .collect();
     for (i, (field, name)) in names.iter().enumerate() {
         if name.is_empty()
             || name.len() > 249
@@ -538,6 +556,12 @@ fn check_pipeline(p: &PipelineConfig, problems: &mut Vec<String>) {
     }
     if p.grace_period_secs == 0 {
         problems.push("pipeline.grace_period_secs: must be at least 1".into());
+    }
+    if !(1..=10_000).contains(&p.shadow_sample_per_sec) {
+        problems.push(format!(
+            "pipeline.shadow_sample_per_sec: must be 1..=10000, got {}",
+            p.shadow_sample_per_sec
+        ));
     }
     if !(5..=3600).contains(&p.stall_after_secs) {
         problems.push(format!(
@@ -642,6 +666,45 @@ mod tests {
         assert_eq!(e.0.len(), 4, "{e}");
         assert!(e.to_string().contains("kafka.topics.output"));
         assert!(e.to_string().contains("pipeline.workers"));
+    }
+
+    #[test]
+    fn the_shadow_sample_topic_is_checked_with_the_others() {
+        let with = |topic: &str, rate: &str| {
+            EXAMPLE
+                .replacen(
+                    "[kafka.topics]\n",
+                    &format!("[kafka.topics]\nshadow = \"{topic}\"\n"),
+                    1,
+                )
+                .replacen(
+                    "[pipeline]\n",
+                    &format!("[pipeline]\nshadow_sample_per_sec = {rate}\n"),
+                    1,
+                )
+        };
+        let c = Config::from_toml(&with("fairgate.shadow", "50")).unwrap();
+        assert_eq!(c.kafka.topics.shadow.as_deref(), Some("fairgate.shadow"));
+        assert_eq!(c.pipeline.shadow_sample_per_sec, 50);
+        assert_eq!(
+            Config::from_toml(EXAMPLE).unwrap().kafka.topics.shadow,
+            None
+        );
+        let e = Config::from_toml(&with("decisions.guarded", "0")).unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(
+            e.0[0].contains("kafka.topics.shadow: same topic as kafka.topics.output"),
+            "{e}"
+        );
+        assert!(
+            e.0[1].contains("pipeline.shadow_sample_per_sec: must be 1..=10000, got 0"),
+            "{e}"
+        );
+        let e = Config::from_toml(&with("bad topic", "1")).unwrap_err();
+        assert!(
+            e.0[0].contains("kafka.topics.shadow: \"bad topic\" is not a valid topic name"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -152,9 +152,30 @@ struct DiffArgs {
     /// The candidate policy.
     #[arg(long)]
     candidate: PathBuf,
-    /// Input file of JSON lines, or `-` for standard input.
-    #[arg(long, default_value = "-")]
-    input: String,
+    /// Input file of JSON lines, or `-` for standard input (the default
+    /// unless `--topic` is given).
+    #[arg(long, conflicts_with = "topic")]
+    input: Option<String>,
+    /// Read the decisions from this topic instead, within `--from`..`--to`.
+    #[arg(long, requires_all = ["brokers", "from", "to"])]
+    topic: Option<String>,
+    /// bootstrap.servers of the topic's cluster.
+    #[arg(long, requires = "topic")]
+    brokers: Option<String>,
+    /// Start of the range: epoch milliseconds or RFC 3339 (`2026-11-23T10:00:00Z`);
+    /// each partition from its first record with a timestamp at or after it.
+    #[arg(long, requires = "topic")]
+    from: Option<String>,
+    /// End of the range, excluded: epoch milliseconds or RFC 3339; each
+    /// partition up to its first record at or after it, or its end when the read began.
+    #[arg(long, requires = "topic")]
+    to: Option<String>,
+    /// Seconds to wait for the brokers (metadata, offsets, and any stretch without a record).
+    #[arg(long, default_value_t = 30, requires = "topic")]
+    timeout_secs: u64,
+    /// A librdkafka setting for the topic's consumer, `KEY=VALUE` (TLS, SASL; repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", requires = "topic")]
+    kafka: Vec<String>,
     /// Judge as if the clock read this (epoch ms); default: event time.
     #[arg(long)]
     now_ms: Option<i64>,
@@ -525,6 +546,82 @@ fn check(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The topic and range of `fairgate diff --topic`, or what is wrong with the arguments.
+fn topic_range(a: &DiffArgs, topic: &str) -> Result<fairgate::tools::topic::TopicRange, String> {
+    use fairgate::tools::topic::parse_time;
+    let time = |name: &str, v: &Option<String>| {
+        parse_time(v.as_deref().unwrap_or_default()).map_err(|e| format!("--{name}: {e}"))
+    };
+    let settings = a
+        .kafka
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(format!("-X {kv:?}: expected KEY=VALUE")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.timeout_secs == 0 {
+        return Err("--timeout-secs: must be at least 1".into());
+    }
+    Ok(fairgate::tools::topic::TopicRange {
+        brokers: a.brokers.clone().unwrap_or_default(),
+        topic: topic.to_string(),
+        from_ms: time("from", &a.from)?,
+        to_ms: time("to", &a.to)?,
+        timeout: Duration::from_secs(a.timeout_secs),
+        buffer: 1024,
+        settings,
+    })
+}
+
+/// The diff report over the input `--input` or `--topic` names; `Err`
+/// with the exit code when the topic arguments or the topic are wrong (said
+/// on stderr).
+fn diff_report(
+    a: &DiffArgs,
+    current: &Guard,
+    candidate: &Guard,
+) -> anyhow::Result<Result<fairgate::tools::diff::DiffReport, ExitCode>> {
+    let report = match (&a.topic, a.input.as_deref()) {
+        (Some(topic), _) => {
+            let range = match topic_range(a, topic) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("fairgate diff: {e}");
+                    return Ok(Err(ExitCode::from(2)));
+                }
+            };
+            let reader = match range.open() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("fairgate diff: {e}");
+                    return Ok(Err(ExitCode::from(1)));
+                }
+            };
+            fairgate::tools::diff::run_lines(current, candidate, reader, a.now_ms, a.examples)
+                .with_context(|| format!("reading topic {topic:?}"))?
+        }
+        (None, None | Some("-")) => fairgate::tools::diff::run(
+            current,
+            candidate,
+            std::io::stdin().lock(),
+            a.now_ms,
+            a.examples,
+        )?,
+        (None, Some(path)) => {
+            let f = File::open(path).with_context(|| format!("opening {path}"))?;
+            fairgate::tools::diff::run(
+                current,
+                candidate,
+                BufReader::with_capacity(1 << 20, f),
+                a.now_ms,
+                a.examples,
+            )?
+        }
+    };
+    Ok(Ok(report))
+}
+
 /// `fairgate diff`: both policies loaded (every problem of each listed,
 /// exit 2), every line judged under both, the report written.
 fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
@@ -545,23 +642,9 @@ fn diff(a: DiffArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (current, candidate) = (Guard::new(current), Guard::new(candidate));
-    let report = if a.input == "-" {
-        fairgate::tools::diff::run(
-            &current,
-            &candidate,
-            std::io::stdin().lock(),
-            a.now_ms,
-            a.examples,
-        )?
-    } else {
-        let f = File::open(&a.input).with_context(|| format!("opening {}", a.input))?;
-        fairgate::tools::diff::run(
-            &current,
-            &candidate,
-            BufReader::with_capacity(1 << 20, f),
-            a.now_ms,
-            a.examples,
-        )?
+    let report = match diff_report(&a, &current, &candidate)? {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
     };
     let json = fairgate::tools::diff::to_json(&report);
     match &a.json {

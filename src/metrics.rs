@@ -106,21 +106,53 @@ pub struct ShadowMetrics {
     pub reloads: IntCounterVec,
     /// The shadow policy's version (value 1), when shadow is on.
     pub info: IntGaugeVec,
+    /// The sample of changed decisions on `kafka.topics.shadow`.
+    pub samples: ShadowSampleMetrics,
+    /// `changes` by kind, resolved once (index `Kind as usize`).
+    by_kind: [IntCounter; crate::core::diff::Kind::ALL.len()],
+    /// `routes` by route, resolved once (in [`Route::ALL`] order).
+    by_route: [IntCounter; Route::ALL.len()],
+}
+
+/// The shadow sample (`kafka.topics.shadow`), by result.
+#[derive(Clone)]
+pub struct ShadowSampleMetrics {
+    /// Delivered to the topic.
+    pub published: IntCounter,
+    /// Dropped: over `pipeline.shadow_sample_per_sec`.
+    pub rate_limited: IntCounter,
+    /// Dropped: the sample producer's queue was full.
+    pub queue_full: IntCounter,
+    /// Not delivered (the producer or the broker refused it, or it timed out).
+    pub failed: IntCounter,
 }
 
 fn shadow_families(r: &Registry) -> ShadowMetrics {
+    let samples = counter(
+        r,
+        "fairgate_shadow_samples_total",
+        "Changed decisions sampled to kafka.topics.shadow, by result (published, rate_limited, queue_full, failed); best-effort, never in the pipeline's way.",
+        &["result"],
+    );
+    let sample = |result: &str| samples.with_label_values(&[result]);
+    let changes = counter(
+        r,
+        "fairgate_shadow_changes_total",
+        "Decisions the shadow policy would change, by kind (route, consent, consent_reason, removed, coarsened, segments_removed, campaign_state).",
+        &["kind"],
+    );
+    let routes = counter(
+        r,
+        "fairgate_shadow_routes_total",
+        "Decisions by the route the shadow policy would give (output, blocked, dead_letter).",
+        &["route"],
+    );
     let m = ShadowMetrics {
         decisions: single(
             r,
             IntCounter::new,
             "fairgate_shadow_decisions_total",
             "Decisions judged under the shadow policy as well (nothing it decides is published).",
-        ),
-        changes: counter(
-            r,
-            "fairgate_shadow_changes_total",
-            "Decisions the shadow policy would change, by kind (route, consent, consent_reason, removed, coarsened, segments_removed, campaign_state).",
-            &["kind"],
         ),
         changed: single(
             r,
@@ -134,12 +166,6 @@ fn shadow_families(r: &Registry) -> ShadowMetrics {
             "fairgate_shadow_published_differs_total",
             "Decisions whose published record the shadow policy would change (another topic or other value bytes).",
         ),
-        routes: counter(
-            r,
-            "fairgate_shadow_routes_total",
-            "Decisions by the route the shadow policy would give (output, blocked, dead_letter).",
-            &["route"],
-        ),
         reloads: counter(
             r,
             "fairgate_shadow_reloads_total",
@@ -152,13 +178,17 @@ fn shadow_families(r: &Registry) -> ShadowMetrics {
             "The shadow policy (value 1), labelled with its version; absent when shadow is off.",
             &["version"],
         ),
+        samples: ShadowSampleMetrics {
+            published: sample("published"),
+            rate_limited: sample("rate_limited"),
+            queue_full: sample("queue_full"),
+            failed: sample("failed"),
+        },
+        by_kind: crate::core::diff::Kind::ALL.map(|k| changes.with_label_values(&[k.as_str()])),
+        by_route: Route::ALL.map(|r| routes.with_label_values(&[r.as_str()])),
+        changes,
+        routes,
     };
-    for k in crate::core::diff::Kind::ALL {
-        m.changes.with_label_values(&[k.as_str()]);
-    }
-    for r in Route::ALL {
-        m.routes.with_label_values(&[r.as_str()]);
-    }
     for r in ["applied", "off", "rejected"] {
         m.reloads.with_label_values(&[r]);
     }
@@ -169,10 +199,10 @@ impl ShadowMetrics {
     /// Count what the shadow said of one decision.
     pub fn observe(&self, s: &crate::core::shadow::ShadowJudged) {
         self.decisions.inc();
-        self.routes.with_label_values(&[s.route.as_str()]).inc();
-        for k in crate::core::diff::Kind::ALL {
-            if s.compared.kinds[k as usize] {
-                self.changes.with_label_values(&[k.as_str()]).inc();
+        self.by_route[s.route as usize].inc();
+        for (changed, c) in s.compared.kinds.iter().zip(&self.by_kind) {
+            if *changed {
+                c.inc();
             }
         }
         if s.compared.changed() {

@@ -593,3 +593,68 @@ fn shadow_is_turned_on_and_off_by_a_reload() {
     assert_eq!(app.shadow.version(), None);
     assert!(info(&app).is_empty());
 }
+
+/// The shadow's shortcuts (the live verdict reused under the same consent
+/// rules, the live stripped record under the same strip rules) give, record
+/// by record, what judging in full and [`compare`] give, and the same
+/// campaign states: for candidates that change nothing, consent, its
+/// fallback, stripping, segments, or the fairness limits.
+#[test]
+fn the_shadow_s_shortcuts_count_what_a_full_judgement_counts() {
+    use fairgate::core::diff::compare;
+    use fairgate::core::guard::Now;
+    let mut input = synth_input(3_000, 97);
+    input.extend_from_slice(&skewed_input()[..400_000]);
+    let mut long = synth_input(3_000, 97);
+    long.extend_from_slice(&skewed_input());
+    let candidates = [
+        policy(|p| p.replace("version = \"2026-11-23.1\"", "version = \"same\"")),
+        policy(required_purpose_added),
+        policy(|p| p.replace("no_consent = \"contextual\"", "no_consent = \"withheld\"")),
+        policy(|p| {
+            p.replace(
+                "always = [\"/audience\"]",
+                "always = [\"/audience\", \"/ad\"]",
+            )
+        }),
+        policy(|p| p.replace("\"religion-*\",", "\"religion-*\", \"auto-*\",")),
+        policy(|p| {
+            required_purpose_added(p)
+                .replace("flag_ratio = 0.8          #", "flag_ratio = 0.95 #")
+                .replace("clear_ratio = 0.85", "clear_ratio = 0.97")
+        }),
+    ];
+    let cur = policy(|p| p);
+    for (ci, cand) in candidates.iter().enumerate() {
+        assert_ne!(cand, &cur, "candidate {ci} is an edit");
+        let live = guard(&cur);
+        let full = guard(cand);
+        let shadow = Shadow::new();
+        shadow.set(Some(CompiledPolicy::from_toml(cand).unwrap()));
+        let (mut changed, mut states) = (0, 0);
+        // The stricter limit needs the whole skewed traffic to flip a campaign.
+        let input = if ci == 5 { &long } else { &input };
+        for (i, line) in input.split(|&b| b == b'\n').enumerate() {
+            let now = Now::At(T0 + 30 * 60_000 + i as i64);
+            let read = fairgate::core::decision::Decision::parse(line);
+            let lj = live.judge_read(None, line, &read, now);
+            let fj = full.judge_read(None, line, &read, now);
+            let s = shadow.judge(&live, &lj, None, line, &read, now).unwrap();
+            assert_eq!(s.compared, compare(&lj, &fj), "candidate {ci}, line {i}");
+            assert_eq!(s.route, fj.route, "candidate {ci}, line {i}");
+            changed += usize::from(s.compared.changed());
+            states += usize::from(s.compared.kinds[6]);
+        }
+        assert_eq!(
+            serde_json::to_value(shadow.guard().unwrap().campaigns(None)).unwrap(),
+            serde_json::to_value(full.campaigns(None)).unwrap(),
+            "candidate {ci}: the same campaign states"
+        );
+        assert_eq!(changed > 0, ci > 0, "candidate {ci}: {changed} changed");
+        assert_eq!(
+            states > 0,
+            ci == 5,
+            "candidate {ci}: {states} campaign states"
+        );
+    }
+}

@@ -569,7 +569,10 @@ async fn campaigns_show_their_state_under_the_shadow_policy() {
         .shadow
         .set(Some(CompiledPolicy::from_toml(&shadow).unwrap()));
     let read = fairgate::core::decision::Decision::parse(&bytes);
-    let judged = s.app.shadow.judge(&j, None, &bytes, &read, Now::At(T0));
+    let judged = s
+        .app
+        .shadow
+        .judge(&s.app.guard, &j, None, &bytes, &read, Now::At(T0));
     assert!(!judged.unwrap().compared.changed());
 
     let v: Value = serde_json::from_str(&get("/v1/campaigns/c1").await).unwrap();

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::core::consent::Verdict;
 use crate::core::guard::{Judgement, Route, headers};
 use crate::fairness::campaign::State;
 use crate::fairness::tracker::CampaignReport;
@@ -245,6 +246,59 @@ pub fn compare(cur: &Judgement, cand: &Judgement) -> Compared {
             _ => value(kind, cur) != value(kind, cand),
         };
     }
+    c
+}
+
+/// [`compare`] when the candidate's published value and its removed,
+/// coarsened and segment counts are known to be the current judgement's
+/// (the same strip rules, and verdicts that agree on everything stripping
+/// reads): then only the route, the consent outcome and reason, and the
+/// campaign state can differ, and they are compared as facts, without
+/// headers or bytes. Gives what [`compare`] gives on the two full
+/// judgements (`tests/diff.rs` holds the two together).
+pub fn compare_same_strip(
+    cur: &Judgement,
+    route: Route,
+    verdict: &Verdict,
+    state: State,
+) -> Compared {
+    let mut c = Compared {
+        published_differs: cur.route != route,
+        ..Compared::default()
+    };
+    let (outcome, reason) = match &cur.facts.consent {
+        Some(v) => (Some(v.outcome), Some((v.reason, v.section))),
+        None => (None, None),
+    };
+    c.kinds[Kind::Route as usize] = cur.route != route;
+    c.kinds[Kind::Consent as usize] = outcome != Some(verdict.outcome);
+    c.kinds[Kind::ConsentReason as usize] = reason != Some((verdict.reason, verdict.section));
+    c.kinds[Kind::CampaignState as usize] = cur.facts.state != Some(state);
+    c
+}
+
+/// What the candidate published for one decision, as [`compare_parts`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub route: Route,
+    pub verdict: &'a Verdict,
+    pub state: State,
+    /// The `fairgate-removed` and `fairgate-coarsened` values ("" for none).
+    pub removed: &'a str,
+    pub coarsened: &'a str,
+    pub segments: usize,
+    pub payload: &'a [u8],
+}
+
+/// [`compare`] of the current judgement with a candidate given by its parts,
+/// without building the candidate's headers. Gives what [`compare`] gives
+/// on the two full judgements (`tests/diff.rs` holds the two together).
+pub fn compare_parts(cur: &Judgement, cand: &Parts<'_>) -> Compared {
+    let mut c = compare_same_strip(cur, cand.route, cand.verdict, cand.state);
+    c.published_differs = cur.route != cand.route || cur.payload != cand.payload;
+    c.kinds[Kind::Removed as usize] = header(cur, headers::REMOVED) != cand.removed;
+    c.kinds[Kind::Coarsened as usize] = header(cur, headers::COARSENED) != cand.coarsened;
+    c.kinds[Kind::SegmentsRemoved as usize] = cur.facts.segments != cand.segments;
     c
 }
 

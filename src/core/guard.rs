@@ -416,7 +416,7 @@ impl Guard {
     }
 
     /// Count the decision in its campaign's window and re-judge the campaign.
-    fn record(&self, policy: &CompiledPolicy, d: &Decision, now_ms: i64) -> Recorded {
+    pub fn record(&self, policy: &CompiledPolicy, d: &Decision, now_ms: i64) -> Recorded {
         let mut groups = [0usize; MAX_TOTAL_GROUPS];
         let n = Self::groups(policy, d, &mut groups);
         let category = Category::of_campaign(d.category.as_deref());
@@ -436,7 +436,7 @@ impl Guard {
 
     /// The current time for one call: the caller's, or event time with this
     /// decision's `ts` observed.
-    fn now_ms(&self, now: Now, ts: i64, max_future_ms: i64) -> i64 {
+    pub fn now_ms(&self, now: Now, ts: i64, max_future_ms: i64) -> i64 {
         match now {
             Now::At(ms) => ms,
             Now::EventTime => self.event_time.lock().observe(ts, max_future_ms),
@@ -527,7 +527,7 @@ fn count_shared(
 
 /// Where a judged decision goes, and the reason given for it: withheld
 /// consent first, then a blocked campaign, else the output.
-fn route_of(verdict: &Verdict, state: State) -> (Route, &'static str) {
+pub fn route_of(verdict: &Verdict, state: State) -> (Route, &'static str) {
     if verdict.outcome == Outcome::Withheld {
         (Route::Blocked, "consent_withheld")
     } else if state == State::Blocked {

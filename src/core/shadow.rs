@@ -7,20 +7,54 @@
 //! The shadow guard keeps campaign windows and states of its own, in this
 //! instance's memory (also when the live state is kept on Kafka): with
 //! several instances each sees its share of the traffic.
+//!
+//! What the two policies settle alike is not done twice. The record is
+//! read once ([`Guard::judge_read`]). With the same consent rules
+//! ([`CompiledPolicy::same_consent`]) the live verdict is the shadow's.
+//! With the same strip rules ([`CompiledPolicy::same_strip`]) and verdicts
+//! that agree on what stripping reads ([`strips_alike`]), the stripped
+//! record is the live one: nothing is written, and only the route, the
+//! consent and the campaign state are compared
+//! ([`crate::core::diff::compare_same_strip`]). The campaign is always
+//! counted in the shadow's own windows.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
+use crate::core::consent::{Outcome, Verdict};
 use crate::core::decision::{Decision, Reject};
-use crate::core::diff::{Compared, compare};
-use crate::core::guard::{Guard, Judgement, Now, Route};
+use crate::core::diff::{Compared, Parts, compare, compare_parts, compare_same_strip};
+use crate::core::edit::Node;
+use crate::core::guard::{Guard, Judgement, Live, Now, Route, route_of};
+use crate::core::strip;
 use crate::policy::CompiledPolicy;
 
 /// The shadow policy, when there is one. Every method takes `&self`.
 #[derive(Debug, Default)]
 pub struct Shadow {
     guard: ArcSwapOption<Guard>,
+    /// What the live and the shadow policy have in common, for the last
+    /// pair seen (recomputed when either changes).
+    pairing: ArcSwapOption<Pairing>,
+}
+
+/// A live policy and a shadow policy, and what they settle alike.
+#[derive(Debug)]
+struct Pairing {
+    /// The live policy's version as its judgements carry it (the same `Arc`).
+    live: Arc<str>,
+    shadow: Arc<Live>,
+    same_consent: bool,
+    same_strip: bool,
+}
+
+/// The judge thread's buffer is let go after a record larger than this.
+const KEPT_BUFFER_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// The shadow's stripped record, written to be compared and dropped.
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What the shadow said of one decision.
@@ -29,6 +63,22 @@ pub struct ShadowJudged {
     pub compared: Compared,
     /// Where the shadow policy would have sent it.
     pub route: Route,
+}
+
+/// Whether two verdicts are alike in everything stripping reads (the
+/// outcome only as personalised or not, precise geolocation, child, LMT):
+/// under the same strip rules they give the same stripped record
+/// (`strip::strip`, `rewrite::Plan::write`).
+pub fn strips_alike(a: &Verdict, b: &Verdict) -> bool {
+    let key = |v: &Verdict| {
+        (
+            v.outcome == Outcome::Personalised,
+            v.precise_geo,
+            v.child,
+            v.lmt,
+        )
+    };
+    key(a) == key(b)
 }
 
 impl Shadow {
@@ -46,6 +96,7 @@ impl Shadow {
             }
             (Some(p), None) => self.guard.store(Some(Arc::new(Guard::new(p)))),
         }
+        self.pairing.store(None);
     }
 
     /// The shadow policy's version, when shadow is on.
@@ -62,10 +113,12 @@ impl Shadow {
     }
 
     /// Judge the record under the shadow policy too, at the same `now` as
-    /// the live judgement `live` and from the same reading `read`
-    /// ([`Guard::judge_read`]), and say how the two differ.
+    /// the judgement `live` of the live guard `live_guard`, and from the
+    /// same reading `read` ([`Guard::judge_read`]), and say how the two
+    /// differ.
     pub fn judge(
         &self,
+        live_guard: &Guard,
         live: &Judgement,
         key: Option<&[u8]>,
         bytes: &[u8],
@@ -74,10 +127,100 @@ impl Shadow {
     ) -> Option<ShadowJudged> {
         let g = self.guard.load();
         let g = g.as_ref()?;
+        if let (Ok(d), Some(verdict)) = (read, &live.facts.consent)
+            && let Some(p) = self.pairing(live_guard, g, live)
+        {
+            return Some(beside(g, &p, live, verdict, d, now));
+        }
         let j = g.judge_read(key, bytes, read, now);
         Some(ShadowJudged {
             compared: compare(live, &j),
             route: j.route,
         })
     }
+
+    /// What the live policy that judged `live` and the shadow's have in
+    /// common; none when the live policy was swapped since (that record
+    /// is judged in full).
+    fn pairing(&self, live_guard: &Guard, g: &Guard, live: &Judgement) -> Option<Arc<Pairing>> {
+        let shadow = g.live();
+        let version = &live.facts.policy_version;
+        if let Some(p) = self.pairing.load_full()
+            && Arc::ptr_eq(&p.live, version)
+            && Arc::ptr_eq(&p.shadow, &shadow)
+        {
+            return Some(p);
+        }
+        let current = live_guard.live();
+        if !Arc::ptr_eq(&current.version, version) {
+            return None;
+        }
+        let p = Arc::new(Pairing {
+            live: current.version.clone(),
+            same_consent: current.policy.same_consent(&shadow.policy),
+            same_strip: current.policy.same_strip(&shadow.policy),
+            shadow,
+        });
+        self.pairing.store(Some(p.clone()));
+        Some(p)
+    }
+}
+
+/// The shadow's judgement of a record the live guard judged (`live`, with
+/// its verdict `lv`), doing only what the two policies do not settle alike.
+fn beside(
+    g: &Guard,
+    p: &Pairing,
+    live: &Judgement,
+    lv: &Verdict,
+    d: &Decision,
+    now: Now,
+) -> ShadowJudged {
+    let sl = &p.shadow;
+    let policy = &sl.policy;
+    let now_ms = g.now_ms(now, d.ts, policy.max_future_ms);
+    let verdict = if p.same_consent {
+        *lv
+    } else {
+        sl.consent.evaluate(&d.consent_inputs())
+    };
+    let rec = g.record(policy, d, now_ms);
+    let (route, _) = route_of(&verdict, rec.state);
+    if p.same_strip && strips_alike(lv, &verdict) {
+        return ShadowJudged {
+            compared: compare_same_strip(live, route, &verdict, rec.state),
+            route,
+        };
+    }
+    // Written into this thread's buffer: compared, never kept.
+    let compared = PAYLOAD.with_borrow_mut(|payload| {
+        payload.clear();
+        let stripped = match &sl.plan {
+            Some(plan) => plan.write(policy, &d.value, &verdict, payload),
+            None => {
+                let mut edited = Node::Doc(&d.value);
+                let stripped = strip::strip(policy, &mut edited, &verdict);
+                edited.write(payload);
+                stripped
+            }
+        };
+        let compared = compare_parts(
+            live,
+            &Parts {
+                route,
+                verdict: &verdict,
+                state: rec.state,
+                removed: &stripped.removed_header(),
+                coarsened: &stripped.coarsened.join(","),
+                segments: stripped.segments,
+                payload,
+            },
+        );
+        // A huge record's buffer is not kept for the thread's lifetime.
+        if payload.capacity() > KEPT_BUFFER_BYTES {
+            *payload = Vec::new();
+        }
+        compared
+    });
+    ShadowJudged { compared, route }
 }

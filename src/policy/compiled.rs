@@ -10,7 +10,7 @@ use super::pointer::{Pointer, RemovalGroup, SegmentMatcher};
 pub const MAX_TOTAL_GROUPS: usize = 64;
 
 /// A compiled coarsening.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Coarsen {
     pub pointer: Pointer,
     pub op: CoarsenOp,
@@ -179,6 +179,90 @@ impl CompiledPolicy {
                 .all(|(a, b)| a.name == b.name && a.pointer == b.pointer && a.groups == b.groups)
     }
 
+    /// Whether `other` gives every decision the same consent verdict: the
+    /// same settings of the consent evaluator (the cache's size aside).
+    /// The shadow policy reuses the live verdict when it does.
+    pub fn same_consent(&self, other: &CompiledPolicy) -> bool {
+        self.rules().0 == other.rules().0
+    }
+
+    /// Whether `other` strips and coarsens every decision the same way,
+    /// given the same verdict. The shadow policy reuses the live stripped
+    /// record when it does and the two verdicts agree on what stripping reads.
+    pub fn same_strip(&self, other: &CompiledPolicy) -> bool {
+        self.rules().1 == other.rules().1
+    }
+
+    /// Every field, sorted into what decides consent, what decides
+    /// stripping, and the rest (fairness, version, cache sizes). No field
+    /// is skipped with `..`: a field added to the policy must be sorted here.
+    fn rules(&self) -> (ConsentRules<'_>, StripRules<'_>) {
+        let CompiledPolicy {
+            version: _,
+            mode: _,
+            vendor_id,
+            required_purposes_mask,
+            required_purposes: _,
+            max_age_ms,
+            gdpr_unknown,
+            no_consent,
+            opt_out,
+            child,
+            cache_entries: _,
+            cache_bytes: _,
+            max_string_bytes,
+            always,
+            unless_personalised,
+            always_plan,
+            personal_plan,
+            when_child,
+            when_lmt,
+            child_plan,
+            lmt_plan,
+            coarsen,
+            segments,
+            window_ms: _,
+            bucket_ms: _,
+            buckets: _,
+            max_future_ms: _,
+            idle_evict_ms: _,
+            confidence: _,
+            z: _,
+            min_campaign_considered: _,
+            min_campaign_selected: _,
+            min_group_considered: _,
+            dimensions: _,
+            group_offsets: _,
+            total_groups: _,
+            limits: _,
+            baselines: _,
+        } = self;
+        (
+            ConsentRules {
+                vendor_id,
+                required_purposes_mask,
+                max_age_ms,
+                gdpr_unknown,
+                no_consent,
+                opt_out,
+                child,
+                max_string_bytes,
+            },
+            StripRules {
+                always,
+                unless_personalised,
+                always_plan,
+                personal_plan,
+                when_child,
+                when_lmt,
+                child_plan,
+                lmt_plan,
+                coarsen,
+                segments: segments.as_ref().map(|s| (&s.pointer, &s.source)),
+            },
+        )
+    }
+
     /// Eligible-audience baseline of a campaign for one dimension, if the policy gives one.
     pub fn baseline(&self, campaign: &str, dim: usize) -> Option<&[f64]> {
         self.baselines
@@ -186,4 +270,33 @@ impl CompiledPolicy {
             .and_then(|v| v.get(dim))
             .and_then(|o| o.as_deref())
     }
+}
+
+/// What a policy's consent verdicts depend on ([`CompiledPolicy::same_consent`]).
+#[derive(PartialEq)]
+struct ConsentRules<'a> {
+    vendor_id: &'a u16,
+    required_purposes_mask: &'a u32,
+    max_age_ms: &'a i64,
+    gdpr_unknown: &'a GdprUnknown,
+    no_consent: &'a Fallback,
+    opt_out: &'a Fallback,
+    child: &'a Fallback,
+    max_string_bytes: &'a usize,
+}
+
+/// What a policy's stripping depends on ([`CompiledPolicy::same_strip`]);
+/// segment patterns by their source (the matcher is built from it).
+#[derive(PartialEq)]
+struct StripRules<'a> {
+    always: &'a [Pointer],
+    unless_personalised: &'a [Pointer],
+    always_plan: &'a [RemovalGroup],
+    personal_plan: &'a [RemovalGroup],
+    when_child: &'a [Pointer],
+    when_lmt: &'a [Pointer],
+    child_plan: &'a [RemovalGroup],
+    lmt_plan: &'a [RemovalGroup],
+    coarsen: &'a [Coarsen],
+    segments: Option<(&'a Pointer, &'a Vec<String>)>,
 }

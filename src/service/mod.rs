@@ -182,13 +182,22 @@ pub async fn serve(
             return stopped.map(|_| ());
         }
     };
-    let stage = GuardStage::new(
+    let mut stage = GuardStage::new(
         app.guard.clone(),
         app.metrics.clone(),
         app.clock.clone(),
         fanout.clone(),
     )
     .with_shadow(app.shadow.clone());
+    let sample = crate::kafka::shadow_sample::ShadowSample::start(
+        &config,
+        app.shadow.clone(),
+        app.metrics.shadow.samples.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("kafka.topics.shadow: cannot create its producer: {e}"))?;
+    if let Some(s) = sample {
+        stage = stage.with_shadow_sample(Arc::new(s));
+    }
     let result = pipeline::run(
         PipelineParts {
             config: config.clone(),

@@ -68,8 +68,29 @@ pub fn run(
     now_ms: Option<i64>,
     examples: usize,
 ) -> std::io::Result<DiffReport> {
+    let lines = input.split(b'\n').map(|l| {
+        l.map(|mut l| {
+            if l.last() == Some(&b'\r') {
+                l.pop();
+            }
+            l
+        })
+    });
+    run_lines(current, candidate, lines, now_ms, examples)
+}
+
+/// [`run`] over decisions given one by one (the lines of a file, the
+/// records of a topic): each item is one decision's bytes; an error stops
+/// the replay and is returned.
+pub fn run_lines(
+    current: &Guard,
+    candidate: &Guard,
+    lines: impl Iterator<Item = std::io::Result<Vec<u8>>>,
+    now_ms: Option<i64>,
+    examples: usize,
+) -> std::io::Result<DiffReport> {
     let now = now_ms.map(Now::At).unwrap_or(Now::EventTime);
-    let mut lines = input.split(b'\n');
+    let mut lines = lines;
     let ahead = match now {
         Now::EventTime => read_ahead(&[current, candidate], &mut lines),
         Now::At(_) => Vec::new(),
@@ -165,12 +186,7 @@ fn judge_both(
             let mut batch = Vec::with_capacity(BATCH_LINES);
             for line in lines.by_ref().take(BATCH_LINES) {
                 match line {
-                    Ok(mut l) => {
-                        if l.last() == Some(&b'\r') {
-                            l.pop();
-                        }
-                        batch.push(l);
-                    }
+                    Ok(l) => batch.push(l),
                     Err(e) => {
                         failed = Some(e);
                         break;

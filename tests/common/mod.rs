@@ -221,16 +221,28 @@ pub fn produce_on(brokers: &str, topic: &str, records: &[(String, String, Vec<u8
         topic,
         records
             .iter()
-            .map(|(_, key, payload)| (Some(key.as_bytes()), payload.as_slice())),
+            .map(|(_, key, payload)| (Some(key.as_bytes()), payload.as_slice(), None)),
     );
 }
 
-/// Produce `(key, payload)` pairs as they are, waiting out a full queue, and
-/// flush.
+/// Produce `(key, timestamp, payload)` records with their own Kafka
+/// timestamps, in order, and wait for every acknowledgement.
+pub fn produce_timed(brokers: &str, topic: &str, records: &[(String, i64, Vec<u8>)]) {
+    send_all(
+        brokers,
+        topic,
+        records
+            .iter()
+            .map(|(key, ts, payload)| (Some(key.as_bytes()), payload.as_slice(), Some(*ts))),
+    );
+}
+
+/// Produce `(key, payload, timestamp)` records as they are (the timestamp:
+/// the producer's clock when none), waiting out a full queue, and flush.
 fn send_all<'a>(
     brokers: &str,
     topic: &str,
-    records: impl Iterator<Item = (Option<&'a [u8]>, &'a [u8])>,
+    records: impl Iterator<Item = (Option<&'a [u8]>, &'a [u8], Option<i64>)>,
 ) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -240,10 +252,13 @@ fn send_all<'a>(
         .set("message.max.bytes", "10000000")
         .create()
         .expect("producer");
-    for (key, payload) in records {
+    for (key, payload, ts) in records {
         let mut rec = BaseRecord::to(topic).payload(payload);
         if let Some(k) = key {
             rec = rec.key(k);
+        }
+        if let Some(ts) = ts {
+            rec = rec.timestamp(ts);
         }
         loop {
             match p.send(rec) {
@@ -562,7 +577,7 @@ pub fn produce_raw(brokers: &str, topic: &str, records: &[BadRecord]) {
         topic,
         records
             .iter()
-            .map(|r| (r.key.as_deref(), r.payload.as_slice())),
+            .map(|r| (r.key.as_deref(), r.payload.as_slice(), None)),
     );
 }
 

@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::core::decision::{Decision, Reject};
 use crate::core::guard::{Guard, Judgement, Now, Route};
 use crate::core::shadow::Shadow;
+use crate::kafka::shadow_sample::ShadowSample;
 
 /// A record as read by [`Decision::parse`], once for the live and the shadow guard.
 type Read = Result<Decision, Reject>;
@@ -84,6 +85,8 @@ pub struct GuardStage {
     alert_fanout: Option<mpsc::Sender<AlertEvent>>,
     /// The shadow policy, judged beside the live one and only counted.
     shadow: Option<Arc<Shadow>>,
+    /// Where changed decisions are sampled (`kafka.topics.shadow`).
+    shadow_sample: Option<Arc<ShadowSample>>,
 }
 
 impl GuardStage {
@@ -100,6 +103,7 @@ impl GuardStage {
             clock,
             alert_fanout,
             shadow: None,
+            shadow_sample: None,
         }
     }
 
@@ -110,16 +114,34 @@ impl GuardStage {
         self
     }
 
+    /// Sample the decisions the shadow policy would change (best-effort).
+    pub fn with_shadow_sample(mut self, sample: Arc<ShadowSample>) -> GuardStage {
+        self.shadow_sample = Some(sample);
+        self
+    }
+
     /// The record judged under the shadow policy as well, from the same
     /// reading, and counted; what is published is `live`, untouched. A
     /// failure there costs only the count.
     fn shadow(&self, live: &Judgement, input: &Input, read: &Read, now: Now) {
         let Some(shadow) = &self.shadow else { return };
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shadow.judge(live, input.key.as_deref(), &input.payload, read, now)
+            shadow.judge(
+                &self.guard,
+                live,
+                input.key.as_deref(),
+                &input.payload,
+                read,
+                now,
+            )
         }));
         match judged {
-            Ok(Some(s)) => self.metrics.shadow.observe(&s),
+            Ok(Some(s)) => {
+                self.metrics.shadow.observe(&s);
+                if let Some(sample) = &self.shadow_sample {
+                    sample.offer(live, &s, input.partition, input.offset);
+                }
+            }
             Ok(None) => {}
             Err(_) => {
                 error!(target: "fairgate::kafka", partition = input.partition, offset = input.offset, "the shadow policy's guard failed on a record (a bug); not counted");
