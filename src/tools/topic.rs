@@ -148,9 +148,18 @@ impl Merge {
         pause
     }
 
-    /// The partition has no more records now (librdkafka's end of partition).
-    pub fn end_of_partition(&mut self, partition: i32) {
-        if let Some(p) = self.parts.get_mut(&partition) {
+    /// librdkafka's end of partition, with the consumer's position there
+    /// (`None` when it cannot say: then the records themselves, or the
+    /// stall timeout, end the read). The partition is finished only when
+    /// that position reached the end captured at the start: an end event
+    /// fetched before a pause may arrive after records that are still to
+    /// be read again, and must not end the partition early. (The position
+    /// rather than the last offset taken, so that offsets missing at the
+    /// tail — a compacted topic — still end it.)
+    pub fn end_of_partition(&mut self, partition: i32, position: Option<i64>) {
+        if let Some(p) = self.parts.get_mut(&partition)
+            && position.is_some_and(|at| at >= p.end)
+        {
             p.finished = true;
         }
     }
@@ -400,7 +409,12 @@ impl TopicReader {
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 self.last_read = Instant::now();
-                self.merge.end_of_partition(p);
+                let position = self.consumer.position().ok().and_then(|tpl| {
+                    tpl.find_partition(&self.range.topic, p)
+                        .and_then(|e| e.offset().to_raw())
+                        .filter(|&o| o >= 0)
+                });
+                self.merge.end_of_partition(p, position);
                 Ok(())
             }
             Some(Err(e)) if is_transient(&e) => self.check_stalled(),
@@ -604,7 +618,12 @@ mod tests {
         }
         assert!(m.offer(rec(0, 3, 3)), "four waiting: paused");
         assert_eq!(m.take(), Next::Read, "partition 1 has nothing yet");
-        m.end_of_partition(1);
+        // An end event from before the partition's end (one fetched before
+        // a pause) or without a position does not end it.
+        m.end_of_partition(1, Some(40));
+        m.end_of_partition(1, None);
+        assert_eq!(m.take(), Next::Read, "partition 1 is not finished");
+        m.end_of_partition(1, Some(100));
         assert_eq!(m.take(), Next::Record(rec(0, 0, 0)));
         assert!(m.to_resume().is_empty(), "three waiting");
         assert_eq!(m.take(), Next::Record(rec(0, 1, 1)));
