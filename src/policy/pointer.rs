@@ -120,19 +120,14 @@ fn is_separator(b: u8) -> bool {
     b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/')
 }
 
-/// Whether an id is already in normal form (no copy needed): ASCII, no
-/// upper case, no separator but single inner dashes (so nothing to trim).
+/// Whether an ASCII id is already in normal form (no copy needed).
 fn is_normal(id: &[u8]) -> bool {
     if id.first() == Some(&b'-') || id.last() == Some(&b'-') {
         return false;
     }
     let mut prev_dash = false;
     for &b in id {
-        if !b.is_ascii()
-            || b.is_ascii_uppercase()
-            || (is_separator(b) && b != b'-')
-            || (b == b'-' && prev_dash)
-        {
+        if b.is_ascii_uppercase() || (is_separator(b) && b != b'-') || (b == b'-' && prev_dash) {
             return false;
         }
         prev_dash = b == b'-';
@@ -143,12 +138,12 @@ fn is_normal(id: &[u8]) -> bool {
 /// A segment id as it is matched (see the module doc), or `None` when it
 /// holds a character outside ASCII and so cannot be shown harmless.
 pub fn normalise_segment_id(id: &str) -> Option<Cow<'_, str>> {
-    // Most ids are already normal: lowercase ASCII words joined by single
-    // dashes, with no whitespace to trim. One pass settles them.
-    if is_normal(id.as_bytes()) {
-        return Some(Cow::Borrowed(id));
-    }
-    let id = id.trim_matches(char::is_whitespace);
+    // Trimming decodes characters from both ends: only when an end is not
+    // a visible ASCII character (one that is cannot be whitespace).
+    let id = match (id.as_bytes().first(), id.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => id,
+        _ => id.trim_matches(char::is_whitespace),
+    };
     if !id.is_ascii() {
         return None;
     }
