@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sonic_rs::JsonValueTrait;
+use sonic_rs::{JsonValueTrait, Value};
 
 use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
 use crate::core::decision::{self, Decision, lookup};
@@ -142,6 +142,22 @@ pub struct Live {
 }
 
 impl Live {
+    /// Strip `doc` under this policy and `verdict`, writing the result to
+    /// `out`: in one walk where the policy allows; otherwise the
+    /// sequential passes edit a copy-on-write view. Untouched parts are
+    /// written straight from the parsed document.
+    pub fn strip_into(&self, doc: &Value, verdict: &Verdict, out: &mut Vec<u8>) -> Stripped<'_> {
+        match &self.plan {
+            Some(plan) => plan.write(&self.policy, doc, verdict, out),
+            None => {
+                let mut edited = Node::Doc(doc);
+                let stripped = strip::strip(&self.policy, &mut edited, verdict);
+                edited.write(out);
+                stripped
+            }
+        }
+    }
+
     fn new(policy: CompiledPolicy) -> Live {
         Live {
             consent: ConsentEvaluator::new(&policy),
@@ -374,19 +390,8 @@ impl Guard {
         let verdict = live.consent.evaluate(&d.consent_inputs());
         let rec = self.record(policy, d, now_ms);
 
-        // Stripped and written in one walk where the policy allows;
-        // otherwise the sequential passes edit a copy-on-write view.
-        // Untouched parts are written straight from the parsed document.
         let mut payload = Vec::with_capacity(bytes.len());
-        let stripped = match &live.plan {
-            Some(plan) => plan.write(policy, &d.value, &verdict, &mut payload),
-            None => {
-                let mut edited = Node::Doc(&d.value);
-                let stripped = strip::strip(policy, &mut edited, &verdict);
-                edited.write(&mut payload);
-                stripped
-            }
-        };
+        let stripped = live.strip_into(&d.value, &verdict, &mut payload);
         let (route, reason) = route_of(&verdict, rec.state);
         let headers = published_headers(&live, d, &verdict, &rec, &stripped, route, reason);
         let facts = Facts {

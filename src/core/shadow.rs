@@ -25,9 +25,7 @@ use arc_swap::ArcSwapOption;
 use crate::core::consent::{Outcome, Verdict};
 use crate::core::decision::{Decision, Reject};
 use crate::core::diff::{Compared, Parts, compare, compare_parts, compare_same_strip};
-use crate::core::edit::Node;
 use crate::core::guard::{Guard, Judgement, Live, Now, Route, route_of};
-use crate::core::strip;
 use crate::policy::CompiledPolicy;
 
 /// The shadow policy, when there is one. Every method takes `&self`.
@@ -195,15 +193,7 @@ fn beside(
     // Written into this thread's buffer: compared, never kept.
     let compared = PAYLOAD.with_borrow_mut(|payload| {
         payload.clear();
-        let stripped = match &sl.plan {
-            Some(plan) => plan.write(policy, &d.value, &verdict, payload),
-            None => {
-                let mut edited = Node::Doc(&d.value);
-                let stripped = strip::strip(policy, &mut edited, &verdict);
-                edited.write(payload);
-                stripped
-            }
-        };
+        let stripped = sl.strip_into(&d.value, &verdict, payload);
         let compared = compare_parts(
             live,
             &Parts {

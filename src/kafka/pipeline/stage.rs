@@ -12,12 +12,12 @@ use crate::clock::Clock;
 use crate::core::decision::{Decision, Reject};
 use crate::core::guard::{Guard, Judgement, Now, Route};
 use crate::core::shadow::Shadow;
+use crate::fairness::alert::AlertEvent;
 use crate::kafka::shadow_sample::ShadowSample;
+use crate::metrics::Metrics;
 
 /// A record as read by [`Decision::parse`], once for the live and the shadow guard.
 type Read = Result<Decision, Reject>;
-use crate::fairness::alert::AlertEvent;
-use crate::metrics::Metrics;
 
 /// One input record, as a judge thread hands it to the stage.
 #[derive(Debug)]
