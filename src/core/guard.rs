@@ -19,7 +19,7 @@ use sonic_rs::{JsonValueTrait, Value};
 use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
 use crate::core::decision::{self, Decision, lookup};
 use crate::core::edit::Node;
-use crate::core::rewrite::Plan;
+use crate::core::rewrite::{Plan, with_scratch};
 use crate::core::strip::{self, Stripped};
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
@@ -390,8 +390,10 @@ impl Guard {
         let verdict = live.consent.evaluate(&d.consent_inputs());
         let rec = self.record(policy, d, now_ms);
 
-        let mut payload = Vec::with_capacity(bytes.len());
-        let stripped = live.strip_into(&d.value, &verdict, &mut payload);
+        let (payload, stripped) = with_scratch(|buf| {
+            let stripped = live.strip_into(&d.value, &verdict, buf);
+            (buf.to_vec(), stripped)
+        });
         let (route, reason) = route_of(&verdict, rec.state);
         let headers = published_headers(&live, d, &verdict, &rec, &stripped, route, reason);
         let facts = Facts {

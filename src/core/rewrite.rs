@@ -298,6 +298,33 @@ enum Removal {
     Lmt(usize),
 }
 
+/// A thread's write buffer is let go after a record larger than this.
+const KEPT_SCRATCH_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// Where a judge thread writes a stripped record before it is copied
+    /// out at its exact size (or only compared). The serialiser reserves
+    /// room for the worst case of every string it writes (six bytes a
+    /// character), so a buffer sized to the record still grows, and each
+    /// growth of a fresh vector copied it and took new pages; this one
+    /// keeps its room between records.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's write buffer, emptied. Not re-entrant: `f`
+/// must not call it again.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        let r = f(buf);
+        // A huge record's buffer is not kept for the thread's lifetime.
+        if buf.capacity() > KEPT_SCRATCH_BYTES {
+            *buf = Vec::new();
+        }
+        r
+    })
+}
+
 const SER: &str = "a parsed value always serialises";
 
 fn write_value(v: &Value, out: &mut Vec<u8>) {

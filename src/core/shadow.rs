@@ -26,6 +26,7 @@ use crate::core::consent::{Outcome, Verdict};
 use crate::core::decision::{Decision, Reject};
 use crate::core::diff::{Compared, Parts, compare, compare_parts, compare_same_strip};
 use crate::core::guard::{Guard, Judgement, Live, Now, Route, route_of};
+use crate::core::rewrite::with_scratch;
 use crate::policy::CompiledPolicy;
 
 /// The shadow policy, when there is one. Every method takes `&self`.
@@ -45,14 +46,6 @@ struct Pairing {
     shadow: Arc<Live>,
     same_consent: bool,
     same_strip: bool,
-}
-
-/// The judge thread's buffer is let go after a record larger than this.
-const KEPT_BUFFER_BYTES: usize = 1 << 20;
-
-thread_local! {
-    /// The shadow's stripped record, written to be compared and dropped.
-    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What the shadow said of one decision.
@@ -191,8 +184,7 @@ fn beside(
         };
     }
     // Written into this thread's buffer: compared, never kept.
-    let compared = PAYLOAD.with_borrow_mut(|payload| {
-        payload.clear();
+    with_scratch(|payload| {
         let stripped = sl.strip_into(&d.value, &verdict, payload);
         let compared = compare_parts(
             live,
@@ -206,11 +198,6 @@ fn beside(
                 payload,
             },
         );
-        // A huge record's buffer is not kept for the thread's lifetime.
-        if payload.capacity() > KEPT_BUFFER_BYTES {
-            *payload = Vec::new();
-        }
-        compared
-    });
-    ShadowJudged { compared, route }
+        ShadowJudged { compared, route }
+    })
 }

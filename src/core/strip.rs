@@ -49,16 +49,18 @@ pub struct Stripped<'p> {
 impl Stripped<'_> {
     /// All removed pointers, comma-separated (the `fairgate-removed` header).
     pub fn removed_header(&self) -> String {
-        let mut out = String::new();
-        for p in self
-            .malformed
-            .iter()
-            .chain(&self.always)
-            .chain(&self.personal)
-            .chain(&self.child)
-            .chain(&self.lmt)
-            .chain(&self.uncoarsenable)
-        {
+        let all = || {
+            self.malformed
+                .iter()
+                .chain(&self.always)
+                .chain(&self.personal)
+                .chain(&self.child)
+                .chain(&self.lmt)
+                .chain(&self.uncoarsenable)
+        };
+        // Sized first: one allocation, not one per doubling.
+        let mut out = String::with_capacity(all().map(|p| p.len() + 1).sum());
+        for p in all() {
             if !out.is_empty() {
                 out.push(',');
             }
