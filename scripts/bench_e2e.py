@@ -25,6 +25,7 @@ Run it through scripts/bench-e2e, which builds the binaries first.
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -230,18 +231,23 @@ class Bench:
                    f"{out}.campaigns")
         self.probe("create", "--partitions", str(self.a.partitions), f"{out}.exposure")
 
-    def loadgen(self, topic, count, rate, prefix, seed):
+    def loadgen(self, topic, count, rate, prefix, seed, pregenerate=False):
+        """Produce `count` decisions at `rate` (0: unpaced). Returns the
+        seconds the sending took; with `pregenerate`, every decision is made
+        before the first is sent (a paced run then reaches rates that making
+        them as it goes cannot), and the making is not counted."""
         cmd = [
             str(FAIRGATE), "loadgen", "--brokers", self.brokers, "--topic", topic,
             "--rate", str(rate), "--count", str(count), "--campaigns", "200",
             "--skewed", "3", "--malformed-every", "1000", "--seed", str(seed),
             "--id-prefix", prefix,
-        ]
+        ] + (["--pregenerate"] if pregenerate else [])
         t0 = time.time()
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"loadgen: {r.stderr.strip()}")
-        return time.time() - t0
+        sent = re.search(r"sent in ([0-9.]+)s\)", r.stderr)
+        return float(sent.group(1)) if sent else time.time() - t0
 
     def spawn(self, kind, name, group, inp, out, workers=None):
         """Start the baseline or fairgate on `inp` → `out`."""
@@ -394,7 +400,7 @@ class Bench:
         self.loadgen(inp, warm, 0, "warm-", 7)
         self.wait_caught_up(proc, watcher, warm, limit=120)
         cpu0, m0 = cpu_seconds(proc.pid), machine_cpu()
-        secs = self.loadgen(inp, count, rate, "lat-", 6)
+        secs = self.loadgen(inp, count, rate, "lat-", 6, pregenerate=True)
         loaded = now_ms()
         samples = self.wait_caught_up(proc, watcher, warm + count, limit=max(120, 10 * secs))
         # How long after the last input the process was still catching up.

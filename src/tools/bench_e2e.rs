@@ -337,6 +337,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<Report> {
         seed: 5,
         id_prefix: "dec-".into(),
         extra: BTreeMap::new(),
+        pregenerate: false,
     };
     produce(lg.clone(), &clock).await?;
     let (passes, guard, plain) = throughput(&opts, &base, &topics, run_id).await?;

@@ -163,6 +163,7 @@ fn load_options(opts: &DemoOptions, brokers: &str) -> LoadgenOptions {
         seed: 7,
         id_prefix: "dec-".into(),
         extra: Default::default(),
+        pregenerate: false,
     }
 }
 

@@ -33,6 +33,12 @@ pub struct LoadgenOptions {
     pub id_prefix: String,
     /// Extra librdkafka settings.
     pub extra: BTreeMap<String, String>,
+    /// Generate all `count` decisions before the first is sent, so that the
+    /// paced send reaches rates that generating as it goes cannot (a
+    /// decision takes ~10 µs to make and ~2 µs to hand to the producer).
+    /// Memory: about `count` × 1.2 KB. Each decision is stamped when it is
+    /// made, so its `ts` is up to the generation time older than its send.
+    pub pregenerate: bool,
 }
 
 /// Counts of a run.
@@ -41,6 +47,11 @@ pub struct LoadgenStats {
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub failed: AtomicU64,
+    /// Milliseconds spent generating decisions before the first was sent
+    /// (with [`LoadgenOptions::pregenerate`]).
+    pub generating_ms: AtomicU64,
+    /// Milliseconds from the first send to the last acknowledgement.
+    pub sending_ms: AtomicU64,
 }
 
 struct Ctx(Arc<LoadgenStats>);
@@ -101,6 +112,17 @@ pub async fn run(
     let mut synth = Synth::new(opts.seed, opts.campaigns, opts.skewed, clock.now_ms());
     synth.malformed_every = opts.malformed_every;
     synth.id_prefix = opts.id_prefix.clone();
+    let made = Instant::now();
+    let pool: Vec<(String, Vec<u8>)> = if opts.pregenerate && opts.count > 0 {
+        (0..opts.count)
+            .map(|_| synth.next(clock.now_ms()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    stats
+        .generating_ms
+        .store(made.elapsed().as_millis() as u64, Ordering::Relaxed);
     let start = Instant::now();
     let mut n = 0u64;
     while (opts.count == 0 || n < opts.count) && !cancel.is_cancelled() {
@@ -115,8 +137,15 @@ pub async fn run(
                 }
             }
         }
-        let (key, payload) = synth.next(clock.now_ms());
-        let mut rec = BaseRecord::to(&opts.topic).key(&key).payload(&payload);
+        let made_now;
+        let (key, payload) = match pool.get(n as usize) {
+            Some((k, v)) => (k, v),
+            None => {
+                made_now = synth.next(clock.now_ms());
+                (&made_now.0, &made_now.1)
+            }
+        };
+        let mut rec = BaseRecord::to(&opts.topic).key(key).payload(payload);
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -140,5 +169,8 @@ pub async fn run(
     tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(60)))
         .await
         .expect("flush task")?;
+    stats
+        .sending_ms
+        .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     Ok(())
 }
