@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use super::context::{ConsumerCtx, ProducerCtx};
 use super::error::PipelineError;
 use super::flush::flush_async;
-use super::records::{Token, alert_out, pick_headers};
+use super::records::{Resend, Token, alert_out, pick_headers};
 use super::send::{resend, send_async};
 use super::shared::Shared;
 use super::stage::{Input, Stage};
@@ -44,7 +44,7 @@ pub(super) struct ConsumeLoop {
     pub(super) alerts: mpsc::Receiver<AlertEvent>,
     /// Alerts to hand to other sinks (webhook) as well.
     pub(super) alert_fanout: Option<mpsc::Sender<AlertEvent>>,
-    pub(super) retry_rx: mpsc::UnboundedReceiver<Box<Token>>,
+    pub(super) retry_rx: mpsc::UnboundedReceiver<Resend>,
     pub(super) fatal_rx: mpsc::UnboundedReceiver<PipelineError>,
     /// Input records read in this run.
     pub(super) consumed: u64,
@@ -91,8 +91,8 @@ impl ConsumeLoop {
                 biased;
                 _ = cancel.cancelled() => return None,
                 Some(e) = self.fatal_rx.recv() => Err(e),
-                Some(token) = self.retry_rx.recv() => {
-                    resend(&self.shared, &self.producer, &self.topics, token).await
+                Some(r) = self.retry_rx.recv() => {
+                    resend(&self.shared, &self.producer, &self.topics, r).await
                 }
                 a = self.alerts.recv(), if self.alerts_open => self.publish_alert(a).await,
                 _ = flush_tick.tick(), if holding => self.flush().await,
@@ -142,15 +142,16 @@ impl ConsumeLoop {
             self.alerts_open = false;
             return Ok(());
         };
-        let out = Arc::new(alert_out(&a, &self.stage.policy_version()));
+        let out = alert_out(&a, &self.stage.policy_version());
         if let Some(f) = &self.alert_fanout {
             let _ = f.try_send(a);
         }
+        let token = Token::new(None, None, out.role);
         send_async(
             &self.shared,
             &self.producer,
             &self.topics,
-            Token::new(None, None, out),
+            Resend { out, token },
         )
         .await
     }

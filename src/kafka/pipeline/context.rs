@@ -8,6 +8,7 @@ use std::time::Duration;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -17,7 +18,7 @@ use tracing::{debug, error, info, warn};
 use super::super::client::{ErrorClass, classify};
 use super::commit::commit_acknowledged;
 use super::failure::{fatal, refuse};
-use super::records::{Role, Token};
+use super::records::{Resend, Role, Token, out_of_message};
 use super::shared::Shared;
 
 /// librdkafka's own log lines, into ours (they name brokers, topics and
@@ -55,7 +56,7 @@ impl ProducerCtx {
             let lag = (s.clock.now_ms() - ts).max(0) as f64 / 1000.0;
             s.metrics.publish_lag.observe(lag);
         }
-        if token.out.role == Role::Alerts {
+        if token.role == Role::Alerts {
             s.metrics.alerts.with_label_values(&["topic", "sent"]).inc();
         }
         if let Some((p, g, o)) = token.input
@@ -69,11 +70,12 @@ impl ProducerCtx {
         }
     }
 
-    /// A delivery failed: transient ones go back to the consume loop to be
-    /// sent again; a fatal one stops the pipeline (the record stays uncommitted).
-    fn failed(&self, e: &KafkaError, token: Box<Token>) {
+    /// A delivery of `m` failed: transient ones go back to the consume loop
+    /// to be sent again (read back from librdkafka's copy); a fatal one stops
+    /// the pipeline (the record stays uncommitted).
+    fn failed(&self, e: &KafkaError, m: &BorrowedMessage<'_>, token: Box<Token>) {
         let s = &self.0;
-        let role = token.out.role.as_str();
+        let role = token.role.as_str();
         match classify(e) {
             ErrorClass::Retriable => {
                 s.metrics
@@ -81,10 +83,11 @@ impl ProducerCtx {
                     .with_label_values(&[role, "retried"])
                     .inc();
                 debug!(target: "fairgate::kafka", topic = role, error = %e, "delivery failed; sending again");
-                let _ = s.retry_tx.send(token);
+                let out = out_of_message(m, token.role);
+                let _ = s.retry_tx.send(Resend { out, token });
             }
             // The dead-letter form goes back to the consume loop to be sent.
-            ErrorClass::Refused => match refuse(s, &token, e) {
+            ErrorClass::Refused => match refuse(s, &out_of_message(m, token.role), &token, e) {
                 Ok(dead_letter) => {
                     let _ = s.retry_tx.send(dead_letter);
                 }
@@ -122,7 +125,7 @@ impl ProducerContext for ProducerCtx {
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<Token>) {
         match result {
             Ok(_) => self.acknowledged(&token),
-            Err((e, _)) => self.failed(e, token),
+            Err((e, m)) => self.failed(e, m, token),
         }
     }
 }

@@ -57,8 +57,8 @@ pub(super) async fn drain(
 /// the grace period is the bound. Returns the last error, if any.
 async fn send_retries(lp: &mut ConsumeLoop) -> Result<(), PipelineError> {
     let mut failed = None;
-    while let Ok(token) = lp.retry_rx.try_recv() {
-        if let Err(e) = send_async(&lp.shared, &lp.producer, &lp.topics, token).await {
+    while let Ok(r) = lp.retry_rx.try_recv() {
+        if let Err(e) = send_async(&lp.shared, &lp.producer, &lp.topics, r).await {
             failed = Some(e);
         }
     }

@@ -8,12 +8,12 @@ use rdkafka::error::KafkaError;
 use tracing::warn;
 
 use super::error::PipelineError;
-use super::records::Token;
+use super::records::{Out, Resend, Token};
 use super::shared::Shared;
 
 /// Count a fatal delivery error of `token`'s record; the error that stops the pipeline.
 pub(super) fn fatal(shared: &Shared, token: &Token, e: &KafkaError) -> PipelineError {
-    let role = token.out.role.as_str();
+    let role = token.role.as_str();
     shared
         .metrics
         .delivery_errors
@@ -25,19 +25,20 @@ pub(super) fn fatal(shared: &Shared, token: &Token, e: &KafkaError) -> PipelineE
     }
 }
 
-/// A record its topic refused: its dead-letter form, to send instead. A
+/// `out`, a record its topic refused: its dead-letter form, to send instead. A
 /// dead-letter form refused in turn is fatal (the dead-letter topic takes
 /// less than [`REFUSED_PAYLOAD_BYTES`](super::records::REFUSED_PAYLOAD_BYTES)
 /// and a few headers: a topic configuration to fix, not a record to skip).
 pub(super) fn refuse(
     shared: &Shared,
+    out: &Out,
     token: &Token,
     e: &KafkaError,
-) -> Result<Box<Token>, PipelineError> {
+) -> Result<Resend, PipelineError> {
     if token.refused {
         return Err(fatal(shared, token, e));
     }
-    let role = token.out.role.as_str();
+    let role = token.role.as_str();
     let code = e
         .rdkafka_error_code()
         .map(|c| format!("{c:?}"))
@@ -53,6 +54,6 @@ pub(super) fn refuse(
         .with_label_values(&["refused_by_topic"])
         .inc();
     let (partition, offset) = token.input.map_or((-1, -1), |(p, _, o)| (p, o));
-    warn!(target: "fairgate::kafka", topic = role, error = %e, bytes = token.out.payload.len(), partition, offset, "a topic refused a record: sent to the dead-letter topic, cut to fit");
-    Ok(token.refused(&code))
+    warn!(target: "fairgate::kafka", topic = role, error = %e, bytes = out.payload.len(), partition, offset, "a topic refused a record: sent to the dead-letter topic, cut to fit");
+    Ok(token.refused(out, &code))
 }

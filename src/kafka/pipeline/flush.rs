@@ -17,16 +17,15 @@ use rdkafka::producer::ThreadedProducer;
 
 use super::context::ProducerCtx;
 use super::error::PipelineError;
-use super::records::{FlushBatch, Out, Token};
+use super::records::{FlushBatch, Out, Resend, Token};
 use super::send::{send_async, send_blocking};
 use super::shared::{Holds, Shared};
 use super::stage::Stage;
 use crate::config::Topics;
 
-/// The held records and the deltas that cover them, as tokens to send; or
+/// The held records and the deltas that cover them, as records to send; or
 /// nothing to send (the holds are released at once).
-#[allow(clippy::vec_box)] // each token is handed on boxed, as librdkafka's opaque
-fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Box<Token>> {
+fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Resend> {
     let held = holds.take();
     let outs: Vec<Out> = stage.flush();
     if outs.is_empty() {
@@ -41,9 +40,9 @@ fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Box<Token>>
     });
     outs.into_iter()
         .map(|out| {
-            let mut t = Token::new(None, None, Arc::new(out));
-            t.batch = Some(batch.clone());
-            t
+            let mut token = Token::new(None, None, out.role);
+            token.batch = Some(batch.clone());
+            Resend { out, token }
         })
         .collect()
 }

@@ -51,14 +51,19 @@ pub struct Out {
     pub payload: Vec<u8>,
 }
 
-/// The delivery opaque: which input it belongs to, and the record, kept for re-sending.
+/// The delivery opaque: which input a produced record belongs to, and what
+/// its acknowledgement means. It does not hold the record: librdkafka holds
+/// its own copy until delivery, so the judge thread frees the record as
+/// soon as it is handed over, and a failed delivery reads it back from that
+/// copy ([`out_of_message`]) to send it again or dead-letter it.
 #[derive(Debug)]
 pub struct Token {
     /// `(partition, generation, offset)` of the input record, if any.
     pub(super) input: Option<(i32, u64, i64)>,
     /// The decision's own ts, for the publish-lag histogram.
     pub(super) ts_ms: Option<i64>,
-    pub(super) out: Arc<Out>,
+    /// The topic it was sent to.
+    pub(super) role: Role,
     /// Sends that failed transiently so far (sets the back-off).
     pub(super) attempts: u32,
     /// This is the dead-letter form of a record its topic refused: refused
@@ -69,6 +74,15 @@ pub struct Token {
     pub(super) input_bytes: usize,
     /// The flush this record (a delta) belongs to.
     pub(super) batch: Option<Arc<FlushBatch>>,
+}
+
+/// A record to send again (a transient delivery failure, or the dead-letter
+/// form of a refused one), with its token: handed from the delivery callback
+/// to the consume loop.
+#[derive(Debug)]
+pub(super) struct Resend {
+    pub(super) out: Out,
+    pub(super) token: Box<Token>,
 }
 
 /// One flush of exposure deltas: the input records it holds are released
@@ -85,12 +99,12 @@ impl Token {
     pub(super) fn new(
         input: Option<(i32, u64, i64)>,
         ts_ms: Option<i64>,
-        out: Arc<Out>,
+        role: Role,
     ) -> Box<Token> {
         Box::new(Token {
             input,
             ts_ms,
-            out,
+            role,
             attempts: 0,
             refused: false,
             input_bytes: 0,
@@ -98,18 +112,65 @@ impl Token {
         })
     }
 
-    /// The dead-letter form of this token's record, which its topic refused
-    /// (see [`refused_out`]); same input, so the input's offset waits for it.
-    pub(super) fn refused(&self, code: &str) -> Box<Token> {
-        Box::new(Token {
-            input: self.input,
-            ts_ms: self.ts_ms,
-            out: Arc::new(refused_out(&self.out, self.input, code)),
-            attempts: 0,
-            refused: true,
-            input_bytes: self.input_bytes,
-            batch: self.batch.clone(),
+    /// The dead-letter form of `out`, this token's record, which its topic
+    /// refused (see [`refused_out`]); same input, so the input's offset
+    /// waits for it.
+    pub(super) fn refused(&self, out: &Out, code: &str) -> Resend {
+        Resend {
+            out: refused_out(out, self.input, code),
+            token: Box::new(Token {
+                input: self.input,
+                ts_ms: self.ts_ms,
+                role: Role::DeadLetter,
+                attempts: 0,
+                refused: true,
+                input_bytes: self.input_bytes,
+                batch: self.batch.clone(),
+            }),
+        }
+    }
+}
+
+/// The record a failed delivery carried, read back from librdkafka's copy:
+/// its key, payload and headers as they were sent (header values already
+/// capped), for the topic of `role`.
+pub(super) fn out_of_message<M: Message>(m: &M, role: Role) -> Out {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| {
+                    (
+                        header_name(x.key),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
         })
+        .unwrap_or_default();
+    Out {
+        role,
+        key: m.key().map(<[u8]>::to_vec),
+        headers,
+        payload: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+/// A header name read back from a record fairgate produced, as the
+/// `'static` name [`Out`] holds. Those names are fairgate's own constants, a
+/// fixed set, so each is made `'static` once and kept.
+fn header_name(name: &str) -> &'static str {
+    static NAMES: parking_lot::Mutex<Option<std::collections::HashSet<&'static str>>> =
+        parking_lot::Mutex::new(None);
+    let mut names = NAMES.lock();
+    let names = names.get_or_insert_with(Default::default);
+    match names.get(name) {
+        Some(&n) => n,
+        None => {
+            let n: &'static str = Box::leak(name.into());
+            names.insert(n);
+            n
+        }
     }
 }
 
@@ -408,6 +469,50 @@ mod tests {
         assert_eq!(h2[refused_headers::TRUNCATED], "false");
         assert_eq!(d2.payload, b"{}");
         assert!(!h2.contains_key(refused_headers::INPUT_OFFSET));
+    }
+
+    #[test]
+    fn a_failed_record_is_read_back_as_it_was_sent() {
+        let out = Out {
+            role: Role::Blocked,
+            key: Some(b"cmp-1".to_vec()),
+            headers: vec![
+                ("fairgate-decision-id", "dec-1".into()),
+                ("fairgate-removed", String::new()),
+                ("fairgate-decision-id", "dec-2".into()),
+                ("fairgate-flag", "x".repeat(5_000)),
+            ],
+            payload: br#"{"id":"dec-1"}"#.to_vec(),
+        };
+        // What librdkafka holds: the record as handed to it (values capped).
+        let m = OwnedMessage::new(
+            Some(out.payload.clone()),
+            out.key.clone(),
+            "decisions.blocked".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers_of(&out)),
+        );
+        let back = out_of_message(&m, Role::Blocked);
+        assert_eq!(back.role, Role::Blocked);
+        assert_eq!(back.key, out.key);
+        assert_eq!(back.payload, out.payload);
+        let capped_value = capped(&out.headers[3].1, MAX_HEADER_VALUE_BYTES).into_owned();
+        let mut want = out.headers.clone();
+        want[3].1 = capped_value;
+        assert_eq!(back.headers, want);
+        // Sent again, it is the same record.
+        let (resent, sent) = (headers_of(&back), headers_of(&out));
+        let seen: Vec<(&str, Option<&[u8]>)> = resent.iter().map(|x| (x.key, x.value)).collect();
+        let first: Vec<(&str, Option<&[u8]>)> = sent.iter().map(|x| (x.key, x.value)).collect();
+        assert_eq!(seen, first);
+        // Each name is made 'static once, whatever the record.
+        let again = out_of_message(&m, Role::Blocked);
+        assert!(std::ptr::eq(back.headers[0].0, again.headers[0].0));
+        // No key, no payload, no headers: read back as such.
+        let bare = out_of_message(&message(None), Role::Output);
+        assert!(bare.key.is_none() && bare.payload.is_empty() && bare.headers.is_empty());
     }
 
     fn message(headers: Option<OwnedHeaders>) -> OwnedMessage {

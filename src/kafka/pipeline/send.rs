@@ -19,7 +19,7 @@ use super::super::client::{ErrorClass, classify};
 use super::context::ProducerCtx;
 use super::error::PipelineError;
 use super::failure::{fatal, refuse};
-use super::records::{Token, headers_of};
+use super::records::{Out, Resend, Token, headers_of};
 use super::shared::Shared;
 use crate::config::Topics;
 
@@ -64,16 +64,17 @@ fn failed_again(token: &mut Token) -> Duration {
     backoff(token.attempts)
 }
 
-/// Hand a token to the producer once.
+/// Hand `out` to the producer once, with its token.
 fn try_send(
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
+    out: &Out,
     token: Box<Token>,
 ) -> Result<(), (Box<Token>, SendFailure)> {
-    let out = token.out.clone();
+    debug_assert_eq!(out.role, token.role, "a token names its record's topic");
     let mut rec = BaseRecord::with_opaque_to(out.role.topic(topics), token)
         .payload(&out.payload)
-        .headers(headers_of(&out));
+        .headers(headers_of(out));
     if let Some(k) = &out.key {
         rec = rec.key(k);
     }
@@ -82,37 +83,38 @@ fn try_send(
         .map_err(|(e, rec)| (rec.delivery_opaque, failure_of(e)))
 }
 
-/// After a failed send: the token to send next (the same, or the dead-letter
+/// After a failed send: what to send next (the same, or the dead-letter
 /// form of a refused record) and how long to wait first, or the fatal error.
 fn pause_after(
     shared: &Shared,
+    out: Out,
     mut token: Box<Token>,
     failure: SendFailure,
-) -> Result<(Box<Token>, Duration), PipelineError> {
+) -> Result<(Resend, Duration), PipelineError> {
     match failure {
-        SendFailure::QueueFull => Ok((token, QUEUE_FULL_PAUSE)),
+        SendFailure::QueueFull => Ok((Resend { out, token }, QUEUE_FULL_PAUSE)),
         SendFailure::Retriable => {
             let pause = failed_again(&mut token);
-            Ok((token, pause))
+            Ok((Resend { out, token }, pause))
         }
-        SendFailure::Refused(e) => Ok((refuse(shared, &token, &e)?, Duration::ZERO)),
+        SendFailure::Refused(e) => Ok((refuse(shared, &out, &token, &e)?, Duration::ZERO)),
         SendFailure::Fatal(e) => Err(fatal(shared, &token, &e)),
     }
 }
 
-/// Send from async code (the consume loop: overrides' alerts, re-sends).
+/// Send from async code (the consume loop: overrides' alerts, re-sends, deltas).
 pub(super) async fn send_async(
     shared: &Shared,
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
-    mut token: Box<Token>,
+    mut r: Resend,
 ) -> Result<(), PipelineError> {
     loop {
-        match try_send(producer, topics, token) {
+        match try_send(producer, topics, &r.out, r.token) {
             Ok(()) => return Ok(()),
-            Err((t, failure)) => {
+            Err((token, failure)) => {
                 let pause;
-                (token, pause) = pause_after(shared, t, failure)?;
+                (r, pause) = pause_after(shared, r.out, token, failure)?;
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
@@ -126,26 +128,28 @@ pub(super) async fn resend(
     shared: &Shared,
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
-    mut token: Box<Token>,
+    mut r: Resend,
 ) -> Result<(), PipelineError> {
-    tokio::time::sleep(failed_again(&mut token)).await;
-    send_async(shared, producer, topics, token).await
+    tokio::time::sleep(failed_again(&mut r.token)).await;
+    send_async(shared, producer, topics, r).await
 }
 
 /// Send from a judge thread. Gives up (leaving the record uncommitted, so it
 /// is read again) when the pipeline abandons its work after the grace period.
+/// The record is freed here, on the thread that made it, once librdkafka
+/// has its copy.
 pub(super) fn send_blocking(
     shared: &Shared,
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
-    mut token: Box<Token>,
+    mut r: Resend,
 ) -> Result<(), PipelineError> {
     loop {
-        match try_send(producer, topics, token) {
+        match try_send(producer, topics, &r.out, r.token) {
             Ok(()) => return Ok(()),
-            Err((t, failure)) => {
+            Err((token, failure)) => {
                 let pause;
-                (token, pause) = pause_after(shared, t, failure)?;
+                (r, pause) = pause_after(shared, r.out, token, failure)?;
                 if shared.abandon.load(Ordering::Relaxed) {
                     return Ok(());
                 }
@@ -157,10 +161,8 @@ pub(super) fn send_blocking(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::kafka::pipeline::records::{Out, Role};
+    use crate::kafka::pipeline::records::Role;
 
     #[test]
     fn backoff_grows_by_a_step_per_failure_then_stays() {
@@ -174,13 +176,7 @@ mod tests {
 
     #[test]
     fn each_failure_of_a_record_waits_longer() {
-        let out = Arc::new(Out {
-            role: Role::Output,
-            key: None,
-            headers: Vec::new(),
-            payload: Vec::new(),
-        });
-        let mut token = Token::new(None, None, out);
+        let mut token = Token::new(None, None, Role::Output);
         let waits: Vec<Duration> = (0..3).map(|_| failed_again(&mut token)).collect();
         assert_eq!(waits, [50, 100, 150].map(Duration::from_millis));
         assert_eq!(token.attempts, 3);

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::context::ProducerCtx;
 use super::error::PipelineError;
-use super::records::Token;
+use super::records::{Resend, Token};
 use super::send::send_blocking;
 use super::shared::Shared;
 use super::stage::{Input, Stage};
@@ -91,10 +91,15 @@ impl Worker {
             let mut token = Token::new(
                 Some((partition, generation, offset)),
                 p.event_ts_ms,
-                Arc::new(p.out),
+                p.out.role,
             );
             token.input_bytes = size;
-            send_blocking(s, &self.producer, &self.topics, token)?;
+            send_blocking(
+                s,
+                &self.producer,
+                &self.topics,
+                Resend { out: p.out, token },
+            )?;
         }
         Ok(())
     }
