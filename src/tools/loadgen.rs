@@ -75,6 +75,36 @@ impl ProducerContext for Ctx {
 /// Records produced between two yields to the runtime.
 const YIELD_EVERY: u64 = 64;
 
+/// Fetch the topic's metadata before the first record is stamped, so a
+/// paced run's first records do not carry the connection set-up in their
+/// latency. A broker just started (the demo's) may refuse the first
+/// requests: try a few times before giving up.
+async fn connect(
+    producer: &ThreadedProducer<Ctx>,
+    topic: &str,
+    cancel: &CancellationToken,
+) -> Result<(), KafkaError> {
+    let mut attempt = 0;
+    loop {
+        let (p, topic) = (producer.clone(), topic.to_string());
+        let got = tokio::task::spawn_blocking(move || {
+            p.client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        })
+        .await
+        .expect("metadata task");
+        match got {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 5 && !cancel.is_cancelled() => {
+                attempt += 1;
+                tracing::warn!(target: "fairgate::loadgen", error = %e, attempt, "no metadata yet; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Produce decisions until `count` are acknowledged or `cancel` fires.
 pub async fn run(
     opts: LoadgenOptions,
@@ -86,29 +116,7 @@ pub async fn run(
     let mut cfg = crate::kafka::producer_config(&opts.brokers, &common, &opts.extra);
     cfg.set("message.timeout.ms", "300000");
     let producer: ThreadedProducer<Ctx> = cfg.create_with_context(Ctx(stats.clone()))?;
-    // Connect before the first record is stamped, so a paced run's first
-    // records do not carry the connection set-up in their latency.
-    // A broker just started (the demo's) may refuse the first requests: try
-    // a few times before giving up.
-    let mut attempt = 0;
-    loop {
-        let (p, topic) = (producer.clone(), opts.topic.clone());
-        let got = tokio::task::spawn_blocking(move || {
-            p.client()
-                .fetch_metadata(Some(&topic), Duration::from_secs(10))
-        })
-        .await
-        .expect("metadata task");
-        match got {
-            Ok(_) => break,
-            Err(e) if attempt < 5 && !cancel.is_cancelled() => {
-                attempt += 1;
-                tracing::warn!(target: "fairgate::loadgen", error = %e, attempt, "no metadata yet; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    connect(&producer, &opts.topic, &cancel).await?;
     let mut synth = Synth::new(opts.seed, opts.campaigns, opts.skewed, clock.now_ms());
     synth.malformed_every = opts.malformed_every;
     synth.id_prefix = opts.id_prefix.clone();
