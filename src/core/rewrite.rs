@@ -272,7 +272,7 @@ impl Hits {
     fn indices(&self) -> Vec<usize> {
         match self {
             Hits::Few(bits) => {
-                let (mut b, mut out) = (*bits, Vec::new());
+                let (mut b, mut out) = (*bits, Vec::with_capacity(bits.count_ones() as usize));
                 while b != 0 {
                     out.push(b.trailing_zeros() as usize);
                     b &= b - 1;
@@ -551,7 +551,7 @@ impl<'p> Walk<'p> {
 
 /// The texts in order, each once.
 fn unique<'p>(texts: impl Iterator<Item = &'p str>) -> Vec<&'p str> {
-    let mut out: Vec<&'p str> = Vec::new();
+    let mut out: Vec<&'p str> = Vec::with_capacity(texts.size_hint().0);
     let mut seen: HashSet<&'p str> = HashSet::new();
     for t in texts {
         // A short list is searched; a long one (a policy of thousands of

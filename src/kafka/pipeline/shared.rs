@@ -124,8 +124,13 @@ impl Holds {
         self.len.load(Ordering::Relaxed)
     }
 
+    /// The records held so far; the next list starts with room for as many
+    /// (it would otherwise grow from empty by doubling, through fresh
+    /// memory, between every two flushes).
     pub(super) fn take(&self) -> Vec<(i32, u64, i64)> {
-        let taken = std::mem::take(&mut *self.list.lock());
+        // Allocated outside the lock, which the judge threads take per record.
+        let room = Vec::with_capacity(self.list.lock().len());
+        let taken = std::mem::replace(&mut *self.list.lock(), room);
         self.len.fetch_sub(taken.len(), Ordering::Relaxed);
         taken
     }
