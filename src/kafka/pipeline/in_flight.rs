@@ -7,8 +7,9 @@
 //! * **bytes not yet acknowledged**, at most `pipeline.max_in_flight_bytes`:
 //!   a record's bytes come back as soon as everything produced for it is
 //!   acknowledged (or it is dropped, or its partition revoked). This bounds
-//!   the memory the pipeline holds: payloads are let go at acknowledgement,
-//!   and what waits for a commit is an offset.
+//!   the memory the pipeline holds: an input is freed once judged, what is
+//!   produced for it is held once (by librdkafka, which fairgate hands it
+//!   to) until acknowledgement, and what waits for a commit is an offset.
 //!
 //! The consume loop reads while both have room. A record is taken whatever
 //! its size while there is room at all, and a record read while there is
