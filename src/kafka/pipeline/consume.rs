@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use super::context::{ConsumerCtx, ProducerCtx};
 use super::error::PipelineError;
 use super::flush::flush_async;
-use super::records::{Resend, Token, alert_out, pick_headers};
+use super::records::{Outgoing, alert_out, pick_headers};
 use super::send::{resend, send_async};
 use super::shared::Shared;
 use super::stage::{Input, Stage};
@@ -44,7 +44,7 @@ pub(super) struct ConsumeLoop {
     pub(super) alerts: mpsc::Receiver<AlertEvent>,
     /// Alerts to hand to other sinks (webhook) as well.
     pub(super) alert_fanout: Option<mpsc::Sender<AlertEvent>>,
-    pub(super) retry_rx: mpsc::UnboundedReceiver<Resend>,
+    pub(super) retry_rx: mpsc::UnboundedReceiver<Outgoing>,
     pub(super) fatal_rx: mpsc::UnboundedReceiver<PipelineError>,
     /// Input records read in this run.
     pub(super) consumed: u64,
@@ -146,12 +146,11 @@ impl ConsumeLoop {
         if let Some(f) = &self.alert_fanout {
             let _ = f.try_send(a);
         }
-        let token = Token::new(None, None, out.role);
         send_async(
             &self.shared,
             &self.producer,
             &self.topics,
-            Resend { out, token },
+            Outgoing::new(out, None, None),
         )
         .await
     }

@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 use super::super::client::{ErrorClass, classify};
 use super::commit::commit_acknowledged;
 use super::failure::{fatal, refuse};
-use super::records::{Resend, Role, Token, out_of_message};
+use super::records::{Outgoing, Role, Token, out_of_message};
 use super::shared::Shared;
 
 /// librdkafka's own log lines, into ours (they name brokers, topics and
@@ -84,7 +84,7 @@ impl ProducerCtx {
                     .inc();
                 debug!(target: "fairgate::kafka", topic = role, error = %e, "delivery failed; sending again");
                 let out = out_of_message(m, token.role);
-                let _ = s.retry_tx.send(Resend { out, token });
+                let _ = s.retry_tx.send(Outgoing { out, token });
             }
             // The dead-letter form goes back to the consume loop to be sent.
             ErrorClass::Refused => match refuse(s, &out_of_message(m, token.role), &token, e) {

@@ -8,7 +8,7 @@ use rdkafka::error::KafkaError;
 use tracing::warn;
 
 use super::error::PipelineError;
-use super::records::{Out, Resend, Token};
+use super::records::{Out, Outgoing, Token};
 use super::shared::Shared;
 
 /// Count a fatal delivery error of `token`'s record; the error that stops the pipeline.
@@ -34,7 +34,7 @@ pub(super) fn refuse(
     out: &Out,
     token: &Token,
     e: &KafkaError,
-) -> Result<Resend, PipelineError> {
+) -> Result<Outgoing, PipelineError> {
     if token.refused {
         return Err(fatal(shared, token, e));
     }

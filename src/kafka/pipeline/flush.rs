@@ -17,7 +17,7 @@ use rdkafka::producer::ThreadedProducer;
 
 use super::context::ProducerCtx;
 use super::error::PipelineError;
-use super::records::{FlushBatch, Out, Resend, Token};
+use super::records::{FlushBatch, Out, Outgoing};
 use super::send::{send_async, send_blocking};
 use super::shared::{Holds, Shared};
 use super::stage::Stage;
@@ -25,7 +25,7 @@ use crate::config::Topics;
 
 /// The held records and the deltas that cover them, as records to send; or
 /// nothing to send (the holds are released at once).
-fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Resend> {
+fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Outgoing> {
     let held = holds.take();
     let outs: Vec<Out> = stage.flush();
     if outs.is_empty() {
@@ -40,9 +40,9 @@ fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Resend> {
     });
     outs.into_iter()
         .map(|out| {
-            let mut token = Token::new(None, None, out.role);
-            token.batch = Some(batch.clone());
-            Resend { out, token }
+            let mut o = Outgoing::new(out, None, None);
+            o.token.batch = Some(batch.clone());
+            o
         })
         .collect()
 }

@@ -76,13 +76,21 @@ pub struct Token {
     pub(super) batch: Option<Arc<FlushBatch>>,
 }
 
-/// A record to send again (a transient delivery failure, or the dead-letter
-/// form of a refused one), with its token: handed from the delivery callback
-/// to the consume loop.
+/// A record to send, with its token: a judged record, a delta, an alert, or
+/// one read back from a failed delivery (sent again, or its dead-letter
+/// form), which the delivery callback hands to the consume loop.
 #[derive(Debug)]
-pub(super) struct Resend {
+pub(super) struct Outgoing {
     pub(super) out: Out,
     pub(super) token: Box<Token>,
+}
+
+impl Outgoing {
+    /// `out` with a fresh token for its topic, standing for `input` (if any).
+    pub(super) fn new(out: Out, input: Option<(i32, u64, i64)>, ts_ms: Option<i64>) -> Outgoing {
+        let token = Token::new(input, ts_ms, out.role);
+        Outgoing { out, token }
+    }
 }
 
 /// One flush of exposure deltas: the input records it holds are released
@@ -115,8 +123,8 @@ impl Token {
     /// The dead-letter form of `out`, this token's record, which its topic
     /// refused (see [`refused_out`]); same input, so the input's offset
     /// waits for it.
-    pub(super) fn refused(&self, out: &Out, code: &str) -> Resend {
-        Resend {
+    pub(super) fn refused(&self, out: &Out, code: &str) -> Outgoing {
+        Outgoing {
             out: refused_out(out, self.input, code),
             token: Box::new(Token {
                 input: self.input,
@@ -160,10 +168,9 @@ pub(super) fn out_of_message<M: Message>(m: &M, role: Role) -> Out {
 /// `'static` name [`Out`] holds. Those names are fairgate's own constants, a
 /// fixed set, so each is made `'static` once and kept.
 fn header_name(name: &str) -> &'static str {
-    static NAMES: parking_lot::Mutex<Option<std::collections::HashSet<&'static str>>> =
-        parking_lot::Mutex::new(None);
+    static NAMES: parking_lot::Mutex<std::collections::BTreeSet<&'static str>> =
+        parking_lot::Mutex::new(std::collections::BTreeSet::new());
     let mut names = NAMES.lock();
-    let names = names.get_or_insert_with(Default::default);
     match names.get(name) {
         Some(&n) => n,
         None => {

@@ -19,7 +19,7 @@ use super::super::client::{ErrorClass, classify};
 use super::context::ProducerCtx;
 use super::error::PipelineError;
 use super::failure::{fatal, refuse};
-use super::records::{Out, Resend, Token, headers_of};
+use super::records::{Out, Outgoing, Token, headers_of};
 use super::shared::Shared;
 use crate::config::Topics;
 
@@ -90,12 +90,12 @@ fn pause_after(
     out: Out,
     mut token: Box<Token>,
     failure: SendFailure,
-) -> Result<(Resend, Duration), PipelineError> {
+) -> Result<(Outgoing, Duration), PipelineError> {
     match failure {
-        SendFailure::QueueFull => Ok((Resend { out, token }, QUEUE_FULL_PAUSE)),
+        SendFailure::QueueFull => Ok((Outgoing { out, token }, QUEUE_FULL_PAUSE)),
         SendFailure::Retriable => {
             let pause = failed_again(&mut token);
-            Ok((Resend { out, token }, pause))
+            Ok((Outgoing { out, token }, pause))
         }
         SendFailure::Refused(e) => Ok((refuse(shared, &out, &token, &e)?, Duration::ZERO)),
         SendFailure::Fatal(e) => Err(fatal(shared, &token, &e)),
@@ -107,7 +107,7 @@ pub(super) async fn send_async(
     shared: &Shared,
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
-    mut r: Resend,
+    mut r: Outgoing,
 ) -> Result<(), PipelineError> {
     loop {
         match try_send(producer, topics, &r.out, r.token) {
@@ -128,7 +128,7 @@ pub(super) async fn resend(
     shared: &Shared,
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
-    mut r: Resend,
+    mut r: Outgoing,
 ) -> Result<(), PipelineError> {
     tokio::time::sleep(failed_again(&mut r.token)).await;
     send_async(shared, producer, topics, r).await
@@ -142,7 +142,7 @@ pub(super) fn send_blocking(
     shared: &Shared,
     producer: &ThreadedProducer<ProducerCtx>,
     topics: &Topics,
-    mut r: Resend,
+    mut r: Outgoing,
 ) -> Result<(), PipelineError> {
     loop {
         match try_send(producer, topics, &r.out, r.token) {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::super::offsets::Offsets;
 use super::error::PipelineError;
 use super::in_flight::InFlight;
-use super::records::Resend;
+use super::records::Outgoing;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -88,7 +88,7 @@ pub(super) struct Shared {
     pub(super) health: Arc<Health>,
     pub(super) clock: Arc<dyn Clock>,
     /// Records whose delivery failed transiently, back to the consume loop.
-    pub(super) retry_tx: mpsc::UnboundedSender<Resend>,
+    pub(super) retry_tx: mpsc::UnboundedSender<Outgoing>,
     /// Errors that stop the pipeline, to the consume loop.
     pub(super) fatal_tx: mpsc::UnboundedSender<PipelineError>,
     pub(super) input_topic: String,

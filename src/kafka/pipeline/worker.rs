@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::context::ProducerCtx;
 use super::error::PipelineError;
-use super::records::{Resend, Token};
+use super::records::Outgoing;
 use super::send::send_blocking;
 use super::shared::Shared;
 use super::stage::{Input, Stage};
@@ -88,18 +88,9 @@ impl Worker {
             s.in_flight.release_bytes(size);
         }
         for p in produced {
-            let mut token = Token::new(
-                Some((partition, generation, offset)),
-                p.event_ts_ms,
-                p.out.role,
-            );
-            token.input_bytes = size;
-            send_blocking(
-                s,
-                &self.producer,
-                &self.topics,
-                Resend { out: p.out, token },
-            )?;
+            let mut o = Outgoing::new(p.out, Some((partition, generation, offset)), p.event_ts_ms);
+            o.token.input_bytes = size;
+            send_blocking(s, &self.producer, &self.topics, o)?;
         }
         Ok(())
     }
