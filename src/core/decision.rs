@@ -13,9 +13,9 @@
 //! are read from the number's text as `str::parse` reads them.
 
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Object, Value};
-use wide::u8x16;
 
 use crate::core::consent::Inputs;
+use crate::core::outline::{self, Outline, Scan};
 
 /// Why a record was sent to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,6 +118,25 @@ pub struct Decision {
     /// Consent fields given in both their OpenRTB 2.6 and 2.5 places with
     /// different values (the 2.6 one is used), for a metric.
     pub disagreements: Placements,
+    /// Where each entry of `value` lies in the text it was parsed from,
+    /// when `value` is that text key for key (no key repeated, so nothing
+    /// was normalised away) and the text holds no backslash
+    /// ([`Decision::source`]).
+    outline: Option<Outline>,
+}
+
+/// A decision's text and where its entries lie ([`Decision::source`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub text: &'a [u8],
+    pub outline: &'a Outline,
+}
+
+impl Source<'_> {
+    /// The text of a span.
+    pub fn text(&self, (start, end): outline::Span) -> &[u8] {
+        &self.text[start as usize..end as usize]
+    }
 }
 
 /// Which consent fields a decision gives differently in their OpenRTB 2.6
@@ -276,124 +295,23 @@ fn not_json(bytes: &[u8], e: &sonic_rs::Error) -> Reject {
 }
 
 /// Whether some object in `json` may repeat a key, read from the text (which
-/// must be valid JSON: it has parsed). `false` is certain: every key is free
-/// of escapes and differs byte for byte from the other keys of its object.
-/// `true` means: look at the parsed document ([`normalise`]); an escaped key
-/// may spell another differently, and an object of more than 32 keys is left
-/// to the hashed check there rather than compared pair by pair here.
+/// must be valid JSON: it has parsed), and if none does, where each entry
+/// lies (the outline the guard copies untouched values from). A repeat
+/// (`None`) is not certain: an escaped key may spell another differently,
+/// and an object of more than 32 keys is left to the hashed check on the
+/// parsed document ([`normalise`]). No repeat is certain: every key differs
+/// byte for byte from the other keys of its object.
 ///
 /// Cheaper than walking the parsed document, whose every node read looks up
 /// its type; most records repeat no key and are settled here. Text without
-/// a backslash (most records) is read 64 bytes at a time ([`keys_repeat_in_blocks`]);
-/// other text byte by byte ([`keys_may_repeat_bytewise`]).
-fn keys_may_repeat(json: &[u8]) -> bool {
-    keys_repeat_in_blocks(json).unwrap_or_else(|| keys_may_repeat_bytewise(json))
-}
-
-/// The bits of `"`, `{`, `}`, `:` and `\\` in a block (bit `i` for
-/// `block[i]`), sixteen bytes to a compare (SSE2 on x86-64, through `wide`).
-fn masks(block: &[u8]) -> [u64; 5] {
-    let mut out = [0u64; 5];
-    for (i, lane) in block.chunks_exact(16).enumerate() {
-        let v = u8x16::from(<[u8; 16]>::try_from(lane).expect("16 bytes"));
-        for (m, c) in out.iter_mut().zip([b'"', b'{', b'}', b':', b'\\']) {
-            *m |= u64::from(v.simd_eq(u8x16::splat(c)).to_bitmask()) << (16 * i);
-        }
-    }
-    out
-}
-
-/// [`keys_may_repeat`] for valid JSON text that holds no backslash, so that
-/// every `"` opens or closes a string; `None` at the first backslash. Each block of 64 bytes becomes four
-/// bit masks (`"`, `{`, `}`, `:`, see [`masks`]); the bits inside strings are the running
-/// XOR of the quote bits; and only the structural `{`, `}` and `:` outside
-/// strings are visited. A `:` ends a key: the last two quotes before it
-/// enclose it.
-fn keys_repeat_in_blocks(json: &[u8]) -> Option<bool> {
-    const MANY: usize = 32;
-    let mut keys: Vec<(u64, &[u8])> = Vec::with_capacity(64);
-    let mut frames: Vec<usize> = Vec::with_capacity(16);
-    // The last two quotes before the current block (opening, closing).
-    let (mut open_q, mut close_q) = (0usize, 0usize);
-    // All ones when the previous block ended inside a string.
-    let mut carry = 0u64;
-    for (n, chunk) in json.chunks(64).enumerate() {
-        let base = n * 64;
-        // The last, short block padded with spaces.
-        let mut padded = [b' '; 64];
-        let block = if chunk.len() == 64 {
-            chunk
-        } else {
-            padded[..chunk.len()].copy_from_slice(chunk);
-            &padded
-        };
-        let [quote, open, close, colon, backslash] = masks(block);
-        if backslash != 0 {
-            return None;
-        }
-        let mut inside = quote;
-        for shift in [1, 2, 4, 8, 16, 32] {
-            inside ^= inside << shift;
-        }
-        inside ^= carry;
-        carry = 0u64.wrapping_sub(inside >> 63);
-        let (open, close, colon) = (open & !inside, close & !inside, colon & !inside);
-        let mut events = open | close | colon;
-        while events != 0 {
-            let i = events.trailing_zeros() as usize;
-            events &= events - 1;
-            let bit = 1u64 << i;
-            if open & bit != 0 {
-                frames.push(keys.len());
-            } else if close & bit != 0 {
-                if let Some(f) = frames.pop() {
-                    keys.truncate(f);
-                }
-            } else {
-                let (o, c) = last_two(quote & (bit - 1), base, open_q, close_q);
-                let key = json.get(o + 1..c).unwrap_or_default();
-                let from = frames.last().copied().unwrap_or(0);
-                let print = fingerprint(key);
-                if keys.len() - from >= MANY
-                    || keys[from..].iter().any(|&(q, k)| q == print && k == key)
-                {
-                    return Some(true);
-                }
-                keys.push((print, key));
-            }
-        }
-        (open_q, close_q) = last_two(quote, base, open_q, close_q);
-    }
-    Some(false)
-}
-
-/// The positions of the last two quotes: those among `bits` (offset by
-/// `base`), then the ones carried from before.
-fn last_two(bits: u64, base: usize, open_q: usize, close_q: usize) -> (usize, usize) {
-    if bits == 0 {
-        return (open_q, close_q);
-    }
-    let last = 63 - bits.leading_zeros() as usize;
-    let rest = bits & !(1u64 << last);
-    if rest == 0 {
-        (close_q, base + last)
-    } else {
-        (base + 63 - rest.leading_zeros() as usize, base + last)
-    }
-}
-
-/// A key's length and its first, middle and last bytes in one word:
-/// different keys of one object almost always differ here, so their bytes
-/// need no compare.
-fn fingerprint(key: &[u8]) -> u64 {
-    match key {
-        [] => 0,
-        [first, .., last] | [first @ last] => {
-            (key.len() as u64) << 24
-                | u64::from(*first) << 16
-                | u64::from(key[key.len() / 2]) << 8
-                | u64::from(*last)
-        }
+/// a backslash (most records) is read 64 bytes at a time
+/// ([`outline::scan`]); other text byte by byte
+/// ([`keys_may_repeat_bytewise`]), and gets no outline.
+fn keys_unique(json: &[u8]) -> Option<Option<Outline>> {
+    match outline::scan(json) {
+        Scan::Unique(o) => Some(Some(o)),
+        Scan::MayRepeat => None,
+        Scan::Escaped => (!keys_may_repeat_bytewise(json)).then_some(None),
     }
 }
 
@@ -733,11 +651,23 @@ impl Decision {
             )));
         }
         let value: Value = sonic_rs::from_slice(bytes).map_err(|e| not_json(bytes, &e))?;
-        if keys_may_repeat(bytes) {
-            Self::from_value(value)
-        } else {
-            Self::validate(value)
+        match keys_unique(bytes) {
+            None => Self::from_value(value),
+            Some(outline) => Ok(Decision {
+                outline,
+                ..Self::validate(value)?
+            }),
         }
+    }
+
+    /// The text this decision was parsed from, `bytes`, with its outline,
+    /// when `value` is that text key for key ([`crate::core::rewrite`]
+    /// copies what it leaves untouched from it).
+    pub fn source<'a>(&'a self, bytes: &'a [u8]) -> Option<Source<'a>> {
+        self.outline.as_ref().map(|outline| Source {
+            text: bytes,
+            outline,
+        })
     }
 
     /// Validate an already parsed value (repeated keys are normalised first).
@@ -781,6 +711,7 @@ impl Decision {
                 us_privacy: regs.disagree_usp,
                 consent: disagree_consent,
             },
+            outline: None,
         })
     }
 
@@ -826,7 +757,7 @@ pub fn lookup<'a>(v: &'a Value, tokens: &[String]) -> Option<&'a Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn reject(s: &str) -> Reject {
@@ -1000,16 +931,16 @@ mod tests {
             r#"{"a":1,"\u0061":2}"#,
             r#"{"a\"":1}"#,
         ] {
-            assert!(keys_may_repeat(json.as_bytes()), "{json}");
+            assert!(keys_unique(json.as_bytes()).is_none(), "{json}");
         }
         // A string that crosses a 64-byte block holding `}`, `{` and `:`:
         // inside the string they are not structure, whichever block they are in.
         for pad in 50..80 {
             let json = format!(r#"{{"a":1,"s":"{}}}}}{{:x:","a":2}}"#, "x".repeat(pad));
-            assert!(keys_may_repeat(json.as_bytes()), "{json}");
+            assert!(keys_unique(json.as_bytes()).is_none(), "{json}");
         }
         let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
-        assert!(keys_may_repeat(format!("{{{many}\"z\":0}}").as_bytes()));
+        assert!(keys_unique(format!("{{{many}\"z\":0}}").as_bytes()).is_none());
         for json in [
             r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}],"d":{"a":{"a":1}}}"#,
             // Strings that are values, holding quotes, colons and brackets.
@@ -1018,13 +949,13 @@ mod tests {
             r#""a""#,
             "{}",
         ] {
-            assert!(!keys_may_repeat(json.as_bytes()), "{json}");
+            assert!(keys_unique(json.as_bytes()).is_some(), "{json}");
         }
     }
 
     /// Text that may repeat keys at any depth, with strings holding the
     /// structural characters and long enough to cross 64-byte blocks.
-    fn repeating_json() -> impl proptest::strategy::Strategy<Value = String> {
+    pub(crate) fn repeating_json() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let ws = proptest::sample::select(&["", " ", "\n  ", "\t"][..]);
         let leaf = prop_oneof![
@@ -1058,7 +989,11 @@ mod tests {
         fn the_block_scan_agrees_with_the_byte_scan(json in repeating_json()) {
             proptest::prop_assume!(sonic_rs::from_str::<Value>(&json).is_ok());
             proptest::prop_assert_eq!(
-                keys_repeat_in_blocks(json.as_bytes()),
+                match outline::scan(json.as_bytes()) {
+                    Scan::Unique(_) => Some(false),
+                    Scan::MayRepeat => Some(true),
+                    Scan::Escaped => None,
+                },
                 Some(keys_may_repeat_bytewise(json.as_bytes())),
                 "{}", json
             );

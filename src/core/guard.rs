@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use sonic_rs::{JsonValueTrait, Value};
 
 use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
-use crate::core::decision::{self, Decision, lookup};
+use crate::core::decision::{self, Decision, Source, lookup};
 use crate::core::edit::Node;
 use crate::core::rewrite::{Plan, with_scratch};
 use crate::core::strip::{self, Stripped};
@@ -145,10 +145,17 @@ impl Live {
     /// Strip `doc` under this policy and `verdict`, writing the result to
     /// `out`: in one walk where the policy allows; otherwise the
     /// sequential passes edit a copy-on-write view. Untouched parts are
-    /// written straight from the parsed document.
-    pub fn strip_into(&self, doc: &Value, verdict: &Verdict, out: &mut Vec<u8>) -> Stripped<'_> {
+    /// written straight from the parsed document, or (in one walk, given
+    /// `source`, the text `doc` was parsed from) copied from the text.
+    pub fn strip_into(
+        &self,
+        doc: &Value,
+        source: Option<Source<'_>>,
+        verdict: &Verdict,
+        out: &mut Vec<u8>,
+    ) -> Stripped<'_> {
         match &self.plan {
-            Some(plan) => plan.write(&self.policy, doc, verdict, out),
+            Some(plan) => plan.write(&self.policy, doc, source, verdict, out),
             None => {
                 let mut edited = Node::Doc(doc);
                 let stripped = strip::strip(&self.policy, &mut edited, verdict);
@@ -391,7 +398,7 @@ impl Guard {
         let rec = self.record(policy, d, now_ms);
 
         let (payload, stripped) = with_scratch(|buf| {
-            let stripped = live.strip_into(&d.value, &verdict, buf);
+            let stripped = live.strip_into(&d.value, d.source(bytes), &verdict, buf);
             (buf.to_vec(), stripped)
         });
         let (route, reason) = route_of(&verdict, rec.state);

@@ -8,6 +8,9 @@
 //! * [`strip`] — removing and coarsening what the policy names.
 //! * [`rewrite`] — the same, and writing the result, in one walk of the
 //!   parsed decision (the guard's fast path where the policy allows).
+//! * [`outline`] — one read of the record's text: whether a key repeats,
+//!   and where each entry lies, so that what stripping leaves untouched is
+//!   copied, not re-serialised.
 //! * [`edit`] — copy-on-write edits of the parsed decision, written in input order.
 //! * [`diff`] — two judgements of one decision compared (current and
 //!   candidate policy), tallied over a replay (`fairgate diff`).
@@ -21,6 +24,7 @@ pub mod decision;
 pub mod diff;
 pub mod edit;
 pub mod guard;
+pub mod outline;
 pub mod rewrite;
 pub mod shadow;
 pub mod strip;

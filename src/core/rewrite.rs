@@ -22,7 +22,9 @@
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Object, Value};
 
 use crate::core::consent::{Outcome, Verdict};
+use crate::core::decision::Source;
 use crate::core::edit::Node;
+use crate::core::outline::NONE;
 use crate::core::strip::{self, Stripped};
 use std::collections::{HashMap, HashSet};
 
@@ -196,14 +198,42 @@ impl Plan {
 
     /// Strip `doc` (normalised: one entry per key) and write the result to
     /// `out`; what was done, as [`strip::strip`] reports it.
+    ///
+    /// `source`, when given, is the text `doc` was parsed from, key for key,
+    /// with its outline: the walk then reads the text alongside the
+    /// document and copies each value it leaves whole from the text, as it
+    /// was sent, instead of serialising it again ([`Walk::object_text`]).
     pub fn write<'p>(
         &self,
         policy: &'p CompiledPolicy,
         doc: &Value,
+        source: Option<Source<'_>>,
         verdict: &Verdict,
         out: &mut Vec<u8>,
     ) -> Stripped<'p> {
-        let mut walk = Walk {
+        if let (Some(src), Some(o)) = (source, doc.as_object())
+            && let Some(first) = src.outline.root()
+        {
+            let start = out.len();
+            let mut walk = self.walk(policy, verdict);
+            if walk.object_text(src, first, o, &self.root, out).is_ok() {
+                return walk.report(self, policy);
+            }
+            // The text and the document disagree (they cannot, for a
+            // source from `Decision::source`): written again from the
+            // document alone.
+            out.truncate(start);
+        }
+        let mut walk = self.walk(policy, verdict);
+        match doc.as_object() {
+            Some(o) => walk.object(o, &self.root, Some(out)),
+            None => write_value(doc, out),
+        }
+        walk.report(self, policy)
+    }
+
+    fn walk<'p>(&self, policy: &'p CompiledPolicy, verdict: &Verdict) -> Walk<'p> {
+        Walk {
             policy,
             personalised: verdict.outcome == Outcome::Personalised,
             precise_geo: verdict.precise_geo,
@@ -217,14 +247,13 @@ impl Plan {
             uncoarsenable: Hits::new(policy.coarsen.len()),
             malformed: false,
             segments: 0,
-        };
-        match doc.as_object() {
-            Some(o) => walk.object(o, &self.root, Some(out)),
-            None => write_value(doc, out),
         }
-        walk.report(self, policy)
     }
 }
+
+/// The text and the parsed document differ where the walk read both.
+#[derive(Debug)]
+struct Mismatch;
 
 /// One walk's state: what was hit, to report in the passes' order.
 struct Walk<'p> {
@@ -331,6 +360,16 @@ fn write_value(v: &Value, out: &mut Vec<u8>) {
     sonic_rs::to_writer(&mut *out, v).expect(SER);
 }
 
+/// A key as it is in the text (free of escapes, so the same as serialised).
+fn write_text_key(k: &[u8], first: &mut bool, out: &mut Vec<u8>) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(k);
+    out.extend_from_slice(b"\":");
+}
+
 fn write_key(k: &str, first: &mut bool, out: &mut Vec<u8>) {
     if !std::mem::take(first) {
         out.push(b',');
@@ -395,6 +434,94 @@ impl<'p> Walk<'p> {
         if let Some(out) = out {
             out.push(b'}');
         }
+    }
+
+    /// [`Walk::object`] of a written object, reading its text alongside:
+    /// `first` is its first entry in `src`'s outline. Each entry's key in
+    /// the text must be the document's, in the same order; what is named,
+    /// removed or kept is decided as [`Walk::object`] decides it, and what
+    /// it would write whole (a value under a key the level does not name,
+    /// or below which it names nothing) is copied from the text instead.
+    fn object_text(
+        &mut self,
+        src: Source<'_>,
+        first: u32,
+        o: &Object,
+        level: &Level,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Mismatch> {
+        out.push(b'{');
+        let mut first_out = true;
+        let mut entries = o.iter();
+        let mut id = first;
+        while let Some(e) = src.outline.entry(id) {
+            id = e.next;
+            // An entry's text ends before the next one's begins: a copy
+            // never reaches into a sibling (the outline is built so; this
+            // is checked, not assumed, on the way to the output).
+            if e.value.1 < e.value.0 || src.outline.entry(id).is_some_and(|n| n.key.0 <= e.value.1)
+            {
+                return Err(Mismatch);
+            }
+            let key = src.text(e.key);
+            let (k, v) = entries.next().ok_or(Mismatch)?;
+            if k.as_bytes() != key {
+                return Err(Mismatch);
+            }
+            let Some(step) = level.find(k) else {
+                // The whole entry, key to value, as it was sent.
+                if !std::mem::take(&mut first_out) {
+                    out.push(b',');
+                }
+                out.extend_from_slice(src.text((e.key.0 - 1, e.value.1)));
+                continue;
+            };
+            // As in `object`: segments, the removals, then coarsening.
+            let list_stays = !step.segments || v.is_null() || v.is_array();
+            let removal = self.removal(step);
+            if removal.is_some() || !list_stays {
+                if step.segments {
+                    self.segments(v, None);
+                } else if step.segments_below {
+                    self.descend(v, step, None);
+                }
+                match removal {
+                    Some(Removal::Always(i)) if list_stays => self.always.set(i),
+                    Some(Removal::Personal(i)) if list_stays => self.personal.set(i),
+                    Some(Removal::Child(i)) if list_stays => self.child.set(i),
+                    Some(Removal::Lmt(i)) if list_stays => self.lmt.set(i),
+                    _ => {}
+                }
+                continue;
+            }
+            if step.segments {
+                write_text_key(key, &mut first_out, out);
+                self.segments(v, Some(out));
+            } else if !step.coarsen.is_empty() {
+                if let Some(node) = self.coarsen(v, &step.coarsen) {
+                    write_text_key(key, &mut first_out, out);
+                    node.write(out);
+                }
+            } else {
+                write_text_key(key, &mut first_out, out);
+                match (v.as_object(), e.child) {
+                    (Some(inner), child) if child != NONE && !step.next.steps.is_empty() => {
+                        self.object_text(src, child, inner, &step.next, out)?;
+                    }
+                    // Nothing named below, an empty object, or not an object.
+                    (Some(inner), child) if child != NONE || inner.is_empty() => {
+                        out.extend_from_slice(src.text(e.value));
+                    }
+                    (None, NONE) => out.extend_from_slice(src.text(e.value)),
+                    _ => return Err(Mismatch),
+                }
+            }
+        }
+        if entries.next().is_some() {
+            return Err(Mismatch);
+        }
+        out.push(b'}');
+        Ok(())
     }
 
     /// The removal that applies at a step, in the passes' order: `always`,
@@ -573,6 +700,7 @@ fn unique<'p>(texts: impl Iterator<Item = &'p str>) -> Vec<&'p str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::core::outline::{self, Scan};
     use proptest::prelude::*;
 
     use super::*;
@@ -666,6 +794,11 @@ mod tests {
     /// report's lists are compared as sets: the walk names pointers in the
     /// policy's order, the passes in the order they met them (which differs
     /// when a document spells one key in two cases, e.g. `user` and `USER`).
+    ///
+    /// Where the text has an outline, the walk that copies from it is held
+    /// here to the walk from the document: the same report, the same
+    /// document written, and the same bytes when the text is the
+    /// document's own compact form.
     fn both<'p>(p: &'p CompiledPolicy, json: &str, v: &Verdict) -> [(String, Stripped<'p>); 2] {
         let doc: Value = sonic_rs::from_str(json).expect("test JSON parses");
         let mut node = Node::Doc(&doc);
@@ -674,7 +807,7 @@ mod tests {
         node.write(&mut seq);
         let mut walked = Vec::new();
         let plan = Plan::new(p).expect("these policies have a plan");
-        let w = plan.write(p, &doc, v, &mut walked);
+        let w = plan.write(p, &doc, None, v, &mut walked);
         let sorted = |mut s: Stripped<'p>| {
             for list in [
                 &mut s.always,
@@ -688,9 +821,27 @@ mod tests {
             }
             s
         };
+        let w = sorted(w);
+        if let Scan::Unique(outline) = outline::scan(json.as_bytes()) {
+            let mut copied = Vec::new();
+            let source = Source {
+                text: json.as_bytes(),
+                outline: &outline,
+            };
+            let c = sorted(plan.write(p, &doc, Some(source), v, &mut copied));
+            assert_eq!(c, w, "{json}");
+            let written = |b: &[u8]| sonic_rs::from_slice::<Value>(b).expect("output parses");
+            assert_eq!(written(&copied), written(&walked), "{json}");
+            if sonic_rs::to_string(&doc).expect("serialises") == json {
+                assert_eq!(
+                    String::from_utf8_lossy(&copied),
+                    String::from_utf8_lossy(&walked)
+                );
+            }
+        }
         [
             (String::from_utf8(seq).unwrap(), sorted(s)),
-            (String::from_utf8(walked).unwrap(), sorted(w)),
+            (String::from_utf8(walked).unwrap(), w),
         ]
     }
 
@@ -717,6 +868,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The generator's records, compact and free of escapes: the walk that
+    /// copies from the text writes them byte for byte as the one that
+    /// serialises the document (checked in `both`), under each verdict.
+    #[test]
+    fn copying_from_the_text_writes_the_same_bytes() {
+        let mut s = crate::tools::synth::Synth::new(11, 50, 5, 1_795_000_000_000);
+        let p = policy(POLICY);
+        let mut outlined = 0;
+        for i in 0..200 {
+            let (_, rec) = s.next(1_795_000_000_000 + i);
+            let json = std::str::from_utf8(&rec).expect("UTF-8");
+            outlined += usize::from(matches!(outline::scan(&rec), Scan::Unique(_)));
+            for outcome in [Outcome::Personalised, Outcome::Contextual] {
+                let [seq, walked] =
+                    both(&p, json, &flagged(outcome, i % 2 == 0, i % 7 == 0, false));
+                assert_eq!(seq, walked);
+            }
+        }
+        assert!(outlined > 150, "{outlined} of 200 records outlined");
+    }
+
+    /// What stripping leaves whole is copied as it was sent (white space,
+    /// number spelling), not serialised again; what it touches is written.
+    #[test]
+    fn untouched_values_are_copied_as_sent() {
+        let p = policy(POLICY);
+        let plan = Plan::new(&p).expect("a plan");
+        let json = r#"{"id":"d", "ad" : { "w" : 300 , "cpm":1.50 } ,"user":{"id":"u","consent" : "C" },"device":{"ip":"203.0.113.17","ua":"a b"},"audience":{"x":1}}"#;
+        let doc: Value = sonic_rs::from_str(json).expect("parses");
+        let Scan::Unique(outline) = outline::scan(json.as_bytes()) else {
+            panic!("an outline");
+        };
+        let source = Source {
+            text: json.as_bytes(),
+            outline: &outline,
+        };
+        let v = flagged(Outcome::Contextual, false, false, false);
+        let mut out = Vec::new();
+        let s = plan.write(&p, &doc, Some(source), &v, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            r#"{"id":"d","ad" : { "w" : 300 , "cpm":1.50 } ,"user":{"consent" : "C" },"device":{"ip":"203.0.113.0","ua":"a b"}}"#
+        );
+        assert_eq!(s.removed_header(), "/audience,/user/id");
     }
 
     #[test]

@@ -419,7 +419,7 @@ fn a_child_loses_location_and_lmt_loses_device_ids_on_both_strip_paths() {
         let mut seq = Vec::new();
         node.write(&mut seq);
         let mut walked = Vec::new();
-        let w = plan.write(&policy, &doc, &v, &mut walked);
+        let w = plan.write(&policy, &doc, None, &v, &mut walked);
         assert_eq!(String::from_utf8(seq).unwrap(), want);
         assert_eq!(String::from_utf8(walked).unwrap(), want);
         assert_eq!(s.removed_header(), removed);
