@@ -81,18 +81,108 @@ struct Frame {
     parent: u32,
 }
 
+/// The state of one [`scan`]: the outline so far, and the open objects.
+struct Reader<'t> {
+    json: &'t [u8],
+    outline: Outline,
+    /// The keys of the open objects, innermost last, with their fingerprints.
+    keys: Vec<(u64, &'t [u8])>,
+    frames: Vec<Frame>,
+}
+
+impl<'t> Reader<'t> {
+    /// A `{` at `at`: a child of the open entry when it opens that entry's
+    /// value (not an object inside an array there).
+    fn open(&mut self, at: u32) {
+        let parent = match self.frames.last() {
+            Some(f) if f.last != NONE => {
+                let e = &self.outline.entries[f.last as usize];
+                if skip_space(self.json, e.value.0) == at {
+                    f.last
+                } else {
+                    NONE
+                }
+            }
+            _ => NONE,
+        };
+        if self.frames.is_empty() && skip_space(self.json, 0) == at {
+            self.outline.root = Some(NONE);
+        }
+        self.frames.push(Frame {
+            keys: self.keys.len(),
+            last: NONE,
+            parent,
+        });
+    }
+
+    /// A `:` at `at` after the key whose quotes are at `open_q` and
+    /// `close_q`; `false` when the key repeats (or may: see [`MANY`]).
+    fn key(&mut self, open_q: u32, close_q: u32, at: u32) -> bool {
+        let key = self
+            .json
+            .get(open_q as usize + 1..close_q as usize)
+            .unwrap_or_default();
+        let Some(&f) = self.frames.last() else {
+            return false;
+        };
+        let print = fingerprint(key);
+        if self.keys.len() - f.keys >= MANY
+            || self.keys[f.keys..]
+                .iter()
+                .any(|&(q, k)| q == print && k == key)
+        {
+            return false;
+        }
+        self.keys.push((print, key));
+        let entries = &mut self.outline.entries;
+        let id = entries.len() as u32;
+        entries.push(Entry {
+            key: (open_q + 1, close_q),
+            value: (at + 1, at + 1),
+            next: NONE,
+            child: NONE,
+        });
+        if f.last != NONE {
+            // The previous entry ends at the `,` before this key.
+            let prev = &mut entries[f.last as usize];
+            prev.value.1 = skip_space_back(self.json, open_q);
+            prev.next = id;
+        } else if f.parent != NONE {
+            entries[f.parent as usize].child = id;
+        } else if self.frames.len() == 1 && self.outline.root.is_some() {
+            self.outline.root = Some(id);
+        }
+        if let Some(f) = self.frames.last_mut() {
+            f.last = id;
+        }
+        true
+    }
+
+    /// A `}` at `at`: the object's last entry ends here.
+    fn close(&mut self, at: u32) {
+        if let Some(f) = self.frames.pop() {
+            if f.last != NONE {
+                self.outline.entries[f.last as usize].value.1 = at;
+            }
+            self.keys.truncate(f.keys);
+        }
+    }
+}
+
 /// Read `json`, valid JSON text (see the module doc).
 pub fn scan(json: &[u8]) -> Scan {
     if u32::try_from(json.len()).is_err() {
         return Scan::MayRepeat;
     }
-    let mut outline = Outline {
-        entries: Vec::with_capacity(64),
-        root: None,
+    let mut r = Reader {
+        json,
+        outline: Outline {
+            entries: Vec::with_capacity(64),
+            root: None,
+        },
+        keys: Vec::with_capacity(64),
+        frames: Vec::with_capacity(16),
     };
-    // The keys of the open objects, innermost last, with their fingerprints.
-    let mut keys: Vec<(u64, &[u8])> = Vec::with_capacity(64);
-    let mut frames: Vec<Frame> = Vec::with_capacity(16);
     // The last two quotes before the current block (opening, closing).
     let (mut open_q, mut close_q) = (0u32, 0u32);
     // All ones when the previous block ended inside a string.
@@ -122,70 +212,20 @@ pub fn scan(json: &[u8]) -> Scan {
             let i = events.trailing_zeros();
             events &= events - 1;
             let at = base + i;
-            if block[i as usize] == b'{' {
-                // A child when it opens the value of the open entry (not
-                // an object inside an array there).
-                let parent = match frames.last() {
-                    Some(f) if f.last != NONE => {
-                        let e = &outline.entries[f.last as usize];
-                        let start = skip_space(json, e.value.0);
-                        if start == at { f.last } else { NONE }
+            match block[i as usize] {
+                b'{' => r.open(at),
+                b':' => {
+                    let (o, c) = last_two(quote & ((1u64 << i) - 1), base, open_q, close_q);
+                    if !r.key(o, c, at) {
+                        return Scan::MayRepeat;
                     }
-                    _ => NONE,
-                };
-                if frames.is_empty() && skip_space(json, 0) == at {
-                    outline.root = Some(NONE);
                 }
-                frames.push(Frame {
-                    keys: keys.len(),
-                    last: NONE,
-                    parent,
-                });
-            } else if block[i as usize] == b':' {
-                let (o, c) = last_two(quote & ((1u64 << i) - 1), base, open_q, close_q);
-                let key = json.get(o as usize + 1..c as usize).unwrap_or_default();
-                let Some(&f) = frames.last() else {
-                    return Scan::MayRepeat;
-                };
-                let print = fingerprint(key);
-                if keys.len() - f.keys >= MANY
-                    || keys[f.keys..].iter().any(|&(q, k)| q == print && k == key)
-                {
-                    return Scan::MayRepeat;
-                }
-                keys.push((print, key));
-                let id = outline.entries.len() as u32;
-                outline.entries.push(Entry {
-                    key: (o + 1, c),
-                    value: (at + 1, at + 1),
-                    next: NONE,
-                    child: NONE,
-                });
-                if f.last != NONE {
-                    // The previous entry ends at the `,` before this key.
-                    let prev = &mut outline.entries[f.last as usize];
-                    prev.value.1 = skip_space_back(json, o);
-                    prev.next = id;
-                } else if f.parent != NONE {
-                    outline.entries[f.parent as usize].child = id;
-                } else if frames.len() == 1 && outline.root.is_some() {
-                    outline.root = Some(id);
-                }
-                if let Some(f) = frames.last_mut() {
-                    f.last = id;
-                }
-            } else {
-                // `}`: the object's last entry ends here.
-                let Some(f) = frames.pop() else { continue };
-                if f.last != NONE {
-                    outline.entries[f.last as usize].value.1 = at;
-                }
-                keys.truncate(f.keys);
+                _ => r.close(at),
             }
         }
         (open_q, close_q) = last_two(quote, base, open_q, close_q);
     }
-    Scan::Unique(outline)
+    Scan::Unique(r.outline)
 }
 
 /// The bits of `"`, `\\` and of `{`, `}` and `:` in a block of 64 (bit

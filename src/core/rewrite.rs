@@ -404,18 +404,7 @@ impl<'p> Walk<'p> {
                 .as_deref_mut()
                 .filter(|_| removal.is_none() && list_stays)
             else {
-                if step.segments {
-                    self.segments(v, None);
-                } else if step.segments_below {
-                    self.descend(v, step, None);
-                }
-                match removal {
-                    Some(Removal::Always(i)) if writing && list_stays => self.always.set(i),
-                    Some(Removal::Personal(i)) if writing && list_stays => self.personal.set(i),
-                    Some(Removal::Child(i)) if writing && list_stays => self.child.set(i),
-                    Some(Removal::Lmt(i)) if writing && list_stays => self.lmt.set(i),
-                    _ => {}
-                }
+                self.left_out(v, step, removal, writing && list_stays);
                 continue;
             };
             if step.segments {
@@ -480,18 +469,7 @@ impl<'p> Walk<'p> {
             let list_stays = !step.segments || v.is_null() || v.is_array();
             let removal = self.removal(step);
             if removal.is_some() || !list_stays {
-                if step.segments {
-                    self.segments(v, None);
-                } else if step.segments_below {
-                    self.descend(v, step, None);
-                }
-                match removal {
-                    Some(Removal::Always(i)) if list_stays => self.always.set(i),
-                    Some(Removal::Personal(i)) if list_stays => self.personal.set(i),
-                    Some(Removal::Child(i)) if list_stays => self.child.set(i),
-                    Some(Removal::Lmt(i)) if list_stays => self.lmt.set(i),
-                    _ => {}
-                }
+                self.left_out(v, step, removal, list_stays);
                 continue;
             }
             if step.segments {
@@ -522,6 +500,23 @@ impl<'p> Walk<'p> {
         }
         out.push(b'}');
         Ok(())
+    }
+
+    /// An entry that is not written: what the passes would have counted in
+    /// it, and (`note`: it was removed by a pointer) its removal.
+    fn left_out(&mut self, v: &Value, step: &Step, removal: Option<Removal>, note: bool) {
+        if step.segments {
+            self.segments(v, None);
+        } else if step.segments_below {
+            self.descend(v, step, None);
+        }
+        match removal {
+            Some(Removal::Always(i)) if note => self.always.set(i),
+            Some(Removal::Personal(i)) if note => self.personal.set(i),
+            Some(Removal::Child(i)) if note => self.child.set(i),
+            Some(Removal::Lmt(i)) if note => self.lmt.set(i),
+            _ => {}
+        }
     }
 
     /// The removal that applies at a step, in the passes' order: `always`,
