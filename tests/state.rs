@@ -868,3 +868,72 @@ fn unfit_state_topics_are_refused_at_start_with_every_problem_named() {
         ),
     }
 }
+
+/// What `group` committed on `topic`, summed over its first `partitions`
+/// partitions (nothing committed on one: 0 there).
+fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A burst ends while the judge threads still work through much of it: the
+/// exposure deltas of what they judge after input stops are flushed as they
+/// finish, so the whole burst is committed soon after it is judged, not at
+/// the next periodic flush (here a minute away, and no flush is due by
+/// count: a quarter of max_in_flight is more than the burst).
+#[test]
+fn a_burst_is_committed_once_judged_not_at_the_next_periodic_flush() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = TestTopics::new("state-burst");
+    rt.block_on(t.create(6));
+    let dir = scratch("state-burst");
+    let policy = write_policy(&dir, |p| p);
+    let mut i = Instance::new(&t, &dir, &policy, "burst");
+    let toml = std::fs::read_to_string(&i.config).unwrap().replace(
+        "max_in_flight = 5000\n",
+        "max_in_flight = 200000\nexposure_flush_ms = 60000\n",
+    );
+    assert!(toml.contains("exposure_flush_ms = 60000"));
+    std::fs::write(&i.config, toml).unwrap();
+    let _running = i.start();
+    i.wait_ready();
+    let records = random_keyed(30_000, 20, 1, 91);
+    produce(&t.input, &records);
+    let produced = Instant::now();
+    let want = records.len() as i64;
+    loop {
+        let done = committed_total(&t.brokers, &t.group, &t.input, 6);
+        if done == want {
+            break;
+        }
+        // The first periodic flush after start is a minute after it: by
+        // then only that flush could have committed the tail.
+        assert!(
+            produced.elapsed() < Duration::from_secs(45),
+            "{done} of {want} committed 45 s after the burst: the tail waits for the periodic flush"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "committed {:?} after the burst was produced",
+        produced.elapsed()
+    );
+}

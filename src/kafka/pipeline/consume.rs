@@ -57,9 +57,13 @@ pub(super) struct ConsumeLoop {
     pub(super) flush_at: usize,
     /// When the last input record was handed to a judge thread.
     pub(super) last_input: tokio::time::Instant,
+    /// When the exposure deltas were last flushed.
+    pub(super) last_flush: tokio::time::Instant,
 }
 
-/// Input quiet this long: the deltas of what was judged are flushed at once.
+/// Input quiet this long: the deltas of what was judged are flushed at once,
+/// and again this often while the judge threads finish what they were
+/// given (what they judge after a flush waits on the next one).
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 impl ConsumeLoop {
@@ -97,10 +101,17 @@ impl ConsumeLoop {
                 a = self.alerts.recv(), if self.alerts_open => self.publish_alert(a).await,
                 _ = flush_tick.tick(), if holding => self.flush().await,
                 // Input paused (a burst ended, or a quiet spell): flush now,
-                // so that what was judged is committed without waiting for
-                // the next tick.
-                _ = tokio::time::sleep_until(self.last_input + IDLE_FLUSH),
-                    if self.shared.holds.as_ref().is_some_and(|h| h.len() > 0) => {
+                // and every IDLE_FLUSH while records are held, so that what
+                // was judged is committed without waiting for the next tick
+                // (the judge queues may still hold many records when input
+                // stops).
+                // Armed while anything is uncommitted, not only while records
+                // are held: a branch's condition is read when the loop comes
+                // round, and with input stopped nothing else may bring it
+                // round before the next tick, however many records the
+                // judge threads hold meanwhile.
+                _ = tokio::time::sleep_until(self.last_input.max(self.last_flush) + IDLE_FLUSH),
+                    if holding && self.shared.in_flight.records() > 0 => {
                     flush_tick.reset();
                     self.flush().await
                 }
@@ -157,6 +168,7 @@ impl ConsumeLoop {
 
     /// Publish the exposure deltas; the records they count may then be committed.
     pub(super) async fn flush(&mut self) -> Result<(), PipelineError> {
+        self.last_flush = tokio::time::Instant::now();
         match &self.shared.holds {
             Some(h) => {
                 flush_async(&self.shared, &self.producer, &self.topics, h, &*self.stage).await

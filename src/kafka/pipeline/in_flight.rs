@@ -112,6 +112,11 @@ impl InFlight {
         }
     }
 
+    /// Records read and not yet committed, a place each.
+    pub(super) fn records(&self) -> i64 {
+        self.records.get()
+    }
+
     /// No room: the consume loop must stop reading.
     pub(super) fn held_back(&self) -> bool {
         self.room.lock().full()

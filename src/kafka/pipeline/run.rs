@@ -152,6 +152,7 @@ fn start(
         flush_every: Duration::from_millis(p.exposure_flush_ms),
         flush_at: (p.max_in_flight / 4).max(1),
         last_input: tokio::time::Instant::now(),
+        last_flush: tokio::time::Instant::now(),
     };
     let threads = spawn_judges(&config, &mut lp)?;
     let every = Duration::from_millis(p.commit_interval_ms);
