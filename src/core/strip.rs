@@ -298,7 +298,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let m = crate::policy::SegmentMatcher::new(p, &pats);
-        assert_eq!(m.prefixes.len(), 2);
+        assert_eq!(m.prefixes().len(), 2);
         for id in ["health-x", "women-health-y", "lgbtq", "race"] {
             assert!(m.matches(id), "{id}");
         }

@@ -22,6 +22,8 @@
 //! * **Patterns** are normalised the same way when the policy is compiled.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memchr::memmem::Finder;
 use wildmatch::WildMatch;
@@ -205,15 +207,77 @@ fn normalised(id: &str) -> String {
 /// Sensitive segment ids, compiled. Patterns are normalised like ids (see
 /// the module doc); those of the form `literal*` (most of them) are matched
 /// as prefixes, `*literal*` as substrings, the rest by `wildmatch`.
+///
+/// Immutable once built: its verdicts are remembered per judge thread under
+/// its `id` (see [`Verdicts`]), so nothing may change what it matches.
 #[derive(Debug, Clone)]
 pub struct SegmentMatcher {
     pub pointer: Pointer,
-    pub prefixes: Vec<String>,
+    prefixes: Vec<String>,
     /// Patterns of the form `*literal*`, matched as substrings (searchers
     /// built once, not at every id).
-    pub infixes: Vec<Finder<'static>>,
-    pub patterns: Vec<WildMatch>,
+    infixes: Vec<Finder<'static>>,
+    patterns: Vec<WildMatch>,
     pub source: Vec<String>,
+    /// This matcher's number, unique in the process (a clone matches the
+    /// same ids, so it keeps it).
+    id: u64,
+}
+
+/// Matchers built so far: the next one's `id`.
+static MATCHERS: AtomicU64 = AtomicU64::new(0);
+
+/// The verdicts a judge thread has reached, per matcher: a decision's
+/// segment ids mostly come from a taxonomy of a few thousand, so most are
+/// seen again, and a lookup is several times cheaper than normalising and
+/// matching. Keyed by the matcher's `id`, which no other matcher (a policy
+/// reloaded, a shadow candidate) ever has, so a verdict cannot outlive the
+/// policy it was reached under. Bounded: a few matchers per thread (the
+/// live policy and a candidate, and a reload's overlap), each up to
+/// [`Verdicts::IDS`] ids of at most [`Verdicts::ID_BYTES`] bytes, cleared
+/// when full (a sender of ever-new ids costs a miss each, no memory).
+#[derive(Default)]
+struct Verdicts {
+    /// Most recently used last.
+    matchers: Vec<(u64, foldhash::HashMap<Box<str>, bool>)>,
+}
+
+impl Verdicts {
+    const MATCHERS: usize = 4;
+    const IDS: usize = 4096;
+    const ID_BYTES: usize = 64;
+
+    fn get_or(&mut self, matcher: u64, raw_id: &str, decide: impl FnOnce() -> bool) -> bool {
+        let at = match self.matchers.iter().rposition(|(m, _)| *m == matcher) {
+            Some(at) => at,
+            None => {
+                if self.matchers.len() == Self::MATCHERS {
+                    self.matchers.remove(0);
+                }
+                self.matchers.push((matcher, foldhash::HashMap::default()));
+                self.matchers.len() - 1
+            }
+        };
+        let last = self.matchers.len() - 1;
+        if at != last {
+            let m = self.matchers.remove(at);
+            self.matchers.push(m);
+        }
+        let ids = &mut self.matchers[last].1;
+        if let Some(&v) = ids.get(raw_id) {
+            return v;
+        }
+        let v = decide();
+        if ids.len() == Self::IDS {
+            ids.clear();
+        }
+        ids.insert(raw_id.into(), v);
+        v
+    }
+}
+
+thread_local! {
+    static VERDICTS: RefCell<Verdicts> = RefCell::default();
 }
 
 impl SegmentMatcher {
@@ -240,7 +304,13 @@ impl SegmentMatcher {
             infixes,
             patterns: wild,
             source: patterns.to_vec(),
+            id: MATCHERS.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Patterns matched as prefixes.
+    pub fn prefixes(&self) -> &[String] {
+        &self.prefixes
     }
 
     /// Whether a segment id, already normalised, matches a sensitive pattern.
@@ -257,7 +327,16 @@ impl SegmentMatcher {
 
     /// Whether a segment id as found in the input must be removed: it
     /// matches a sensitive pattern once normalised, or cannot be normalised.
+    /// Remembered per thread (see [`Verdicts`]); [`Self::decide`] is the rule.
     pub fn is_sensitive(&self, raw_id: &str) -> bool {
+        if raw_id.len() > Verdicts::ID_BYTES {
+            return self.decide(raw_id);
+        }
+        VERDICTS.with_borrow_mut(|v| v.get_or(self.id, raw_id, || self.decide(raw_id)))
+    }
+
+    /// [`Self::is_sensitive`] worked out.
+    pub fn decide(&self, raw_id: &str) -> bool {
         normalise_segment_id(raw_id).is_none_or(|id| self.matches(&id))
     }
 }
@@ -432,5 +511,48 @@ mod tests {
             assert!(!m.is_sensitive(id), "{id}");
         }
         assert!(m.is_sensitive("sp\u{f6}rts"), "outside ASCII: unverifiable");
+    }
+
+    /// Remembered verdicts answer as the rule does, for each matcher apart:
+    /// two matchers with different patterns, asked in turn about the same
+    /// ids (each matcher's verdicts must never answer for the other), with
+    /// more distinct ids than a thread keeps (cleared when full), ids too
+    /// long to keep, and more matchers than a thread keeps at once.
+    #[test]
+    fn remembered_verdicts_answer_as_the_rule_for_each_matcher_apart() {
+        use super::{Pointer, SegmentMatcher, Verdicts};
+        let p = Pointer::parse("/user/data").unwrap();
+        let a = SegmentMatcher::new(p.clone(), &["health*".into(), "*religion*".into()]);
+        let b = SegmentMatcher::new(p.clone(), &["health-a*".into(), "x?z".into()]);
+        let others: Vec<SegmentMatcher> = (0..Verdicts::MATCHERS)
+            .map(|i| SegmentMatcher::new(p.clone(), &[format!("id-{i}*")]))
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let parts = [
+            "health", "HEALTH_a", "religion", "xyz", "x z", "id-1", "id-2", "é", " ",
+        ];
+        for round in 0..3 * Verdicts::IDS {
+            let mut id: String = (0..rng.usize(1..4))
+                .map(|_| parts[rng.usize(..parts.len())])
+                .collect::<Vec<_>>()
+                .join(["-", "_", "."][rng.usize(..3)]);
+            if round % 3 == 0 {
+                id.push_str(&round.to_string());
+            }
+            if round % 97 == 0 {
+                id = id.repeat(Verdicts::ID_BYTES);
+            }
+            for m in [&a, &b, &a] {
+                assert_eq!(m.is_sensitive(&id), m.decide(&id), "{id:?}");
+            }
+            if round % 50 == 0 {
+                for m in &others {
+                    assert_eq!(m.is_sensitive(&id), m.decide(&id), "{id:?}");
+                }
+            }
+        }
+        // The two really disagree on some ids, so a shared answer would show.
+        assert_ne!(a.is_sensitive("health"), b.is_sensitive("health"));
+        assert_ne!(a.is_sensitive("x-religion"), b.is_sensitive("x-religion"));
     }
 }
