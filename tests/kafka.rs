@@ -38,29 +38,6 @@ fn write_config(
     p
 }
 
-/// What `group` has committed on `topic`, summed over its `partitions`
-/// (a partition with no commit counts 0).
-fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            rdkafka::Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
 /// How many records the input's `partitions` hold.
 fn input_end(t: &TestTopics, partitions: i32) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};

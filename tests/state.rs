@@ -869,31 +869,6 @@ fn unfit_state_topics_are_refused_at_start_with_every_problem_named() {
     }
 }
 
-/// What `group` committed on `topic`, summed over its first `partitions`
-/// partitions (nothing committed on one: 0 there).
-fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    got.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum()
-}
-
 /// A burst ends while the judge threads still work through much of it: the
 /// exposure deltas of what they judge after input stops are flushed as they
 /// finish, so the whole burst is committed soon after it is judged, not at
