@@ -101,15 +101,12 @@ impl ConsumeLoop {
                 a = self.alerts.recv(), if self.alerts_open => self.publish_alert(a).await,
                 _ = flush_tick.tick(), if holding => self.flush().await,
                 // Input paused (a burst ended, or a quiet spell): flush now,
-                // and every IDLE_FLUSH while records are held, so that what
-                // was judged is committed without waiting for the next tick
-                // (the judge queues may still hold many records when input
-                // stops).
-                // Armed while anything is uncommitted, not only while records
-                // are held: a branch's condition is read when the loop comes
-                // round, and with input stopped nothing else may bring it
-                // round before the next tick, however many records the
-                // judge threads hold meanwhile.
+                // and every IDLE_FLUSH after, so that what the judge threads
+                // finish from their queues is committed without waiting for
+                // the next tick. Armed while anything is uncommitted, not
+                // only while records are held: a branch's condition is read
+                // when the loop comes round, and with input stopped nothing
+                // else may bring it round before the next tick.
                 _ = tokio::time::sleep_until(self.last_input.max(self.last_flush) + IDLE_FLUSH),
                     if holding && self.shared.in_flight.records() > 0 => {
                     flush_tick.reset();
