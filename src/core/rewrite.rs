@@ -407,15 +407,7 @@ impl<'p> Walk<'p> {
                 self.left_out(v, step, removal, writing && list_stays);
                 continue;
             };
-            if step.segments {
-                write_key(k, &mut first, out);
-                self.segments(v, Some(out));
-            } else if !step.coarsen.is_empty() {
-                if let Some(node) = self.coarsen(v, &step.coarsen) {
-                    write_key(k, &mut first, out);
-                    node.write(out);
-                }
-            } else {
+            if !self.write_touched(v, step, out, |out| write_key(k, &mut first, out)) {
                 write_key(k, &mut first, out);
                 self.descend(v, step, Some(out));
             }
@@ -472,15 +464,7 @@ impl<'p> Walk<'p> {
                 self.left_out(v, step, removal, list_stays);
                 continue;
             }
-            if step.segments {
-                write_text_key(key, &mut first_out, out);
-                self.segments(v, Some(out));
-            } else if !step.coarsen.is_empty() {
-                if let Some(node) = self.coarsen(v, &step.coarsen) {
-                    write_text_key(key, &mut first_out, out);
-                    node.write(out);
-                }
-            } else {
+            if !self.write_touched(v, step, out, |out| write_text_key(key, &mut first_out, out)) {
                 write_text_key(key, &mut first_out, out);
                 match (v.as_object(), e.child) {
                     (Some(inner), child) if child != NONE && !step.next.steps.is_empty() => {
@@ -500,6 +484,31 @@ impl<'p> Walk<'p> {
         }
         out.push(b'}');
         Ok(())
+    }
+
+    /// A named entry that is written and that stripping changes: its
+    /// segment list filtered, or its value coarsened (left out when it
+    /// cannot be). `key` writes its key, each walk its own way. `false`
+    /// when the step does neither, and nothing was written.
+    fn write_touched(
+        &mut self,
+        v: &Value,
+        step: &Step,
+        out: &mut Vec<u8>,
+        key: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        if step.segments {
+            key(out);
+            self.segments(v, Some(out));
+        } else if !step.coarsen.is_empty() {
+            if let Some(node) = self.coarsen(v, &step.coarsen) {
+                key(out);
+                node.write(out);
+            }
+        } else {
+            return false;
+        }
+        true
     }
 
     /// An entry that is not written: what the passes would have counted in
