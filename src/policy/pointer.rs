@@ -308,7 +308,8 @@ impl SegmentMatcher {
         }
     }
 
-    /// Patterns matched as prefixes.
+    /// Patterns matched as prefixes (for tests of how patterns compile).
+    #[cfg(test)]
     pub fn prefixes(&self) -> &[String] {
         &self.prefixes
     }
