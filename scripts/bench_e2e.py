@@ -27,6 +27,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -494,16 +495,25 @@ def run(a):
         secs = b.loadgen(inp, a.count, 0, "dec-", 5)
         report["loadgen_seconds"] = round(secs, 2)
         passes = []
-        log("throughput, ABBA:")
-        for i, kind in enumerate(["baseline", "fairgate", "fairgate", "baseline"]):
-            passes.append(b.throughput_pass(i, kind, inp))
+        # Each round is one ABBA; a round's ratio compares passes run
+        # minutes apart, so more rounds show how far the machine moves it.
+        round_ratios = []
+        for rnd in range(a.rounds):
+            log(f"throughput, ABBA (round {rnd + 1} of {a.rounds}):")
+            ps = [b.throughput_pass(len(passes) + i, kind, inp)
+                  for i, kind in enumerate(["baseline", "fairgate", "fairgate", "baseline"])]
+            passes += ps
+            side = {k: mean([p["per_second"] for p in ps if p["kind"] == k])
+                    for k in ["baseline", "fairgate"]}
+            round_ratios.append(round(side["fairgate"] / side["baseline"], 3))
+        abba = list(passes)
         if not a.skip_workers:
             log("fairgate by judge threads:")
-            for i, w in [(4, 1), (5, 2)]:
-                passes.append(b.throughput_pass(i, "fairgate", inp, workers=w))
+            for w in [1, 2]:
+                passes.append(b.throughput_pass(len(passes), "fairgate", inp, workers=w))
         report["passes"] = passes
-        abba = passes[:4]
-        summary = {}
+        summary = {"rounds": a.rounds, "round_ratios": round_ratios,
+                   "round_ratio_median": statistics.median(round_ratios)}
         for kind in ["baseline", "fairgate"]:
             ps = [p for p in abba if p["kind"] == kind]
             summary[kind] = {
@@ -564,15 +574,21 @@ def table(r):
                if p.get("exposure_records") else ""))
     lines += [
         "",
-        f"baseline (mean of 2): {s['baseline']['per_second']:.0f}/s "
+        f"baseline (mean of {2 * s['rounds']}): {s['baseline']['per_second']:.0f}/s "
         f"(steady {fmt(s['baseline']['steady_per_second'])}/s), "
         f"{s['baseline']['cpu_us_per_decision']:.1f} CPU µs/decision",
-        f"fairgate (mean of 2): {s['fairgate']['per_second']:.0f}/s "
+        f"fairgate (mean of {2 * s['rounds']}): {s['fairgate']['per_second']:.0f}/s "
         f"(steady {fmt(s['fairgate']['steady_per_second'])}/s), "
         f"{s['fairgate']['cpu_us_per_decision']:.1f} CPU µs/decision",
         f"ratio fairgate/baseline: {s['ratio']:.3f} (steady {fmt(s['steady_ratio'], '.3f')}) — "
         + ("PASS" if s["ratio"] >= 0.9 else "FAIL") + " (target ≥ 0.9)",
     ]
+    if s["rounds"] > 1:
+        lines.append(
+            "ratio by round (each one ABBA): "
+            + ", ".join(f"{x:.3f}" for x in s["round_ratios"])
+            + f" (median {s['round_ratio_median']:.3f}, spread "
+            f"{min(s['round_ratios']):.3f}–{max(s['round_ratios']):.3f})")
     for lt in r.get("latency", []):
         lb, lf, ad = lt["baseline"], lt["fairgate"], lt["added"]
         lines += [
@@ -607,6 +623,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, default=int(os.environ.get("FAIRGATE_BENCH_PORT", 19192)))
     ap.add_argument("--count", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="ABBA rounds of the throughput passes (each round's ratio is reported, "
+                         "with their median)")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--config", type=Path, default=ROOT / "config" / "fairgate.toml")
     ap.add_argument("--latency-rate", type=int, default=0,
@@ -625,6 +644,8 @@ def main():
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "bench-e2e.json")
     ap.add_argument("--check", action="store_true", help="exit 1 if the ratio is below 0.9")
     a = ap.parse_args()
+    if a.rounds < 1:
+        ap.error("--rounds must be at least 1")
     a.config = a.config.resolve()
     if a.latency_also is None:
         a.latency_also = ["half-fairgate", "2000"]
