@@ -54,6 +54,33 @@ fn registry_renders_exact_lines() {
     assert!(!text.contains("u-1") && !text.contains("203.0.113"));
 }
 
+/// The process's own figures are exported under their standard names, so
+/// the CPU per decision and the memory held can be read in production
+/// (`process_cpu_seconds_total` over `fairgate_decisions_total`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_cpu_memory_and_threads_are_exported() {
+    let m = Metrics::new(prometheus::Registry::new(), 10);
+    // Some CPU to count: the counter is in whole seconds.
+    let t0 = std::time::Instant::now();
+    let mut x = 0u64;
+    while t0.elapsed() < std::time::Duration::from_millis(1100) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    let text = m.render();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+    assert!(value("process_cpu_seconds_total") >= 1.0);
+    // At least this test's own memory and threads.
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_threads") >= 1.0);
+    assert!(value("process_open_fds") >= 3.0);
+}
+
 /// OpenRTB 2.5 placements that disagree with 2.6 are counted by field, a
 /// child's and LMT's removals by category, and the reason header names the
 /// GPP section; no value of the decision reaches a label.
