@@ -1,8 +1,10 @@
 //! Every metric fairgate exports, defined in one place.
 //!
 //! Naming: `fairgate_<what>_<unit>` with `_total` on counters, base units
-//! (seconds, bytes), HELP text on every family. Registered on a registry that
-//! is passed in, so a test can render it and assert exact lines.
+//! (seconds, bytes), HELP text on every family; beside them, on Linux, the
+//! Prometheus client's standard `process_*` families (CPU, memory, threads,
+//! file descriptors). Registered on a registry that is passed in, so a test
+//! can render it and assert exact lines.
 //!
 //! Label cardinality is bounded: labels take values from fixed sets (routes,
 //! reasons, signals, states, error kinds), partitions, and — only for
