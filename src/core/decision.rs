@@ -874,6 +874,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_bracket_count_sees_every_byte() {
+        // 127 opening brackets pass untouched; one more, wherever it lies
+        // (any block, any lane, the tail), sends the text to the exact
+        // scan, which finds it 128 deep.
+        for len in [0, 1, 15, 16, 17, 127, 128, 129, 200, 1000] {
+            for at in 0..=len.min(40) {
+                let mut text = vec![b' '; len];
+                let brackets = b"[{".iter().cycle().take(127);
+                text.splice(at..at, brackets.copied());
+                assert_eq!(too_deep(&text), None, "{len} {at}");
+                let last = at + 127 + (len - at) / 2;
+                text.insert(last, b'[');
+                assert_eq!(too_deep(&text), Some(last), "{len} {at}");
+            }
+        }
+    }
+
+    #[test]
     fn numbers_are_read_from_their_text() {
         let d = Decision::parse(
             br#"{"id":"a","ts":-0,"campaign":{"id":"c"},"regs":{"gdpr":1,"gpp_sid":[2,-0]}}"#,
