@@ -554,13 +554,22 @@ fn check_pipeline(p: &PipelineConfig, problems: &mut Vec<String>) {
     if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
         problems.push("pipeline.commit_interval_ms: must be 1..=60000".into());
     }
-    if p.grace_period_secs == 0 {
-        problems.push("pipeline.grace_period_secs: must be at least 1".into());
+    if !(1..=3600).contains(&p.grace_period_secs) {
+        problems.push(format!(
+            "pipeline.grace_period_secs: must be 1..=3600, got {}",
+            p.grace_period_secs
+        ));
     }
     if !(1..=10_000).contains(&p.shadow_sample_per_sec) {
         problems.push(format!(
             "pipeline.shadow_sample_per_sec: must be 1..=10000, got {}",
             p.shadow_sample_per_sec
+        ));
+    }
+    if p.campaign_series_cap > 10_000 {
+        problems.push(format!(
+            "pipeline.campaign_series_cap: must be 0..=10000 (each campaign is a set of metric series), got {}",
+            p.campaign_series_cap
         ));
     }
     if !(5..=3600).contains(&p.stall_after_secs) {
@@ -630,8 +639,23 @@ fn check_alerts(a: &AlertsConfig, problems: &mut Vec<String>) {
     {
         problems.push("alerts.webhook_url: must start with http:// or https://".into());
     }
-    if a.webhook_max_attempts == 0 {
-        problems.push("alerts.webhook_max_attempts: must be at least 1".into());
+    if !(1..=100).contains(&a.webhook_max_attempts) {
+        problems.push(format!(
+            "alerts.webhook_max_attempts: must be 1..=100, got {}",
+            a.webhook_max_attempts
+        ));
+    }
+    if !(10..=600_000).contains(&a.webhook_timeout_ms) {
+        problems.push(format!(
+            "alerts.webhook_timeout_ms: must be 10..=600000, got {}",
+            a.webhook_timeout_ms
+        ));
+    }
+    if !(1..=1_000_000).contains(&a.webhook_queue) {
+        problems.push(format!(
+            "alerts.webhook_queue: must be 1..=1000000, got {}",
+            a.webhook_queue
+        ));
     }
 }
 
@@ -653,6 +677,38 @@ mod tests {
         let c = Config::from_toml(EXAMPLE).unwrap();
         assert_eq!(c.kafka.topics.input, "decisions");
         assert!(c.pipeline.worker_count() >= 1, "unset: one per CPU");
+    }
+
+    #[test]
+    fn numbers_that_would_fail_later_are_refused_now() {
+        // Each of these once passed the check and then panicked at start
+        // (a webhook queue of 0), at SIGTERM (a grace period past what an
+        // `Instant` holds), or could never deliver (a 0 ms timeout).
+        let bad = EXAMPLE
+            .replace("webhook_queue = 1000", "webhook_queue = 0")
+            .replace("webhook_timeout_ms = 2000", "webhook_timeout_ms = 0")
+            .replace(
+                "webhook_max_attempts = 5",
+                "webhook_max_attempts = 4294967295",
+            )
+            .replace(
+                "grace_period_secs = 20",
+                "grace_period_secs = 18446744073709551615",
+            )
+            .replace(
+                "campaign_series_cap = 50",
+                "campaign_series_cap = 18446744073709551615",
+            );
+        let e = Config::from_toml(&bad).unwrap_err().to_string();
+        for field in [
+            "alerts.webhook_queue",
+            "alerts.webhook_timeout_ms",
+            "alerts.webhook_max_attempts",
+            "pipeline.grace_period_secs",
+            "pipeline.campaign_series_cap",
+        ] {
+            assert!(e.contains(field), "{field} not named in: {e}");
+        }
     }
 
     #[test]
