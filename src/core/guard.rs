@@ -200,7 +200,12 @@ fn flag_value(policy: &CompiledPolicy, f: Option<&Finding>, acknowledged: bool) 
     };
     // Built piece by piece: this header is written for every decision of a
     // flagged campaign.
-    let dimension = &policy.dimensions[f.dimension].name;
+    // A finding read from the campaign table may come from another policy
+    // (a rollout, a reload that dropped a dimension): its index is checked.
+    let dimension = policy
+        .dimensions
+        .get(f.dimension)
+        .map_or("unknown", |d| d.name.as_str());
     let mut out = String::with_capacity(96 + dimension.len());
     out.push_str("measure=");
     out.push_str(f.measure.as_str());
@@ -606,6 +611,43 @@ fn year_of(ts_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flagged row written under another policy (a rollout, a reload
+    /// that dropped a dimension) names a dimension this policy lacks: the
+    /// flag says so instead of failing every decision of the campaign.
+    #[test]
+    fn a_finding_of_another_policy_flags_with_an_unknown_dimension() {
+        let policy = CompiledPolicy::from_toml(include_str!("../../config/policy.toml")).unwrap();
+        let f = Finding {
+            dimension: policy.dimensions.len() + 3,
+            measure: crate::fairness::assess::Measure::SelectionRateRatio,
+            value: 0.5,
+            bound: 0.6,
+            threshold: 0.8,
+        };
+        let flag = flag_value(&policy, Some(&f), false);
+        assert!(flag.contains(";dimension=unknown;"), "{flag}");
+        let alert = crate::fairness::tracker::alert_event(
+            &policy,
+            "c",
+            Category::Default,
+            Some(f),
+            Vec::new(),
+            None,
+            0,
+            crate::fairness::tracker::AlertParts {
+                kind: crate::fairness::alert::AlertKind::Override,
+                old_state: State::Flagged,
+                new_state: State::Flagged,
+                measured_state: State::Flagged,
+                cause: None,
+                since_ms: 0,
+                override_: None,
+                message: String::new(),
+            },
+        );
+        assert_eq!(alert.dimension.as_deref(), Some("unknown"));
+    }
 
     #[test]
     fn fixed3_writes_what_the_formatter_writes() {

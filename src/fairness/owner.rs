@@ -109,6 +109,14 @@ pub enum Skip {
     Groups,
     /// A command already applied, or older than the newest applied.
     Replayed,
+    /// A command stamped before the replay span ([`replay_span_ms`]) or
+    /// further ahead than `max_future_ms`: an old signed command written
+    /// to the topic again is not applied, whatever the campaign holds.
+    Expired,
+    /// A delta with buckets further ahead than `max_future_ms` (a clock
+    /// far ahead, or a hostile record): those buckets are skipped, the rest
+    /// applied, so one record cannot move a window past every real count.
+    Future,
 }
 
 impl Skip {
@@ -116,8 +124,19 @@ impl Skip {
         match self {
             Skip::Groups => "groups_mismatch",
             Skip::Replayed => "replayed",
+            Skip::Expired => "expired",
+            Skip::Future => "future",
         }
     }
+}
+
+/// How far back an owner replays the exposure topic when it is given a
+/// partition: the window, the future allowance and one bucket.
+pub fn replay_span_ms(policy: &CompiledPolicy) -> i64 {
+    policy
+        .window_ms
+        .saturating_add(policy.max_future_ms)
+        .saturating_add(policy.bucket_ms)
 }
 
 /// The campaigns owned, with their windows and state machines.
@@ -273,6 +292,13 @@ impl Owner {
         if d.groups != policy.total_groups {
             return Err(Skip::Groups);
         }
+        // The newest bucket a delta may count in now.
+        let newest = now_ms
+            .saturating_add(policy.max_future_ms)
+            .div_euclid(policy.bucket_ms.max(1));
+        let ahead = d.buckets.iter().any(|(b, _)| *b > newest);
+        let buckets = d.buckets.iter().filter(|(b, _)| *b <= newest);
+        let done = if ahead { Err(Skip::Future) } else { Ok(()) };
         if d.campaign == PLATFORM_KEY {
             let (_, w, dirty) = self.platform.get_or_insert_with(|| {
                 (
@@ -281,11 +307,11 @@ impl Owner {
                     true,
                 )
             });
-            for (b, cells) in &d.buckets {
+            for (b, cells) in buckets {
                 w.add_cells(*b, cells);
             }
             *dirty = true;
-            return Ok(());
+            return done;
         }
         let seen = d.first_ms.min(now_ms.saturating_add(policy.max_future_ms));
         let c = self.entry(policy, partition, &d.campaign, seed, seen, now_ms);
@@ -294,12 +320,12 @@ impl Owner {
         c.last_seen_ms = c
             .last_seen_ms
             .max(d.last_ms.min(now_ms.saturating_add(policy.max_future_ms)));
-        for (b, cells) in &d.buckets {
+        for (b, cells) in buckets {
             c.window.add_cells(*b, cells);
         }
         c.fresh = true;
         c.unwritten = true;
-        Ok(())
+        done
     }
 
     /// Apply an override command (verified by the reader). Applied once:
@@ -314,6 +340,11 @@ impl Owner {
         now_ms: i64,
     ) -> Result<(), Skip> {
         self.fit(policy);
+        if cmd.at_ms < now_ms.saturating_sub(replay_span_ms(policy))
+            || cmd.at_ms > now_ms.saturating_add(policy.max_future_ms)
+        {
+            return Err(Skip::Expired);
+        }
         let c = self.entry(policy, partition, &cmd.campaign, seed, now_ms, now_ms);
         if c.applied.contains(&cmd.id) || cmd.at_ms < c.last_command_ms {
             return Err(Skip::Replayed);
@@ -661,6 +692,59 @@ mod tests {
                 NOW
             ),
             Err(Skip::Replayed)
+        );
+    }
+
+    /// A signed command captured long ago and written to the topic again
+    /// (or one stamped by a clock far ahead) is not applied, even to a
+    /// campaign that holds no memory of it.
+    #[test]
+    fn an_old_or_far_future_command_is_not_applied() {
+        let p = policy();
+        let cmd = |at_ms| OverrideCommand {
+            id: format!("cmd-{at_ms}"),
+            campaign: "c".into(),
+            action: OverrideAction::ForceAllow,
+            by: "ana".into(),
+            reason: "checked".into(),
+            at_ms,
+        };
+        let mut o = Owner::new();
+        let month_ago = NOW - 30 * 86_400_000;
+        let ahead = NOW + p.max_future_ms + 1;
+        for at in [month_ago, NOW - replay_span_ms(&p) - 1, ahead] {
+            assert_eq!(o.command(&p, 0, &cmd(at), || None, NOW), Err(Skip::Expired));
+        }
+        assert_eq!(o.len(), 0, "no campaign made for a refused command");
+        // At the edge of the replay span: still applied (a takeover replays
+        // this far back and must see commands its predecessor missed).
+        let edge = NOW - replay_span_ms(&p);
+        assert_eq!(o.command(&p, 0, &cmd(edge), || None, NOW), Ok(()));
+    }
+
+    /// A delta for a bucket far ahead of now (a hostile record, a clock
+    /// far ahead) must not move the window past every real count.
+    #[test]
+    fn buckets_ahead_of_the_future_allowance_are_skipped_and_the_rest_counted() {
+        let p = policy();
+        let mut o = Owner::new();
+        let mut hostile = delta(&p, "c", 400, 300, 300);
+        let far = NOW.div_euclid(p.bucket_ms) + 10_000;
+        hostile.buckets[0].0 = far;
+        let real = delta(&p, "c", 400, 300, 300);
+        hostile.buckets.push(real.buckets[0].clone());
+        assert_eq!(o.merge(&p, 0, &hostile, || None, NOW), Err(Skip::Future));
+        o.merge(&p, 0, &real, || None, NOW).unwrap();
+        let row = rows(&o.judge(&p, &platform(&p), NOW, 30_000))[0].clone();
+        assert_eq!(
+            row.report.dimensions[0].considered, 1600,
+            "both real buckets counted, the one far ahead not"
+        );
+        let mut platform_delta = delta(&p, PLATFORM_KEY, 10, 300, 300);
+        platform_delta.buckets[0].0 = i64::MAX;
+        assert_eq!(
+            o.merge(&p, 0, &platform_delta, || None, NOW),
+            Err(Skip::Future)
         );
     }
 

@@ -39,6 +39,14 @@ pub enum Applied {
     Removed,
     /// Older than the row held (a replayed record): ignored.
     Stale,
+    /// A tombstone for a row that is not ok or holds an override: ignored.
+    Refused,
+}
+
+/// Whether a row may be removed by a tombstone: what an owner forgets
+/// (state ok, no override; see [`crate::fairness::owner`]).
+fn forgettable(r: &CampaignRecord) -> bool {
+    r.report.state == State::Ok && r.report.override_.is_none()
 }
 
 /// Counters of what the table saw (read by metrics).
@@ -46,6 +54,8 @@ pub enum Applied {
 pub struct TableCounters {
     pub stale: AtomicU64,
     pub removed: AtomicU64,
+    /// Tombstones refused (see [`TableView::apply`]).
+    pub refused: AtomicU64,
 }
 
 /// Every campaign's latest row.
@@ -66,10 +76,20 @@ impl TableView {
     /// Take one row read from the topic. A campaign row older than the
     /// one held (by `updated_ms`) is ignored: a signed record replayed onto
     /// the topic cannot roll a campaign back.
+    ///
+    /// A tombstone carries no signature (Kafka's compaction needs a null
+    /// value), so it removes only a row that an owner could have forgotten:
+    /// state ok and no override. A tombstone for any other row is refused
+    /// ([`Applied::Refused`]): a write to the topic alone cannot unblock or
+    /// unflag a campaign, nor drop a campaign manager's override.
     pub fn apply(&self, key: &str, row: TableRow) -> Applied {
         match row {
             TableRow::Gone => {
-                self.rows.remove(key);
+                let removed = self.rows.remove_if(key, |_, r| forgettable(r));
+                if removed.is_none() && self.rows.contains_key(key) {
+                    self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    return Applied::Refused;
+                }
                 self.counters.removed.fetch_add(1, Ordering::Relaxed);
                 Applied::Removed
             }
@@ -386,6 +406,32 @@ mod tests {
         }))
     }
 
+    /// A tombstone is unsigned: anyone who can write to the topic can
+    /// send one. It must not unblock, unflag or drop an override.
+    #[test]
+    fn a_tombstone_forgets_only_an_ok_campaign_without_override() {
+        let t = TableView::new();
+        for (id, state) in [("b", State::Blocked), ("f", State::Flagged)] {
+            t.apply(id, row(id, state, 10));
+            assert_eq!(t.apply(id, TableRow::Gone), Applied::Refused);
+            assert_eq!(t.route(id).state, state, "{id}: kept");
+        }
+        let TableRow::Campaign(mut allowed) = row("a", State::Ok, 10) else {
+            unreachable!()
+        };
+        allowed.report.override_ = Some(OverrideRecord {
+            action: OverrideAction::ForceAllow,
+            by: "cm@example.com".into(),
+            reason: "checked by hand".into(),
+            at_ms: 5,
+        });
+        t.apply("a", TableRow::Campaign(allowed));
+        assert_eq!(t.apply("a", TableRow::Gone), Applied::Refused);
+        assert!(t.get("a").is_some_and(|r| r.report.override_.is_some()));
+        assert_eq!(t.counters.refused.load(Ordering::Relaxed), 3);
+        assert_eq!((t.len(), t.evicted()), (3, 0));
+    }
+
     #[test]
     fn an_older_row_cannot_roll_a_campaign_back_and_a_tombstone_forgets_it() {
         let t = TableView::new();
@@ -402,9 +448,9 @@ mod tests {
             "ok and unseen since 0"
         );
         assert!(t.idle(40, 50, 10).is_empty(), "not idle long enough");
-        t.apply("d", TableRow::Gone);
-        assert_eq!(t.apply("c", TableRow::Gone), Applied::Removed);
-        assert_eq!((t.len(), t.evicted()), (0, 2));
+        assert_eq!(t.apply("d", TableRow::Gone), Applied::Removed);
+        assert_eq!((t.len(), t.evicted()), (1, 1));
+        assert_eq!(t.apply("d", TableRow::Gone), Applied::Removed, "none held");
         let p = |updated_ms| {
             TableRow::Platform(PlatformRecord {
                 head: None,

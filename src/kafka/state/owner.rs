@@ -76,11 +76,10 @@ impl OwnerCtx {
         parts: &[i32],
     ) -> HashMap<i32, (Offset, i64)> {
         let p = &self.guard.live().policy;
-        let span = p
-            .window_ms
-            .saturating_add(p.max_future_ms)
-            .saturating_add(p.bucket_ms);
-        let since = self.clock.now_ms().saturating_sub(span);
+        let since = self
+            .clock
+            .now_ms()
+            .saturating_sub(crate::fairness::owner::replay_span_ms(p));
         let mut ask = TopicPartitionList::new();
         for &part in parts {
             let _ = ask.add_partition_offset(&self.topic, part, Offset::Offset(since));

@@ -156,6 +156,10 @@ impl TableReader {
             Ok(row) => match self.shared.table.apply(id, row) {
                 Applied::Updated | Applied::Removed => label("applied"),
                 Applied::Stale => label("stale"),
+                Applied::Refused => {
+                    label("refused_tombstone");
+                    warn!(target: "fairgate::state", partition, offset, campaign = id, "campaign table: a tombstone for a campaign that is not ok or holds an override; ignored (only an owner forgets a campaign, and only an ok one)");
+                }
             },
             Err(e) => {
                 label(e.as_str());
