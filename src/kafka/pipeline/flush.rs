@@ -6,11 +6,13 @@
 //! Order matters: the records held so far are taken *before* the stage's
 //! counts. A record is counted before it is held (the judge thread counts
 //! it, then begins it held), so every record taken here was counted into
-//! the counts taken just after, or into earlier ones: it never waits on a
-//! flush that does not cover it.
+//! the counts taken just after, or into an earlier flush's, which may still
+//! be in flight: a flush's records are released only once its deltas and
+//! every earlier flush's are acknowledged ([`Holds`], a queue), even when
+//! it had no deltas of its own.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Instant;
 
 use rdkafka::producer::ThreadedProducer;
@@ -24,20 +26,28 @@ use super::stage::Stage;
 use crate::config::Topics;
 
 /// The held records and the deltas that cover them, as records to send; or
-/// nothing to send (the holds are released at once).
+/// nothing to send (the holds are released once every earlier flush is:
+/// a record held now may have been counted into one still in flight).
 fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Outgoing> {
+    let taking = holds.taking.lock();
     let held = holds.take();
     let outs: Vec<Out> = stage.flush();
-    if outs.is_empty() {
-        shared.release_holds(&held);
-        return Vec::new();
-    }
-    shared.metrics.state.deltas.inc_by(outs.len() as u64);
     let batch = Arc::new(FlushBatch {
         remaining: AtomicUsize::new(outs.len()),
+        done: AtomicBool::new(outs.is_empty()),
         holds: held,
         started: Instant::now(),
     });
+    if batch.holds.is_empty() && outs.is_empty() {
+        return Vec::new();
+    }
+    holds.queue(batch.clone());
+    drop(taking);
+    if outs.is_empty() {
+        shared.release_ready();
+        return Vec::new();
+    }
+    shared.metrics.state.deltas.inc_by(outs.len() as u64);
     outs.into_iter()
         .map(|out| {
             let mut o = Outgoing::new(out, None, None);

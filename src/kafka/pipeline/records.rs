@@ -94,10 +94,14 @@ impl Outgoing {
 }
 
 /// One flush of exposure deltas: the input records it holds are released
-/// when its last delta is acknowledged.
+/// when its last delta is acknowledged and every earlier flush's were
+/// ([`super::shared::Holds`]).
 #[derive(Debug)]
 pub(super) struct FlushBatch {
     pub(super) remaining: std::sync::atomic::AtomicUsize,
+    /// Every delta of this flush is acknowledged (a flush with none is
+    /// done from the start).
+    pub(super) done: std::sync::atomic::AtomicBool,
     /// `(partition, generation, offset)` of every input record held for it.
     pub(super) holds: Vec<(i32, u64, i64)>,
     pub(super) started: std::time::Instant,

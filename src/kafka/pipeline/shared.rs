@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::super::offsets::Offsets;
 use super::error::PipelineError;
 use super::in_flight::InFlight;
-use super::records::Outgoing;
+use super::records::{FlushBatch, Outgoing};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -105,11 +105,23 @@ pub(super) struct Shared {
     pub(super) holds: Option<Holds>,
 }
 
-/// Input records begun held, waiting for the next flush.
+/// Input records begun held, waiting for the next flush; and the flushes
+/// not yet released, in the order they were taken.
+///
+/// A judge thread counts a record, then holds it, so a flush can take the
+/// counts that include a record that the *next* flush holds. The next
+/// flush's records are therefore released only once every earlier flush's
+/// deltas are acknowledged too, not when its own are (or at once, when it
+/// had no deltas): in order, as a queue.
 #[derive(Debug, Default)]
 pub(super) struct Holds {
     list: Mutex<Vec<(i32, u64, i64)>>,
     len: AtomicUsize,
+    /// Flushes taken and not yet released, oldest first.
+    flushes: Mutex<std::collections::VecDeque<Arc<FlushBatch>>>,
+    /// Held by [`super::flush`] from taking a flush's records to queueing
+    /// it, so that flushes are queued in the order they were taken.
+    pub(super) taking: Mutex<()>,
 }
 
 impl Holds {
@@ -136,10 +148,36 @@ impl Holds {
     }
 }
 
+impl Holds {
+    /// A flush taken, behind those not yet released.
+    pub(super) fn queue(&self, batch: Arc<FlushBatch>) {
+        self.flushes.lock().push_back(batch);
+    }
+
+    /// The flushes at the front of the queue that are done, taken from it.
+    fn ready(&self) -> Vec<Arc<FlushBatch>> {
+        let mut q = self.flushes.lock();
+        let mut out = Vec::new();
+        while q.front().is_some_and(|b| b.done.load(Ordering::Acquire)) {
+            out.extend(q.pop_front());
+        }
+        out
+    }
+}
+
 impl Shared {
+    /// Release every flush at the front of the queue that is done.
+    pub(super) fn release_ready(&self) {
+        if let Some(h) = &self.holds {
+            for b in h.ready() {
+                self.release_holds(&b.holds);
+            }
+        }
+    }
+
     /// The holds of a flush whose deltas are all acknowledged (or that had
-    /// none): those records may be committed.
-    pub(super) fn release_holds(&self, held: &[(i32, u64, i64)]) {
+    /// none), and every earlier flush's too: those records may be committed.
+    fn release_holds(&self, held: &[(i32, u64, i64)]) {
         if held.is_empty() {
             return;
         }
@@ -150,13 +188,48 @@ impl Shared {
     }
 
     /// A delta was acknowledged: when it was its flush's last, release the flush.
-    pub(super) fn delta_acknowledged(&self, batch: &super::records::FlushBatch) {
+    pub(super) fn delta_acknowledged(&self, batch: &FlushBatch) {
         if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.release_holds(&batch.holds);
+            batch.done.store(true, Ordering::Release);
             self.metrics
                 .state
                 .flush_seconds
                 .observe(batch.started.elapsed().as_secs_f64());
+            self.release_ready();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(deltas: usize, held: i64) -> Arc<FlushBatch> {
+        Arc::new(FlushBatch {
+            remaining: AtomicUsize::new(deltas),
+            done: AtomicBool::new(deltas == 0),
+            holds: vec![(0, 1, held)],
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// A flush with no deltas of its own (its records were counted into
+    /// the previous flush, still in flight) is released only after that
+    /// one; and a later flush acknowledged first waits too.
+    #[test]
+    fn flushes_are_released_in_the_order_they_were_taken() {
+        let h = Holds::default();
+        let first = batch(2, 10);
+        h.queue(first.clone());
+        h.queue(batch(0, 11));
+        let third = batch(1, 12);
+        h.queue(third.clone());
+        assert!(h.ready().is_empty(), "the first is in flight");
+        third.done.store(true, Ordering::Release);
+        assert!(h.ready().is_empty(), "the third is done, the first is not");
+        first.done.store(true, Ordering::Release);
+        let released: Vec<i64> = h.ready().iter().map(|b| b.holds[0].2).collect();
+        assert_eq!(released, vec![10, 11, 12]);
+        assert!(h.ready().is_empty(), "each released once");
     }
 }

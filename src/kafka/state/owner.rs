@@ -40,6 +40,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Tombstones written per sweep, at most.
 const SWEEP_MAX: usize = 10_000;
 
+/// The end of a partition whose watermark could not be read (yet): no
+/// offset reaches it, so the partition stays in replay until
+/// [`OwnerLoop::check_restoring`] reads the real end.
+const UNKNOWN_END: i64 = i64::MAX;
+
 /// A partition being replayed: read it up to `end` before judging it.
 #[derive(Debug)]
 struct Restoring {
@@ -87,9 +92,13 @@ impl OwnerCtx {
         let found = c.offsets_for_times(ask, Duration::from_secs(10));
         let mut out = HashMap::new();
         for &part in parts {
-            let end = c
-                .fetch_watermarks(&self.topic, part, Duration::from_secs(10))
-                .map_or(i64::MAX, |(_, high)| high);
+            let end = match c.fetch_watermarks(&self.topic, part, Duration::from_secs(10)) {
+                Ok((_, high)) => high,
+                Err(e) => {
+                    warn!(target: "fairgate::state", partition = part, error = %e, "exposure: cannot read where the partition ends; asking again until it answers (the partition is judged once replayed to there)");
+                    UNKNOWN_END
+                }
+            };
             let from = match &found {
                 Ok(tpl) => match tpl.find_partition(&self.topic, part).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => Offset::Offset(o),
@@ -115,7 +124,7 @@ impl OwnerCtx {
             let (offset, end) = from
                 .get(&p)
                 .copied()
-                .unwrap_or((Offset::Beginning, i64::MAX));
+                .unwrap_or((Offset::Beginning, UNKNOWN_END));
             let _ = tpl.set_partition_offset(&self.topic, p, offset);
             let nothing = matches!(offset, Offset::End)
                 || matches!(offset, Offset::Offset(o) if o >= end)
@@ -289,7 +298,18 @@ impl OwnerLoop {
     }
 
     /// Merge, judge and write until `stop`.
+    ///
+    /// Nothing is polled until the table has been read once: the group is
+    /// joined, and partitions replayed, only then. A campaign first seen in
+    /// a replay starts from its table row (state, override,
+    /// acknowledgement, since); read before the table was, it would start
+    /// from no row or an old one, and its next row, newer, would replace
+    /// the real one on every instance.
     pub(super) fn run(self, stop: Arc<AtomicBool>) {
+        let shared = self.consumer.context().guard.shared().cloned();
+        while !stop.load(Ordering::Relaxed) && shared.as_ref().is_some_and(|s| !s.table.loaded()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let every = Duration::from_millis(self.config.state.judge_interval_ms);
         let mut judged = Instant::now();
         let mut swept = Instant::now();
@@ -372,8 +392,32 @@ impl OwnerLoop {
     /// (skipped records, control records) are replayed too.
     fn check_restoring(&self) {
         let ctx = self.consumer.context();
-        if ctx.state.lock().restoring.is_empty() {
-            return;
+        let unknown: Vec<i32> = {
+            let st = ctx.state.lock();
+            if st.restoring.is_empty() {
+                return;
+            }
+            st.restoring
+                .iter()
+                .filter(|(_, r)| r.end == UNKNOWN_END)
+                .map(|(p, _)| *p)
+                .collect()
+        };
+        // Ends that could not be read at assignment (a leader election, a
+        // broker restarting): asked again, without the lock, until known.
+        for p in unknown {
+            if let Ok((_, high)) =
+                self.consumer
+                    .fetch_watermarks(&ctx.topic, p, Duration::from_secs(1))
+            {
+                let mut st = ctx.state.lock();
+                if let Some(r) = st.restoring.get_mut(&p) {
+                    r.end = high;
+                    if high == 0 {
+                        finish_restore(&mut st, &ctx.metrics, p);
+                    }
+                }
+            }
         }
         let Ok(pos) = self.consumer.position() else {
             return;
