@@ -401,12 +401,19 @@ impl Owner {
                 && c.written_ms
                     .is_none_or(|w| now_ms.saturating_sub(w) >= refresh_ms);
             if transition || c.force || due {
+                // Newer than the row held, whatever this instance's clock
+                // says: readers keep the newest row by `updated_ms`, so a
+                // previous owner's clock ahead of ours would otherwise
+                // freeze the campaign on every instance until ours caught up.
+                let stamp = c
+                    .written_ms
+                    .map_or(now_ms, |w| now_ms.max(w.saturating_add(1)));
                 out.push(Out::Row(Box::new(record_of(
-                    policy, id, c, platform, now_ms,
+                    policy, id, c, platform, stamp,
                 ))));
                 c.force = false;
                 c.unwritten = false;
-                c.written_ms = Some(now_ms);
+                c.written_ms = Some(stamp);
             } else if c.machine.state == State::Ok
                 && c.machine.override_.is_none()
                 && now_ms.saturating_sub(c.last_seen_ms) >= policy.idle_evict_ms
@@ -473,12 +480,13 @@ fn transition_alert(
     )
 }
 
+/// The row of a campaign, stamped `updated_ms`.
 fn record_of(
     policy: &CompiledPolicy,
     id: &str,
     c: &Owned,
     platform: &[Counts],
-    now_ms: i64,
+    updated_ms: i64,
 ) -> CampaignRecord {
     let seen = (c.first_seen_ms, c.last_seen_ms);
     CampaignRecord {
@@ -488,7 +496,7 @@ fn record_of(
         skewed_since_ms: c.machine.skewed_since_ms,
         applied: c.applied.iter().cloned().collect(),
         policy_version: policy.version.clone(),
-        updated_ms: now_ms,
+        updated_ms,
     }
 }
 
@@ -693,6 +701,36 @@ mod tests {
             ),
             Err(Skip::Replayed)
         );
+    }
+
+    /// The previous owner's clock ran an hour ahead: this owner's rows
+    /// must still be newer than its last, or every reader would keep that
+    /// one (by `updated_ms`) and ignore an override applied here.
+    #[test]
+    fn rows_are_stamped_after_the_row_held_whatever_the_clock_says() {
+        let p = policy();
+        let ahead = NOW + 3_600_000;
+        let mut before = Owner::new();
+        before
+            .merge(&p, 0, &delta(&p, "c", 400, 300, 300), || None, NOW)
+            .unwrap();
+        let held = rows(&before.judge(&p, &platform(&p), ahead, 30_000))[0].clone();
+        assert_eq!(held.updated_ms, ahead);
+        let mut next = Owner::new();
+        let cmd = OverrideCommand {
+            id: "x".into(),
+            campaign: "c".into(),
+            action: OverrideAction::ForceBlock,
+            by: "ana".into(),
+            reason: "checked".into(),
+            at_ms: NOW,
+        };
+        let seeded = held.clone();
+        next.command(&p, 0, &cmd, move || Some(seeded), NOW)
+            .unwrap();
+        let row = rows(&next.judge(&p, &platform(&p), NOW, 30_000))[0].clone();
+        assert_eq!(row.report.state, State::Blocked);
+        assert_eq!(row.updated_ms, ahead + 1);
     }
 
     /// A signed command captured long ago and written to the topic again

@@ -112,11 +112,8 @@ async fn unfit(
         let value = |k: &str| res.get(k).and_then(|e| e.value.clone());
         if i == 0 {
             let cleanup = value("cleanup.policy").unwrap_or_default();
-            if !cleanup.split(',').any(|p| p.trim() == "compact") {
-                problems.push(format!(
-                    "kafka.topics.campaigns: topic {name:?} has cleanup.policy={cleanup:?}; it must be compacted (cleanup.policy=compact), or old rows pile up and forgotten ones come back"
-                ));
-            }
+            let retention = value("retention.ms").and_then(|v| v.parse::<i64>().ok());
+            problems.extend(table_topic_problem(name, &cleanup, retention));
         } else if let Some(ms) = value("retention.ms").and_then(|v| v.parse::<i64>().ok()) {
             let need = policy.window_ms.saturating_add(policy.max_future_ms);
             if ms >= 0 && ms < need {
@@ -127,4 +124,38 @@ async fn unfit(
         }
     }
     problems
+}
+
+/// What is wrong with the campaign table's topic config, if anything. It
+/// must be compacted, and not also deleted by age: a campaign without
+/// traffic (a paused campaign someone force-blocked) has its row written
+/// once, and deleting it by age would forget the override.
+fn table_topic_problem(name: &str, cleanup: &str, retention_ms: Option<i64>) -> Option<String> {
+    let has = |p: &str| cleanup.split(',').any(|c| c.trim() == p);
+    if !has("compact") {
+        return Some(format!(
+            "kafka.topics.campaigns: topic {name:?} has cleanup.policy={cleanup:?}; it must be compacted (cleanup.policy=compact), or old rows pile up and forgotten ones come back"
+        ));
+    }
+    match retention_ms {
+        Some(ms) if has("delete") && ms >= 0 => Some(format!(
+            "kafka.topics.campaigns: topic {name:?} has cleanup.policy={cleanup:?} with retention.ms={ms}: rows not rewritten for that long (a campaign without traffic, and its override) would be deleted; use cleanup.policy=compact (or retention.ms=-1)"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_topic_problem;
+
+    #[test]
+    fn the_campaign_table_must_be_compacted_and_not_deleted_by_age() {
+        assert_eq!(table_topic_problem("t", "compact", Some(604_800_000)), None);
+        assert_eq!(table_topic_problem("t", "compact,delete", Some(-1)), None);
+        let deleted = table_topic_problem("t", "delete", Some(1000)).unwrap();
+        assert!(deleted.contains("must be compacted"), "{deleted}");
+        let both = table_topic_problem("t", "compact, delete", Some(604_800_000)).unwrap();
+        assert!(both.contains("retention.ms=604800000"), "{both}");
+    }
 }
