@@ -869,6 +869,65 @@ fn windows_survive_a_reload_with_the_same_dimensions() {
     assert_eq!(g.campaign("c").unwrap().dimensions[0].considered, 0);
 }
 
+/// A reload that changes the number of groups, racing the judge threads
+/// (`state.shared = false`): the windows are resized first and the policy
+/// published second, so a thread still holding the old policy records with
+/// it. Nothing panics, and a campaign made at the old size is rebuilt at
+/// the size of the policy it is next recorded under.
+#[test]
+fn a_reload_racing_the_judge_threads_never_panics() {
+    use fairgate::fairness::tracker::Tracker;
+    use fairgate::policy::Category;
+    let p8 = CompiledPolicy::from_toml(POLICY).unwrap();
+    // Two groups in all: sex only.
+    let p2 = {
+        let start = POLICY
+            .find("[[fairness.dimensions]]\nname = \"age_band\"")
+            .unwrap();
+        let end = POLICY.find("# A dimension may also band").unwrap();
+        CompiledPolicy::from_toml(&format!("{}{}", &POLICY[..start], &POLICY[end..])).unwrap()
+    };
+    assert_eq!((p2.total_groups, p8.total_groups), (2, 8));
+    let rec = |t: &Tracker, p: &CompiledPolicy, id: &str, i: i64, groups: &[usize]| {
+        t.record(p, id, Category::Default, T0 + i, groups, true, T0 + i);
+    };
+
+    // 2 -> 8 groups: a straggler with the old policy makes the campaign.
+    let t = Tracker::new(&p2);
+    t.reset_windows(&p8);
+    rec(&t, &p2, "c", 0, &[1]);
+    for i in 1..=20 {
+        rec(&t, &p8, "c", i, &[0, 7]);
+    }
+    let r = t.report(&p8, "c").unwrap();
+    assert_eq!(r.dimensions[1].groups[5].considered, 20, "65+");
+    assert_eq!(r.dimensions[0].groups[0].considered, 20, "female");
+    // Reported under the old policy, it does not panic either, and a
+    // report does not rebuild (empty) the window.
+    assert!(t.report(&p2, "c").is_some());
+    assert_eq!(t.reports(&p2, None).len(), 1);
+    let r = t.report(&p8, "c").unwrap();
+    assert_eq!(r.dimensions[1].groups[5].considered, 20, "65+, still");
+
+    // 8 -> 2 groups: a straggler with the old policy counts a group the
+    // new windows do not have.
+    let t = Tracker::new(&p8);
+    rec(&t, &p8, "d", 0, &[0, 7]);
+    t.reset_windows(&p2);
+    rec(&t, &p8, "d", 1, &[0, 7]);
+    rec(&t, &p8, "e", 1, &[1, 7]);
+    for i in 2..=10 {
+        rec(&t, &p2, "d", i, &[1]);
+        rec(&t, &p2, "e", i, &[1]);
+    }
+    for id in ["d", "e"] {
+        let r = t.report(&p2, id).unwrap();
+        assert_eq!(r.dimensions.len(), 1);
+        assert_eq!(r.dimensions[0].groups[1].considered, 9, "{id}: male");
+        assert!(t.report(&p8, id).is_some());
+    }
+}
+
 #[test]
 fn consent_outcome_is_in_the_headers() {
     let g = guard();

@@ -136,6 +136,12 @@ impl Window {
         Some(slot)
     }
 
+    /// Whether this window has `buckets` buckets of `groups` groups, the
+    /// shape a policy asks for.
+    pub fn fits(&self, buckets: usize, groups: usize) -> bool {
+        self.n == buckets && self.g == groups
+    }
+
     /// Count one decision in `bucket` for the given flat group indices.
     /// The caller advances first, so `bucket <= head`. Indices past the
     /// window's groups are ignored, as in [`Window::add_cells`]: a decision
@@ -357,6 +363,8 @@ mod tests {
         };
         assert_eq!(w.totals().to_vec(), vec![one, one]);
         assert_eq!(w.recount(), w.totals().to_vec());
+        assert!(w.fits(3, 2));
+        assert!(!w.fits(3, 8) && !w.fits(4, 2));
     }
 
     #[test]
