@@ -36,6 +36,8 @@ pub struct Dimension {
     pub z: f64,
     pub pointer: Pointer,
     pub groups: Vec<String>,
+    /// `(min, max, group index)` of each band; no two overlap (refused
+    /// when compiled), so a number is in at most one.
     pub bands: Vec<(i64, i64, usize)>,
     pub transform: Option<BandTransform>,
 }
