@@ -869,6 +869,76 @@ fn windows_survive_a_reload_with_the_same_dimensions() {
     assert_eq!(g.campaign("c").unwrap().dimensions[0].considered, 0);
 }
 
+/// The example policy with a third dimension banding `/user/yob`: ages
+/// 0-34 and 35-130 (flat groups 8 and 9).
+const YOB: &str = "[[fairness.dimensions]]\nname = \"age_from_yob\"\npointer = \"/user/yob\"\ntransform = \"age_from_year\"\ngroups = [\"under-35\", \"35-plus\"]\nbands = [{ group = \"under-35\", min = 0, max = 34 }, { group = \"35-plus\", min = 35, max = 130 }]\n\n";
+
+fn banded(edit: impl Fn(&str) -> String) -> CompiledPolicy {
+    let text = POLICY.replacen(
+        "[fairness.limits.default]",
+        &format!("{}[fairness.limits.default]", edit(YOB)),
+        1,
+    );
+    CompiledPolicy::from_toml(&text).unwrap()
+}
+
+fn feed_yob(g: &Guard, ts: i64, yob: i64) {
+    let d = json!({"id": "d", "ts": ts, "campaign": {"id": "c"}, "selected": true,
+                   "regs": {"gdpr": 0}, "user": {"yob": yob}, "audience": {"sex": "male"}});
+    g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(ts));
+}
+
+/// A reload that keeps the groups but maps the numbers to them otherwise
+/// (other bands, or no transform) starts fresh windows, as a reload with
+/// other groups does: counts made under the old mapping are not judged as
+/// the new groups. The same bands keep the windows.
+#[test]
+fn a_reload_that_remaps_bands_starts_fresh_windows() {
+    let cases = [
+        ("same bands", banded(|y| y.to_string()), true),
+        (
+            "other cut",
+            banded(|y| {
+                y.replace("max = 34 }", "max = 29 }")
+                    .replace("min = 35,", "min = 30,")
+            }),
+            false,
+        ),
+        (
+            "bands swapped",
+            banded(|y| {
+                y.replace("group = \"under-35\", min = 0", "group = \"x\", min = 0")
+                    .replace("group = \"35-plus\"", "group = \"under-35\"")
+                    .replace("group = \"x\"", "group = \"35-plus\"")
+            }),
+            false,
+        ),
+        (
+            "no transform",
+            banded(|y| y.replace("transform = \"age_from_year\"\n", "")),
+            false,
+        ),
+    ];
+    for (what, next, keep) in cases {
+        let g = Guard::new(banded(|y| y.to_string()));
+        for i in 0..30 {
+            feed_yob(&g, T0 + i, 1990);
+        }
+        let yob = |g: &Guard| g.campaign("c").unwrap().dimensions[2].clone();
+        assert_eq!(yob(&g).groups[1].considered, 30, "{what}: 36 years old");
+        assert_eq!(next.total_groups, 10, "{what}");
+        let s = g.swap_policy(next);
+        assert_eq!(s.kept_windows, keep, "{what}");
+        let expect = if keep { 30 } else { 0 };
+        assert_eq!(yob(&g).considered, expect, "{what}");
+        assert_eq!(
+            g.campaign("c").unwrap().dimensions[0].considered,
+            expect,
+            "{what}: every window"
+        );
+    }
+}
+
 /// A reload that changes the number of groups, racing the judge threads
 /// (`state.shared = false`): the windows are resized first and the policy
 /// published second, so a thread still holding the old policy records with
