@@ -869,6 +869,135 @@ fn windows_survive_a_reload_with_the_same_dimensions() {
     assert_eq!(g.campaign("c").unwrap().dimensions[0].considered, 0);
 }
 
+/// The example policy with a third dimension banding `/user/yob`: ages
+/// 0-34 and 35-130 (flat groups 8 and 9).
+const YOB: &str = "[[fairness.dimensions]]\nname = \"age_from_yob\"\npointer = \"/user/yob\"\ntransform = \"age_from_year\"\ngroups = [\"under-35\", \"35-plus\"]\nbands = [{ group = \"under-35\", min = 0, max = 34 }, { group = \"35-plus\", min = 35, max = 130 }]\n\n";
+
+fn banded(edit: impl Fn(&str) -> String) -> CompiledPolicy {
+    let text = POLICY.replacen(
+        "[fairness.limits.default]",
+        &format!("{}[fairness.limits.default]", edit(YOB)),
+        1,
+    );
+    CompiledPolicy::from_toml(&text).unwrap()
+}
+
+fn feed_yob(g: &Guard, ts: i64, yob: i64) {
+    let d = json!({"id": "d", "ts": ts, "campaign": {"id": "c"}, "selected": true,
+                   "regs": {"gdpr": 0}, "user": {"yob": yob}, "audience": {"sex": "male"}});
+    g.judge(None, &serde_json::to_vec(&d).unwrap(), Now::At(ts));
+}
+
+/// A reload that keeps the groups but maps the numbers to them otherwise
+/// (other bands, or no transform) starts fresh windows, as a reload with
+/// other groups does: counts made under the old mapping are not judged as
+/// the new groups. The same bands keep the windows.
+#[test]
+fn a_reload_that_remaps_bands_starts_fresh_windows() {
+    let cases = [
+        ("same bands", banded(|y| y.to_string()), true),
+        (
+            "other cut",
+            banded(|y| {
+                y.replace("max = 34 }", "max = 29 }")
+                    .replace("min = 35,", "min = 30,")
+            }),
+            false,
+        ),
+        (
+            "bands swapped",
+            banded(|y| {
+                y.replace("group = \"under-35\", min = 0", "group = \"x\", min = 0")
+                    .replace("group = \"35-plus\"", "group = \"under-35\"")
+                    .replace("group = \"x\"", "group = \"35-plus\"")
+            }),
+            false,
+        ),
+        (
+            "no transform",
+            banded(|y| y.replace("transform = \"age_from_year\"\n", "")),
+            false,
+        ),
+    ];
+    for (what, next, keep) in cases {
+        let g = Guard::new(banded(|y| y.to_string()));
+        for i in 0..30 {
+            feed_yob(&g, T0 + i, 1990);
+        }
+        let yob = |g: &Guard| g.campaign("c").unwrap().dimensions[2].clone();
+        assert_eq!(yob(&g).groups[1].considered, 30, "{what}: 36 years old");
+        assert_eq!(next.total_groups, 10, "{what}");
+        let s = g.swap_policy(next);
+        assert_eq!(s.kept_windows, keep, "{what}");
+        let expect = if keep { 30 } else { 0 };
+        assert_eq!(yob(&g).considered, expect, "{what}");
+        assert_eq!(
+            g.campaign("c").unwrap().dimensions[0].considered,
+            expect,
+            "{what}: every window"
+        );
+    }
+}
+
+/// A reload that changes the number of groups, racing the judge threads
+/// (`state.shared = false`): the windows are resized first and the policy
+/// published second, so a thread still holding the old policy records with
+/// it. Nothing panics, and a campaign made at the old size is rebuilt at
+/// the size of the policy it is next recorded under.
+#[test]
+fn a_reload_racing_the_judge_threads_never_panics() {
+    use fairgate::fairness::tracker::Tracker;
+    use fairgate::policy::Category;
+    let p8 = CompiledPolicy::from_toml(POLICY).unwrap();
+    // Two groups in all: sex only.
+    let p2 = {
+        let start = POLICY
+            .find("[[fairness.dimensions]]\nname = \"age_band\"")
+            .unwrap();
+        let end = POLICY.find("# A dimension may also band").unwrap();
+        CompiledPolicy::from_toml(&format!("{}{}", &POLICY[..start], &POLICY[end..])).unwrap()
+    };
+    assert_eq!((p2.total_groups, p8.total_groups), (2, 8));
+    let rec = |t: &Tracker, p: &CompiledPolicy, id: &str, i: i64, groups: &[usize]| {
+        t.record(p, id, Category::Default, T0 + i, groups, true, T0 + i);
+    };
+
+    // 2 -> 8 groups: a straggler with the old policy makes the campaign.
+    let t = Tracker::new(&p2);
+    t.reset_windows(&p8);
+    rec(&t, &p2, "c", 0, &[1]);
+    for i in 1..=20 {
+        rec(&t, &p8, "c", i, &[0, 7]);
+    }
+    let r = t.report(&p8, "c").unwrap();
+    assert_eq!(r.dimensions[1].groups[5].considered, 20, "65+");
+    assert_eq!(r.dimensions[0].groups[0].considered, 20, "female");
+    // Reported under the old policy, it does not panic either, and a
+    // report does not rebuild (empty) the window.
+    assert!(t.report(&p2, "c").is_some());
+    assert_eq!(t.reports(&p2, None).len(), 1);
+    let r = t.report(&p8, "c").unwrap();
+    assert_eq!(r.dimensions[1].groups[5].considered, 20, "65+, still");
+
+    // 8 -> 2 groups: a straggler with the old policy counts a group the
+    // new windows do not have.
+    let t = Tracker::new(&p8);
+    rec(&t, &p8, "d", 0, &[0, 7]);
+    t.reset_windows(&p2);
+    rec(&t, &p8, "d", 1, &[0, 7]);
+    rec(&t, &p8, "e", 1, &[1, 7]);
+    for i in 2..=10 {
+        rec(&t, &p2, "d", i, &[1]);
+        rec(&t, &p2, "e", i, &[1]);
+    }
+    for id in ["d", "e"] {
+        let r = t.report(&p2, id).unwrap();
+        assert_eq!(r.dimensions.len(), 1);
+        assert_eq!(r.dimensions[0].groups[1].considered, 9, "{id}: male");
+        assert!(t.report(&p8, id).is_some());
+    }
+}
+
 #[test]
 fn consent_outcome_is_in_the_headers() {
     let g = guard();

@@ -290,7 +290,8 @@ impl Guard {
     }
 
     /// Replace the policy (already validated: a `CompiledPolicy` cannot be
-    /// invalid). Windows are kept when dimensions and window are unchanged.
+    /// invalid). Windows are kept when dimensions (groups, bands and
+    /// transform included) and window are unchanged.
     pub fn swap_policy(&self, policy: CompiledPolicy) -> Swapped {
         let old = self.live.load();
         let kept = old.policy.same_windows(&policy);

@@ -75,6 +75,20 @@ pub enum BaselineSource {
 
 const MAX_GROUPS: usize = 32;
 
+const NOTHING: [Counts; MAX_GROUPS] = [Counts {
+    considered: 0,
+    selected: 0,
+}; MAX_GROUPS];
+
+/// The `len` counts of the dimension starting at `off`; nothing counted
+/// when `counts` is too short to hold them (counts made under a policy
+/// with fewer groups, in a reload racing the judge threads).
+fn dim_counts(counts: &[Counts], off: usize, len: usize) -> &[Counts] {
+    counts
+        .get(off..off.saturating_add(len))
+        .unwrap_or(&NOTHING[..len.min(MAX_GROUPS)])
+}
+
 fn baseline_into<'a>(
     policy: &'a CompiledPolicy,
     campaign: &str,
@@ -104,7 +118,7 @@ fn dim_measures(
 ) -> (Option<Ratio>, Option<(Distance, BaselineSource)>) {
     let off = policy.group_offsets[dim];
     let len = policy.dimensions[dim].groups.len();
-    let groups = &totals[off..off + len];
+    let groups = dim_counts(totals, off, len);
     let considered: u64 = groups.iter().map(|c| c.considered).sum();
     let ratio = if considered >= policy.min_campaign_considered {
         measures::selection_rate_ratio(
@@ -116,16 +130,22 @@ fn dim_measures(
         None
     };
     let mut buf = [0.0; MAX_GROUPS];
-    let distance = baseline_into(policy, campaign, dim, &platform[off..off + len], &mut buf)
-        .and_then(|(b, src)| {
-            measures::share_distance(
-                groups,
-                b,
-                policy.min_campaign_selected,
-                policy.dimensions[dim].z,
-            )
-            .map(|d| (d, src))
-        });
+    let distance = baseline_into(
+        policy,
+        campaign,
+        dim,
+        dim_counts(platform, off, len),
+        &mut buf,
+    )
+    .and_then(|(b, src)| {
+        measures::share_distance(
+            groups,
+            b,
+            policy.min_campaign_selected,
+            policy.dimensions[dim].z,
+        )
+        .map(|d| (d, src))
+    });
     (ratio, distance)
 }
 
@@ -238,11 +258,17 @@ pub fn detail(
     for (dim, d) in policy.dimensions.iter().enumerate() {
         let off = policy.group_offsets[dim];
         let len = d.groups.len();
-        let groups = &totals[off..off + len];
+        let groups = dim_counts(totals, off, len);
         let (ratio, distance) = dim_measures(policy, campaign, dim, totals, platform);
         let mut buf = [0.0; MAX_GROUPS];
-        let base = baseline_into(policy, campaign, dim, &platform[off..off + len], &mut buf)
-            .map(|(b, s)| (b.to_vec(), s));
+        let base = baseline_into(
+            policy,
+            campaign,
+            dim,
+            dim_counts(platform, off, len),
+            &mut buf,
+        )
+        .map(|(b, s)| (b.to_vec(), s));
         let selected: u64 = groups.iter().map(|c| c.selected).sum();
         let considered: u64 = groups.iter().map(|c| c.considered).sum();
         out.push(DimensionNumbers {
@@ -402,6 +428,40 @@ mod tests {
             assess(&p, &limits([0.5, 0.8, 0.85], calm), "x", &t, &t).level,
             Level::Insufficient
         );
+    }
+
+    /// Totals shorter than the policy's groups (a window made for another
+    /// policy, in a reload racing the judge threads) are not sliced past
+    /// their end: a dimension they do not reach reads as nothing counted,
+    /// the ones they reach are judged as usual.
+    #[test]
+    fn totals_shorter_than_the_policy_read_as_nothing_counted() {
+        let p = policy();
+        let l = limits([0.5, 0.8, 0.85], [1.0, 1.0, 1.0]);
+        let full = totals([c(1000, 300), c(1000, 500)], [c(0, 0), c(0, 0)]);
+        // Sex only (two groups), then one group short of the ages.
+        for short in [&full[..2], &full[..7], &full[..0]] {
+            let a = assess(&p, &l, "x", short, short);
+            let d = detail(&p, "x", short, short);
+            assert_eq!(d.len(), p.dimensions.len());
+            let ages = &d[1];
+            assert_eq!((ages.considered, ages.selected), (0, 0));
+            assert_eq!(ages.groups.len(), p.dimensions[1].groups.len());
+            assert!(ages.groups.iter().all(|g| g.considered == 0));
+            assert_eq!((ages.selection_rate_ratio, ages.baseline), (None, None));
+            if short.len() >= 2 {
+                assert_eq!(a, assess(&p, &l, "x", &full, &full));
+                assert_eq!(d[0], detail(&p, "x", &full, &full)[0]);
+            } else {
+                assert_eq!(a.level, Level::Insufficient);
+                assert_eq!(d[0].considered, 0);
+            }
+        }
+        // Platform totals short, the campaign's whole: no platform baseline
+        // for the dimension they do not reach.
+        let d = detail(&p, "x", &full, &full[..2]);
+        assert_eq!(d[0].baseline, Some(BaselineSource::Platform));
+        assert_eq!(d[1].baseline, None);
     }
 
     /// The numbers people read: rates, shares of the selected, baselines.

@@ -136,14 +136,26 @@ impl Window {
         Some(slot)
     }
 
+    /// Whether this window has `buckets` buckets of `groups` groups, the
+    /// shape a policy asks for.
+    pub fn fits(&self, buckets: usize, groups: usize) -> bool {
+        self.n == buckets && self.g == groups
+    }
+
     /// Count one decision in `bucket` for the given flat group indices.
-    /// The caller advances first, so `bucket <= head`.
+    /// The caller advances first, so `bucket <= head`. Indices past the
+    /// window's groups are ignored, as in [`Window::add_cells`]: a decision
+    /// grouped under a policy with more groups (a reload racing the judge
+    /// threads) counts only in the groups this window has.
     pub fn add(&mut self, bucket: i64, groups: &[usize], selected: bool) -> Placement {
         let Some(slot) = self.place(bucket) else {
             return Placement::Late;
         };
         let base = slot * self.g;
         for &gi in groups {
+            if gi >= self.g {
+                continue;
+            }
             let cell = &mut self.cells[base + gi];
             cell[0] = cell[0].saturating_add(1);
             self.totals[gi].considered += 1;
@@ -335,6 +347,24 @@ mod tests {
         assert_eq!(w.totals()[0].considered, 1);
         w.advance(i64::MIN + 2000);
         assert_eq!(w.totals()[0].considered, 0);
+    }
+
+    /// A group index past the window's groups (one from a policy with more
+    /// groups, in a reload racing the judge threads) is ignored, not a
+    /// panic; the decision's other groups count.
+    #[test]
+    fn a_group_past_the_window_is_ignored() {
+        let mut w = Window::new(3, 2);
+        assert_eq!(w.add(10, &[0, 2, 7, 1], true), Placement::Counted);
+        assert_eq!(w.add(10, &[usize::MAX], false), Placement::Counted);
+        let one = Counts {
+            considered: 1,
+            selected: 1,
+        };
+        assert_eq!(w.totals().to_vec(), vec![one, one]);
+        assert_eq!(w.recount(), w.totals().to_vec());
+        assert!(w.fits(3, 2));
+        assert!(!w.fits(3, 8) && !w.fits(4, 2));
     }
 
     #[test]

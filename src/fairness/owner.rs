@@ -158,7 +158,7 @@ pub struct Owner {
 struct Shape {
     window_ms: i64,
     bucket_ms: i64,
-    dimensions: Vec<(String, crate::policy::Pointer, Vec<String>)>,
+    dimensions: Vec<crate::policy::Dimension>,
 }
 
 impl Shape {
@@ -166,14 +166,11 @@ impl Shape {
         Shape {
             window_ms: p.window_ms,
             bucket_ms: p.bucket_ms,
-            dimensions: p
-                .dimensions
-                .iter()
-                .map(|d| (d.name.clone(), d.pointer.clone(), d.groups.clone()))
-                .collect(),
+            dimensions: p.dimensions.clone(),
         }
     }
 
+    /// As [`CompiledPolicy::same_windows`].
     fn fits(&self, p: &CompiledPolicy) -> bool {
         self.window_ms == p.window_ms
             && self.bucket_ms == p.bucket_ms
@@ -182,7 +179,7 @@ impl Shape {
                 .dimensions
                 .iter()
                 .zip(&p.dimensions)
-                .all(|(a, b)| a.0 == b.name && a.1 == b.pointer && a.2 == b.groups)
+                .all(|(a, b)| a.counts_like(b))
     }
 }
 
@@ -818,6 +815,54 @@ mod tests {
             "a fresh window of the new shape"
         );
         assert_eq!(r.report.measured_state, State::Flagged, "the state stays");
+    }
+
+    /// A policy that keeps the groups but bands the numbers otherwise
+    /// starts fresh windows too: counts made under the old bands are not
+    /// judged as the new groups. The same bands keep them.
+    #[test]
+    fn a_policy_with_other_bands_resets_the_windows() {
+        let yob = "[[fairness.dimensions]]\nname = \"yob\"\npointer = \"/user/yob\"\ngroups = [\"young\", \"old\"]\nbands = [{ group = \"young\", min = 0, max = 1990 }, { group = \"old\", min = 1991, max = 3000 }]\n\n[fairness.limits.default]";
+        let banded = |edit: &dyn Fn(&str) -> String| {
+            CompiledPolicy::from_toml(&include_str!("../../config/policy.toml").replacen(
+                "[fairness.limits.default]",
+                &edit(yob),
+                1,
+            ))
+            .unwrap()
+        };
+        let p = banded(&|y| y.to_string());
+        for (what, next, kept) in [
+            ("same", banded(&|y| y.to_string()), true),
+            (
+                "other cut",
+                banded(&|y| y.replace("1990", "1980").replace("1991", "1981")),
+                false,
+            ),
+            (
+                "a transform (bands in ages)",
+                banded(&|y| {
+                    y.replace("groups", "transform = \"age_from_year\"\ngroups")
+                        .replace("1990", "34")
+                        .replace("1991", "35")
+                        .replace("3000", "130")
+                }),
+                false,
+            ),
+        ] {
+            let mut o = Owner::new();
+            o.merge(&p, 0, &delta(&p, "c", 100, 300, 300), || None, NOW)
+                .unwrap();
+            o.merge(&next, 0, &delta(&next, "c", 10, 300, 300), || None, NOW + 1)
+                .unwrap();
+            let out = o.judge(&next, &platform(&next), NOW + 1, 30_000);
+            let want = if kept { 220 } else { 20 };
+            assert_eq!(
+                rows(&out)[0].report.dimensions[0].considered,
+                want,
+                "{what}"
+            );
+        }
     }
 
     #[test]

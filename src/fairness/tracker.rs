@@ -118,8 +118,13 @@ impl Campaign {
     }
 
     /// The campaign step of [`Tracker::record`]: count the decision in the
-    /// campaign's window, moved up to the platform's `head`.
+    /// campaign's window, moved up to the platform's `head`. A window of
+    /// another shape than the decision's policy (made by a judge thread
+    /// still holding the policy a reload replaced) is rebuilt first, as
+    /// [`Tracker::reset_windows`] would have: the counts always match the
+    /// groups they are judged as.
     fn count(&mut self, d: &Seen<'_>, timing: Timing, head: Option<i64>) {
+        fit(&mut self.window, d.policy);
         self.category = d.category;
         if timing != Timing::Early {
             self.last_seen_ms = self.last_seen_ms.max(d.ts_ms);
@@ -200,6 +205,14 @@ impl Campaign {
                 message,
             },
         )
+    }
+}
+
+/// Rebuild `w`, empty, when its shape is not `policy`'s (one length
+/// compare on the hot path).
+fn fit(w: &mut Window, policy: &CompiledPolicy) {
+    if !w.fits(policy.buckets, policy.total_groups) {
+        *w = Window::new(policy.buckets, policy.total_groups);
     }
 }
 
@@ -633,6 +646,14 @@ impl Tracker {
     }
 
     /// Count one decision and re-judge its campaign.
+    ///
+    /// `policy` may be one a reload has just replaced (a judge thread loads
+    /// the live policy before [`Tracker::reset_windows`] and records after
+    /// it): the platform's and the campaign's windows are rebuilt to the
+    /// shape of the policy they are recorded under whenever theirs differs,
+    /// so no group index of either policy falls outside its window. The
+    /// few decisions of such a race are the only ones lost; reports, which
+    /// judge nothing, read whatever shape they find.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
@@ -686,6 +707,7 @@ impl Tracker {
         let mut totals = [Counts::default(); MAX_TOTAL_GROUPS];
         let mut sweep = None;
         let mut p = self.platform.lock();
+        fit(&mut p.window, d.policy);
         if timing == Timing::Counted
             && p.window.add(d.bucket, d.groups, d.selected) == Placement::Late
         {

@@ -756,6 +756,19 @@ fn bands(place: &str, d: &DimensionSpec, issues: &mut Issues) -> Vec<(i64, i64, 
                 format!("{:?} is not one of this dimension's groups", b.group),
             ),
         }
+        // A number in two bands would count in whichever is listed first,
+        // silently: refused (a band with min above max is reported above).
+        for (bj, a) in d.bands[..bi].iter().enumerate() {
+            if a.min <= a.max && b.min <= b.max && a.min <= b.max && b.min <= a.max {
+                issues.push(
+                    format!("{place}.bands[{bi}]"),
+                    format!(
+                        "band {}..={} ({:?}) overlaps bands[{bj}] {}..={} ({:?}) in dimension {:?}: a number may be in one band only",
+                        b.min, b.max, b.group, a.min, a.max, a.group, d.name
+                    ),
+                );
+            }
+        }
     }
     bands
 }
@@ -1478,6 +1491,62 @@ mod tests {
             let places: Vec<&str> = err.issues().iter().map(|i| i.place.as_str()).collect();
             assert!(places.contains(place), "expected {place}, got {places:?}");
         }
+    }
+
+    /// Bands of one dimension may not overlap (a number would be in two
+    /// groups, counted in whichever is listed first): refused, naming the
+    /// dimension and both bands, with every other problem still listed.
+    /// Bands that touch without overlapping are accepted.
+    #[test]
+    fn overlapping_bands_are_refused_naming_both() {
+        let banded = |bands: &str| {
+            with_dimensions(&format!(
+                "{SEX}[[fairness.dimensions]]\nname = \"yob\"\npointer = \"/user/yob\"\ngroups = [\"young\", \"mid\", \"old\"]\nbands = [{bands}]\n"
+            ))
+        };
+        let err = CompiledPolicy::from_toml(
+            &banded(
+                "{ group = \"young\", min = 0, max = 34 }, { group = \"old\", min = 60, max = 130 }, \
+                 { group = \"mid\", min = 30, max = 60 }",
+            )
+            .replacen("vendor_id = 755", "vendor_id = 0", 1),
+        )
+        .unwrap_err();
+        let issues: Vec<String> = err.issues().iter().map(|i| i.to_string()).collect();
+        let overlaps: Vec<&PolicyIssue> = err
+            .issues()
+            .iter()
+            .filter(|i| i.message.contains("overlap"))
+            .collect();
+        assert_eq!(overlaps.len(), 2, "{issues:?}");
+        assert_eq!(overlaps[0].place, "fairness.dimensions[1].bands[2]");
+        for (i, other) in overlaps.iter().zip(["bands[0]", "bands[1]"]) {
+            assert!(i.message.contains("\"yob\""), "{issues:?}");
+            assert!(i.message.contains(other), "{issues:?}");
+        }
+        assert!(overlaps[0].message.contains("0..=34"), "{issues:?}");
+        assert!(overlaps[0].message.contains("30..=60"), "{issues:?}");
+        assert!(overlaps[1].message.contains("60..=130"), "{issues:?}");
+        assert!(
+            err.issues().iter().any(|i| i.place == "consent.vendor_id"),
+            "{issues:?}"
+        );
+        // One band inside another, listed either way round.
+        for bands in [
+            "{ group = \"young\", min = 0, max = 130 }, { group = \"old\", min = 40, max = 50 }",
+            "{ group = \"old\", min = 40, max = 50 }, { group = \"young\", min = 0, max = 130 }",
+            "{ group = \"old\", min = 40, max = 40 }, { group = \"old\", min = 40, max = 40 }",
+        ] {
+            let err = CompiledPolicy::from_toml(&banded(bands)).unwrap_err();
+            assert_eq!(err.issues().len(), 1, "{:?}", err.issues());
+            assert!(err.issues()[0].message.contains("overlap"));
+        }
+        // Touching, in any order, and across the whole of `i64`: accepted.
+        CompiledPolicy::from_toml(&banded(
+            "{ group = \"old\", min = 35, max = 9223372036854775807 }, \
+             { group = \"young\", min = -9223372036854775808, max = 17 }, { group = \"mid\", min = 18, max = 34 }",
+        ))
+        .unwrap();
     }
 
     /// Values at the edge of each range are accepted.

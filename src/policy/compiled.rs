@@ -36,6 +36,8 @@ pub struct Dimension {
     pub z: f64,
     pub pointer: Pointer,
     pub groups: Vec<String>,
+    /// `(min, max, group index)` of each band; no two overlap (refused
+    /// when compiled), so a number is in at most one.
     pub bands: Vec<(i64, i64, usize)>,
     pub transform: Option<BandTransform>,
 }
@@ -44,6 +46,17 @@ impl Dimension {
     /// Index of a group label, if counted.
     pub fn group_index(&self, label: &str) -> Option<usize> {
         self.groups.iter().position(|g| g == label)
+    }
+
+    /// Whether `other` counts every decision in the same group: same name,
+    /// field, groups, and mapping of numbers to groups (bands, transform).
+    /// Counts made under one can be judged under the other.
+    pub fn counts_like(&self, other: &Dimension) -> bool {
+        self.name == other.name
+            && self.pointer == other.pointer
+            && self.groups == other.groups
+            && self.bands == other.bands
+            && self.transform == other.transform
     }
 }
 
@@ -166,8 +179,9 @@ impl CompiledPolicy {
             .expect("validated: default limits exist")
     }
 
-    /// Whether two policies measure the same dimensions and groups over the
-    /// same window, so that counted exposure can be carried across a reload.
+    /// Whether two policies measure the same dimensions and groups, mapped
+    /// the same way (bands, transform), over the same window, so that
+    /// counted exposure can be carried across a reload.
     pub fn same_windows(&self, other: &CompiledPolicy) -> bool {
         self.window_ms == other.window_ms
             && self.bucket_ms == other.bucket_ms
@@ -176,7 +190,7 @@ impl CompiledPolicy {
                 .dimensions
                 .iter()
                 .zip(&other.dimensions)
-                .all(|(a, b)| a.name == b.name && a.pointer == b.pointer && a.groups == b.groups)
+                .all(|(a, b)| a.counts_like(b))
     }
 
     /// Whether `other` gives every decision the same consent verdict: the
