@@ -397,8 +397,8 @@ impl Config {
 
     /// Parse and validate config text, listing every problem found.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let c = parse(text)?;
-        let problems = c.problems();
+        let (c, mut problems) = parse(text)?;
+        problems.extend(c.problems());
         if problems.is_empty() {
             Ok(c)
         } else {
@@ -466,20 +466,95 @@ impl Config {
     }
 }
 
-/// TOML syntax and shape (`deny_unknown_fields`): one error, with its line.
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let place = e
-            .span()
-            .map(|s| {
-                format!(
-                    "line {}: ",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
-                )
-            })
-            .unwrap_or_default();
-        ConfigError(vec![format!("{place}{}", e.message().trim())])
-    })
+/// Shape problems listed at most (each costs one more read of the file).
+const MAX_SHAPE_PROBLEMS: usize = 32;
+
+/// TOML syntax and shape (types, `deny_unknown_fields`), each problem with
+/// its line. A syntax error ends the reading (nothing after it can be read
+/// reliably); a shape error does not: its lines are blanked and the file
+/// read again, up to [`MAX_SHAPE_PROBLEMS`] times, so that every wrong
+/// setting is named at once, and the range checks still run on the others
+/// (a setting blanked takes its default there, and is not named twice).
+/// The config returned comes with the shape problems found: usable for the
+/// range checks only when there are none.
+fn parse(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+    // Syntax alone (numbers are kept as text here, so a `u64` past `i64` is
+    // not a syntax error; it is one of shape, or of range, below).
+    if let Err(e) = toml::de::DeTable::parse(text) {
+        return Err(ConfigError(vec![located(text, e.span(), e.message())]));
+    }
+    let mut problems = Vec::new();
+    let mut current = text.to_string();
+    let mut blanked: Vec<String> = Vec::new();
+    for _ in 0..MAX_SHAPE_PROBLEMS {
+        let e = match toml::from_str::<Config>(&current) {
+            Ok(c) => return Ok((c, problems)),
+            Err(e) => e,
+        };
+        let message = e.message().trim();
+        // A required setting blanked for an earlier problem: named already.
+        if blanked
+            .iter()
+            .any(|k| message == format!("missing field `{k}`"))
+        {
+            break;
+        }
+        problems.push(located(&current, e.span(), message));
+        match e.span().and_then(|span| blank(&current, span)) {
+            Some((next, key)) if toml::de::DeTable::parse(&next).is_ok() => {
+                current = next;
+                blanked.push(key);
+            }
+            _ => break,
+        }
+    }
+    Err(ConfigError(problems))
+}
+
+/// `message`, preceded by the line of `span` in `text`.
+fn located(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let place = span
+        .map(|s| {
+            format!(
+                "line {}: ",
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            )
+        })
+        .unwrap_or_default();
+    format!("{place}{}", message.trim())
+}
+
+/// `text` with the whole lines of `span` blanked (spaces, so that every
+/// later line keeps its number), and the key those lines set; `None` when
+/// they are not `key = value` lines (a table header: blanking it would move
+/// its settings to another table).
+fn blank(text: &str, span: std::ops::Range<usize>) -> Option<(String, String)> {
+    let start = text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text
+        .get(span.end..)?
+        .find('\n')
+        .map_or(text.len(), |i| span.end + i);
+    let first = text[start..].lines().next()?.trim_start();
+    let (key, _) = first.split_once('=')?;
+    if first.starts_with('[') || first.starts_with('#') || start >= end {
+        return None;
+    }
+    let key = key
+        .trim()
+        .rsplit('.')
+        .next()?
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.extend(
+        text[start..end]
+            .chars()
+            .map(|c| if c == '\n' { c } else { ' ' }),
+    );
+    out.push_str(&text[end..]);
+    Some((out, key))
 }
 
 /// `[kafka.topics]`: valid Kafka topic names, no two the same.
@@ -709,6 +784,42 @@ mod tests {
         ] {
             assert!(e.contains(field), "{field} not named in: {e}");
         }
+    }
+
+    /// A wrong type or an unknown setting does not hide the rest: each is
+    /// named with its line, and the range checks still run on the others.
+    #[test]
+    fn shape_problems_do_not_hide_the_others() {
+        let bad = EXAMPLE
+            .replace("max_in_flight = 50000\n", "max_in_flight = \"5\"\n")
+            .replace("webhook_queue = 1000", "webhook_queu = 1000")
+            .replace("grace_period_secs = 20", "grace_period_secs = -3")
+            .replace("listen = \"0.0.0.0:9464\"", "listen = \"nowhere\"");
+        let e = Config::from_toml(&bad).unwrap_err();
+        let line = |needle: &str| 1 + bad[..bad.find(needle).unwrap()].matches('\n').count();
+        let text = e.to_string();
+        assert_eq!(e.0.len(), 4, "{text}");
+        for (needle, what) in [
+            ("max_in_flight = \"5\"", "invalid type"),
+            ("webhook_queu =", "unknown field `webhook_queu`"),
+            ("grace_period_secs = -3", "invalid value"),
+        ] {
+            let want = format!("line {}: ", line(needle));
+            assert!(
+                e.0.iter().any(|p| p.starts_with(&want) && p.contains(what)),
+                "{want}{what} not in: {text}"
+            );
+        }
+        assert!(text.contains("http.listen"), "{text}");
+        // A required setting of the wrong type is named once, not again
+        // as missing.
+        let e = Config::from_toml(&EXAMPLE.replace("group_id = \"fairgate\"", "group_id = 7"))
+            .unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(e.0[0].contains("invalid type"), "{e}");
+        // A syntax error ends the reading: one problem.
+        let e = Config::from_toml(&format!("{EXAMPLE}\n[pipeline\n")).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
     }
 
     #[test]
