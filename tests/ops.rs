@@ -149,9 +149,16 @@ struct Server {
     alerts: tokio::sync::mpsc::Receiver<fairgate::fairness::alert::AlertEvent>,
     policy_path: std::path::PathBuf,
     client: reqwest::Client,
+    /// Stops the server (most tests leave it to the process's end).
+    cancel: tokio_util::sync::CancellationToken,
+    thread: std::thread::JoinHandle<()>,
 }
 
 async fn server() -> Server {
+    server_with(fairgate::service::http::Limits::default()).await
+}
+
+async fn server_with(limits: fairgate::service::http::Limits) -> Server {
     let dir = std::env::temp_dir().join(format!(
         "fairgate-ops-{}-{}",
         std::process::id(),
@@ -171,18 +178,17 @@ async fn server() -> Server {
     );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    fairgate::service::http::spawn(
-        listener,
-        app.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let thread =
+        fairgate::service::http::spawn_with(listener, app.clone(), cancel.clone(), limits).unwrap();
     Server {
         base,
         app,
         alerts,
         policy_path,
         client: reqwest::Client::new(),
+        cancel,
+        thread,
     }
 }
 
@@ -618,4 +624,129 @@ async fn campaigns_show_their_state_under_the_shadow_policy() {
     let page = get("/").await;
     assert!(page.contains("Shadow policy <b>shadow-v</b>"), "{page}");
     assert!(page.contains("<small>shadow:</small>"));
+}
+
+/// Read until the server closes the connection (or resets it); `None` when
+/// it is still open after `deadline`. What was read comes back as text.
+async fn read_until_closed(
+    c: &mut tokio::net::TcpStream,
+    deadline: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(deadline, read).await.ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn connect(s: &Server) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Slow-loris: a connection that sends half a header (one byte a minute
+/// would do), one that sends nothing, and a kept-alive one gone quiet after
+/// its response each hold a descriptor only until the header-read timeout
+/// (10 s) closes them.
+#[tokio::test]
+async fn connections_stalled_in_a_header_or_idle_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let s = server().await;
+    let mut half = connect(&s).await;
+    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut silent = connect(&s).await;
+    let mut kept = connect(&s).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let deadline = std::time::Duration::from_secs(30);
+    let (half, silent, kept) = tokio::join!(
+        read_until_closed(&mut half, deadline),
+        read_until_closed(&mut silent, deadline),
+        read_until_closed(&mut kept, deadline),
+    );
+    assert!(half.is_some(), "half a header held the connection for 30 s");
+    assert!(silent.is_some(), "a silent connection was held for 30 s");
+    let kept = kept.expect("an idle kept-alive connection was held for 30 s");
+    assert!(kept.starts_with("HTTP/1.1 200"), "{kept}");
+}
+
+/// Past the connection cap the server accepts nothing more: a new client
+/// waits (in the kernel's backlog) and is served as soon as a slot frees.
+#[tokio::test]
+async fn past_the_connection_cap_a_new_client_waits_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server_with(fairgate::service::http::Limits {
+        max_connections: 2,
+        header_read_timeout: std::time::Duration::from_secs(120),
+    })
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        // Served once, kept alive: the connection holds its slot.
+        let mut c = connect(&s).await;
+        c.write_all(request).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(c);
+    }
+    let mut third = connect(&s).await;
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let early = tokio::time::timeout(std::time::Duration::from_secs(1), third.peek(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past a cap of 2"
+    );
+    drop(held.pop());
+    let reply = read_until_closed(&mut third, std::time::Duration::from_secs(30))
+        .await
+        .expect("the waiting client was not served within 30 s of a slot freeing");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// Shutdown as before the server was served by hand: on cancel it stops
+/// accepting, closes a kept-alive idle connection and its thread ends.
+#[tokio::test]
+async fn on_cancel_the_server_closes_idle_connections_and_stops() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server().await;
+    let mut kept = connect(&s).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    s.cancel.cancel();
+    read_until_closed(&mut kept, std::time::Duration::from_secs(30))
+        .await
+        .expect("a kept-alive connection stayed open 30 s after cancel");
+    let thread = s.thread;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || thread.join()),
+    )
+    .await
+    .expect("the HTTP thread still runs 30 s after cancel")
+    .unwrap()
+    .unwrap();
+    let addr = s.base.trim_start_matches("http://");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -13,6 +13,7 @@
 //! | POST | `/v1/policy/reload` | bearer — reload the policy file |
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,9 +21,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::fairness::tracker::OverrideError;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +52,32 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// Limits on the connections the HTTP port holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; past it the port stops accepting (new
+    /// connections wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+    /// Time a client has to send a request's whole header, counted from the
+    /// moment the server waits for it: on a new connection and between the
+    /// requests of a kept-alive one, so it is the idle timeout too.
+    pub header_read_timeout: Duration,
+}
+
+/// Connections served at once unless [`Limits`] says otherwise.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The header-read (and idle) timeout unless [`Limits`] says otherwise.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
 /// Serve on a thread of its own, with its own small runtime, until `cancel`
 /// fires: nothing a client asks for (a large listing, many slow clients)
 /// takes a thread from the pipeline's runtime. Heavy handlers run on this
@@ -55,6 +86,16 @@ pub fn spawn(
     listener: std::net::TcpListener,
     app: Arc<App>,
     cancel: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    spawn_with(listener, app, cancel, Limits::default())
+}
+
+/// [`spawn`] with other [`Limits`] (tests use small ones).
+pub fn spawn_with(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    cancel: CancellationToken,
+    limits: Limits,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -67,7 +108,7 @@ pub fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => serve(l, app, cancel).await,
+                    Ok(l) => serve_with(l, app, cancel, limits).await,
                     Err(e) => tracing::error!(error = %e, "HTTP listener unusable"),
                 }
             });
@@ -77,14 +118,86 @@ pub fn spawn(
 /// Listings and status pages built at once, at most; more wait their turn.
 pub const HTTP_BLOCKING_THREADS: usize = 2;
 
-/// Serve until `cancel` fires.
+/// Serve until `cancel` fires, with the default [`Limits`].
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, cancel: CancellationToken) {
-    let r = axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, "HTTP server stopped");
+    serve_with(listener, app, cancel, Limits::default()).await;
+}
+
+/// Serve until `cancel` fires: then stop accepting, close the listener, let
+/// every connection finish the request it is serving (idle ones close at
+/// once) and return when all have closed.
+///
+/// Each connection holds a permit of `limits.max_connections`; while none
+/// is free the loop does not accept, so a flood waits in the kernel's
+/// backlog rather than costing a descriptor each here, and a held slot
+/// frees within the header-read timeout unless its client is sending
+/// requests. HTTP/1 only, as axum is built here.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    cancel: CancellationToken,
+    limits: Limits,
+) {
+    let router = router(app);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
+                () = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// An accept that failed: a connection reset before it was taken is
+/// skipped; anything else (out of descriptors) is logged and the loop
+/// pauses a second, as `axum::serve` does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "HTTP accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
