@@ -750,3 +750,42 @@ async fn on_cancel_the_server_closes_idle_connections_and_stops() {
     let addr = s.base.trim_start_matches("http://");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// The token is checked from the headers: a client without it is refused
+/// at once, before the server waits for (or reads) the body it announced.
+#[tokio::test]
+async fn an_unauthenticated_override_is_refused_before_its_body_is_read() {
+    use tokio::io::AsyncWriteExt;
+    let s = server().await;
+    for auth in ["", "Authorization: Bearer wrong\r\n"] {
+        let mut c = connect(&s).await;
+        let head = format!(
+            "POST /v1/campaigns/c1/override HTTP/1.1\r\nHost: x\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let reply = read_until_closed(&mut c, std::time::Duration::from_secs(30))
+            .await
+            .expect("no answer within 30 s: the server waited for the body");
+        assert!(reply.starts_with("HTTP/1.1 401"), "{auth:?}: {reply}");
+    }
+}
+
+/// An override body past 16 KiB is refused with 413 and a reason, without
+/// reading the rest of it.
+#[tokio::test]
+async fn an_override_body_over_16_kib_is_refused_with_413() {
+    let s = server().await;
+    let body = json!({"action": "acknowledge", "by": "ana", "reason": "x".repeat(17 * 1024)});
+    let r = s
+        .client
+        .post(format!("{}/v1/campaigns/c1/override", s.base))
+        .bearer_auth("s3cret-token")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("16384 bytes"), "{v}");
+}

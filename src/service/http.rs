@@ -9,16 +9,20 @@
 //! | GET | `/readyz` | — 200 only when the consumer holds its assignment, the producer is healthy and the pipeline is not stalled |
 //! | GET | `/v1/campaigns?state=flagged&prefix=cmp-&limit=100&after=ID` | — one page of campaigns, by id, with their per-group numbers |
 //! | GET | `/v1/campaigns/{id}` | — one campaign |
-//! | POST | `/v1/campaigns/{id}/override` | bearer — acknowledge, force_allow, force_block, clear |
+//! | POST | `/v1/campaigns/{id}/override` | bearer — acknowledge, force_allow, force_block, clear (a JSON body of at most 16 KiB) |
 //! | POST | `/v1/policy/reload` | bearer — reload the policy file |
+//!
+//! The bearer token is checked before a body is read.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -37,8 +41,19 @@ use super::status_page;
 use crate::fairness::campaign::{OverrideAction, State as CampaignState};
 use crate::fairness::tracker::{CampaignReport, Filter};
 
-/// Build the router.
+/// The largest override body accepted (a small JSON object); larger is 413.
+pub const MAX_OVERRIDE_BODY: usize = 16 * 1024;
+
+/// Build the router. The mutating routes check the bearer token before
+/// anything reads the request's body.
 pub fn router(app: Arc<App>) -> Router {
+    let mutating = Router::new()
+        .route(
+            "/v1/campaigns/{id}/override",
+            post(override_campaign).layer(DefaultBodyLimit::max(MAX_OVERRIDE_BODY)),
+        )
+        .route("/v1/policy/reload", post(reload_policy))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
@@ -46,10 +61,18 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/campaigns", get(list_campaigns))
         .route("/v1/campaigns/{id}", get(get_campaign))
-        .route("/v1/campaigns/{id}/override", post(override_campaign))
-        .route("/v1/policy/reload", post(reload_policy))
+        .merge(mutating)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(app)
+}
+
+/// The bearer token, checked from the headers alone: a refused call is
+/// answered without its body being read.
+async fn require_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    match authorize(&app, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
 }
 
 /// Limits on the connections the HTTP port holds.
@@ -413,15 +436,22 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+/// Authorized by [`require_token`] before this runs.
 async fn override_campaign(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the override body is larger than {MAX_OVERRIDE_BODY} bytes"),
+            );
+        }
+        Err(e) => return error(e.status(), format!("the body could not be read: {e}")),
+    };
     let body: OverrideBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -447,10 +477,8 @@ async fn override_campaign(
     }
 }
 
-async fn reload_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+/// Authorized by [`require_token`] before this runs.
+async fn reload_policy(State(app): State<Arc<App>>) -> Response {
     match app.reload_policy("admin").await {
         Ok(o) => axum::Json(o).into_response(),
         Err(e) => (
