@@ -149,6 +149,8 @@ struct Server {
     alerts: tokio::sync::mpsc::Receiver<fairgate::fairness::alert::AlertEvent>,
     policy_path: std::path::PathBuf,
     client: reqwest::Client,
+    /// The registry `/metrics` renders.
+    registry: prometheus::Registry,
     /// Stops the server (most tests leave it to the process's end).
     cancel: tokio_util::sync::CancellationToken,
     thread: std::thread::JoinHandle<()>,
@@ -168,7 +170,8 @@ async fn server_with(limits: fairgate::service::http::Limits) -> Server {
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, POLICY).unwrap();
     let guard = Arc::new(Guard::new(CompiledPolicy::load(&policy_path).unwrap()));
-    let metrics = Metrics::new(prometheus::Registry::new(), 10);
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::new(registry.clone(), 10);
     let (app, alerts) = App::new(
         guard,
         metrics,
@@ -187,6 +190,7 @@ async fn server_with(limits: fairgate::service::http::Limits) -> Server {
         alerts,
         policy_path,
         client: reqwest::Client::new(),
+        registry,
         cancel,
         thread,
     }
@@ -788,4 +792,117 @@ async fn an_override_body_over_16_kib_is_refused_with_413() {
     assert_eq!(r.status(), 413);
     let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert!(v["error"].as_str().unwrap().contains("16384 bytes"), "{v}");
+}
+
+/// A collector that holds every scrape inside the registry's render until
+/// opened: a scrape as slow as one over 100,000 campaigns, for as long as a
+/// test needs.
+#[derive(Clone)]
+struct Gate(
+    Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicBool,
+        prometheus::core::Desc,
+    )>,
+);
+
+impl Gate {
+    fn install(registry: &prometheus::Registry) -> Gate {
+        let desc = prometheus::core::Desc::new(
+            "test_gate".into(),
+            "holds a scrape".into(),
+            vec![],
+            Default::default(),
+        )
+        .unwrap();
+        let gate = Gate(Arc::new((0.into(), false.into(), desc)));
+        registry.register(Box::new(gate.clone())).unwrap();
+        gate
+    }
+
+    /// Wait (30 s at most) until `n` scrapes are held.
+    async fn held(&self, n: usize) {
+        let start = std::time::Instant::now();
+        while self.0.0.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "{n} scrapes were not under way at once within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    fn open(&self) {
+        self.0.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl prometheus::core::Collector for Gate {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.0.2]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        while !self.0.1.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        vec![]
+    }
+}
+
+/// A scrape (a refresh over every campaign, then the render) runs off the
+/// HTTP runtime's async thread: while one is held, `/healthz` and `/readyz`
+/// still answer.
+#[tokio::test]
+async fn a_slow_scrape_does_not_hold_up_healthz_or_readyz() {
+    let s = server().await;
+    let gate = Gate::install(&s.registry);
+    let scrape = tokio::spawn(s.client.get(format!("{}/metrics", s.base)).send());
+    gate.held(1).await;
+    for path in ["/healthz", "/readyz"] {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            s.client.get(format!("{}{path}", s.base)).send(),
+        )
+        .await;
+        let status = r.map(|r| r.unwrap().status().as_u16());
+        assert!(
+            matches!(status, Ok(200 | 503)),
+            "{path} behind a scrape: {status:?}"
+        );
+    }
+    gate.open();
+    assert_eq!(scrape.await.unwrap().unwrap().status(), 200);
+}
+
+/// The listing and the status page take a work permit; with every permit
+/// held (here by scrapes) they are refused at once with 503 and
+/// `Retry-After`, not queued, and served again once a permit frees.
+#[tokio::test]
+async fn with_every_work_permit_taken_listings_get_503_with_retry_after() {
+    let s = server().await;
+    let gate = Gate::install(&s.registry);
+    let permits = fairgate::service::http::HTTP_BLOCKING_THREADS;
+    let scrapes: Vec<_> = (0..permits)
+        .map(|_| tokio::spawn(s.client.get(format!("{}/metrics", s.base)).send()))
+        .collect();
+    gate.held(permits).await;
+    for path in ["/v1/campaigns", "/"] {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            s.client.get(format!("{}{path}", s.base)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path} waited 30 s for a permit"))
+        .unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        assert_eq!(r.headers()["retry-after"], "1", "{path}");
+    }
+    gate.open();
+    for scrape in scrapes {
+        assert_eq!(scrape.await.unwrap().unwrap().status(), 200);
+    }
+    let (status, page) = get_json(&s, "/v1/campaigns").await;
+    assert_eq!(status, 200, "{page}");
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -30,7 +30,7 @@ use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::fairness::tracker::OverrideError;
@@ -44,9 +44,44 @@ use crate::fairness::tracker::{CampaignReport, Filter};
 /// The largest override body accepted (a small JSON object); larger is 413.
 pub const MAX_OVERRIDE_BODY: usize = 16 * 1024;
 
+/// What the handlers share: the app, and the permits for work on the HTTP
+/// runtime's blocking pool (a listing, a status page, a scrape).
+#[derive(Clone)]
+struct Http {
+    app: Arc<App>,
+    work: Arc<Semaphore>,
+}
+
+impl FromRef<Http> for Arc<App> {
+    fn from_ref(http: &Http) -> Arc<App> {
+        http.app.clone()
+    }
+}
+
+impl Http {
+    /// A permit for a listing or a status page, or at once a 503 with
+    /// `Retry-After` when every permit is taken: nothing queues, so no
+    /// page is built for a client that has given up waiting.
+    #[allow(clippy::result_large_err)] // the error is the response itself
+    fn try_work(&self) -> Result<OwnedSemaphorePermit, Response> {
+        self.work.clone().try_acquire_owned().map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(json!({"error": "busy building other pages; retry in a second"})),
+            )
+                .into_response()
+        })
+    }
+}
+
 /// Build the router. The mutating routes check the bearer token before
 /// anything reads the request's body.
 pub fn router(app: Arc<App>) -> Router {
+    let http = Http {
+        app: app.clone(),
+        work: Arc::new(Semaphore::new(HTTP_BLOCKING_THREADS)),
+    };
     let mutating = Router::new()
         .route(
             "/v1/campaigns/{id}/override",
@@ -63,7 +98,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/campaigns/{id}", get(get_campaign))
         .merge(mutating)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(app)
+        .with_state(http)
 }
 
 /// The bearer token, checked from the headers alone: a refused call is
@@ -138,7 +173,9 @@ pub fn spawn_with(
         })
 }
 
-/// Listings and status pages built at once, at most; more wait their turn.
+/// Listings, status pages and scrapes built at once, at most. A listing or
+/// status page past it is answered 503 with `Retry-After: 1`; a scrape waits
+/// (without a thread) for its turn.
 pub const HTTP_BLOCKING_THREADS: usize = 2;
 
 /// Serve until `cancel` fires, with the default [`Limits`].
@@ -263,16 +300,34 @@ fn bearer_token(value: &str) -> Option<&str> {
         .then(|| token.trim_start_matches(' '))
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    app.refresh_metrics();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
-        .into_response()
+/// A scrape: the gauges refreshed and the registry rendered on the blocking
+/// pool (the campaign gauges walk every campaign, at most once a second),
+/// so `/healthz` and `/readyz` never wait behind it. A scrape waits for a
+/// work permit rather than being refused (a refused scrape is a gap on the
+/// dashboards); waiting ones hold no thread and are bounded by the
+/// connection cap.
+async fn metrics(State(http): State<Http>) -> Response {
+    let Ok(permit) = http.work.clone().acquire_owned().await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the scrape failed");
+    };
+    let app = http.app;
+    let text = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        app.refresh_metrics();
+        app.metrics.render()
+    })
+    .await;
+    match text {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the scrape failed"),
+    }
 }
 
 async fn healthz() -> Response {
@@ -356,9 +411,10 @@ fn list_request(q: ListQuery) -> Result<(Filter, Option<String>, usize), Vec<Str
 }
 
 /// `/v1/campaigns`: one page of campaigns by id. The page is built on the
-/// blocking pool of the HTTP runtime, never on the pipeline's threads.
+/// blocking pool of the HTTP runtime, never on the pipeline's threads, with
+/// a work permit ([`Http::try_work`]).
 async fn list_campaigns(
-    State(app): State<Arc<App>>,
+    State(http): State<Http>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
@@ -377,7 +433,13 @@ async fn list_campaigns(
                 .into_response();
         }
     };
+    let permit = match http.try_work() {
+        Ok(p) => p,
+        Err(busy) => return busy,
+    };
+    let app = http.app;
     let page = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let page = app.guard.campaign_page(&filter, after.as_deref(), limit);
         let campaigns: Vec<Value> = page
             .campaigns
@@ -496,8 +558,14 @@ async fn reload_policy(State(app): State<Arc<App>>) -> Response {
 
 /// The status page: blocked and flagged campaigns first, a bounded number
 /// of each state, built on the blocking pool like the listing.
-async fn status_page(State(app): State<Arc<App>>) -> Response {
+async fn status_page(State(http): State<Http>) -> Response {
+    let permit = match http.try_work() {
+        Ok(p) => p,
+        Err(busy) => return busy,
+    };
+    let app = http.app;
     let page = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let live = app.guard.live();
         let counts = app.guard.store().state_counts();
         let sections: Vec<status_page::Section> = [
