@@ -149,9 +149,18 @@ struct Server {
     alerts: tokio::sync::mpsc::Receiver<fairgate::fairness::alert::AlertEvent>,
     policy_path: std::path::PathBuf,
     client: reqwest::Client,
+    /// The registry `/metrics` renders.
+    registry: prometheus::Registry,
+    /// Stops the server (most tests leave it to the process's end).
+    cancel: tokio_util::sync::CancellationToken,
+    thread: std::thread::JoinHandle<()>,
 }
 
 async fn server() -> Server {
+    server_with(fairgate::service::http::Limits::default()).await
+}
+
+async fn server_with(limits: fairgate::service::http::Limits) -> Server {
     let dir = std::env::temp_dir().join(format!(
         "fairgate-ops-{}-{}",
         std::process::id(),
@@ -161,7 +170,8 @@ async fn server() -> Server {
     let policy_path = dir.join("policy.toml");
     std::fs::write(&policy_path, POLICY).unwrap();
     let guard = Arc::new(Guard::new(CompiledPolicy::load(&policy_path).unwrap()));
-    let metrics = Metrics::new(prometheus::Registry::new(), 10);
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::new(registry.clone(), 10);
     let (app, alerts) = App::new(
         guard,
         metrics,
@@ -171,18 +181,18 @@ async fn server() -> Server {
     );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    fairgate::service::http::spawn(
-        listener,
-        app.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let thread =
+        fairgate::service::http::spawn_with(listener, app.clone(), cancel.clone(), limits).unwrap();
     Server {
         base,
         app,
         alerts,
         policy_path,
         client: reqwest::Client::new(),
+        registry,
+        cancel,
+        thread,
     }
 }
 
@@ -618,4 +628,281 @@ async fn campaigns_show_their_state_under_the_shadow_policy() {
     let page = get("/").await;
     assert!(page.contains("Shadow policy <b>shadow-v</b>"), "{page}");
     assert!(page.contains("<small>shadow:</small>"));
+}
+
+/// Read until the server closes the connection (or resets it); `None` when
+/// it is still open after `deadline`. What was read comes back as text.
+async fn read_until_closed(
+    c: &mut tokio::net::TcpStream,
+    deadline: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(deadline, read).await.ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+async fn connect(s: &Server) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Slow-loris: a connection that sends half a header (one byte a minute
+/// would do), one that sends nothing, and a kept-alive one gone quiet after
+/// its response each hold a descriptor only until the header-read timeout
+/// (10 s) closes them.
+#[tokio::test]
+async fn connections_stalled_in_a_header_or_idle_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let s = server().await;
+    let mut half = connect(&s).await;
+    half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut silent = connect(&s).await;
+    let mut kept = connect(&s).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let deadline = std::time::Duration::from_secs(30);
+    let (half, silent, kept) = tokio::join!(
+        read_until_closed(&mut half, deadline),
+        read_until_closed(&mut silent, deadline),
+        read_until_closed(&mut kept, deadline),
+    );
+    assert!(half.is_some(), "half a header held the connection for 30 s");
+    assert!(silent.is_some(), "a silent connection was held for 30 s");
+    let kept = kept.expect("an idle kept-alive connection was held for 30 s");
+    assert!(kept.starts_with("HTTP/1.1 200"), "{kept}");
+}
+
+/// Past the connection cap the server accepts nothing more: a new client
+/// waits (in the kernel's backlog) and is served as soon as a slot frees.
+#[tokio::test]
+async fn past_the_connection_cap_a_new_client_waits_for_a_free_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server_with(fairgate::service::http::Limits {
+        max_connections: 2,
+        header_read_timeout: std::time::Duration::from_secs(120),
+    })
+    .await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        // Served once, kept alive: the connection holds its slot.
+        let mut c = connect(&s).await;
+        c.write_all(request).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(c);
+    }
+    let mut third = connect(&s).await;
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let early = tokio::time::timeout(std::time::Duration::from_secs(1), third.peek(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past a cap of 2"
+    );
+    drop(held.pop());
+    let reply = read_until_closed(&mut third, std::time::Duration::from_secs(30))
+        .await
+        .expect("the waiting client was not served within 30 s of a slot freeing");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// Shutdown as before the server was served by hand: on cancel it stops
+/// accepting, closes a kept-alive idle connection and its thread ends.
+#[tokio::test]
+async fn on_cancel_the_server_closes_idle_connections_and_stops() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server().await;
+    let mut kept = connect(&s).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    s.cancel.cancel();
+    read_until_closed(&mut kept, std::time::Duration::from_secs(30))
+        .await
+        .expect("a kept-alive connection stayed open 30 s after cancel");
+    let thread = s.thread;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || thread.join()),
+    )
+    .await
+    .expect("the HTTP thread still runs 30 s after cancel")
+    .unwrap()
+    .unwrap();
+    let addr = s.base.trim_start_matches("http://");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+/// The token is checked from the headers: a client without it is refused
+/// at once, before the server waits for (or reads) the body it announced.
+#[tokio::test]
+async fn an_unauthenticated_override_is_refused_before_its_body_is_read() {
+    use tokio::io::AsyncWriteExt;
+    let s = server().await;
+    for auth in ["", "Authorization: Bearer wrong\r\n"] {
+        let mut c = connect(&s).await;
+        let head = format!(
+            "POST /v1/campaigns/c1/override HTTP/1.1\r\nHost: x\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        let reply = read_until_closed(&mut c, std::time::Duration::from_secs(30))
+            .await
+            .expect("no answer within 30 s: the server waited for the body");
+        assert!(reply.starts_with("HTTP/1.1 401"), "{auth:?}: {reply}");
+    }
+}
+
+/// An override body past 16 KiB is refused with 413 and a reason, without
+/// reading the rest of it.
+#[tokio::test]
+async fn an_override_body_over_16_kib_is_refused_with_413() {
+    let s = server().await;
+    let body = json!({"action": "acknowledge", "by": "ana", "reason": "x".repeat(17 * 1024)});
+    let r = s
+        .client
+        .post(format!("{}/v1/campaigns/c1/override", s.base))
+        .bearer_auth("s3cret-token")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("16384 bytes"), "{v}");
+}
+
+/// A collector that holds every scrape inside the registry's render until
+/// opened: a scrape as slow as one over 100,000 campaigns, for as long as a
+/// test needs.
+#[derive(Clone)]
+struct Gate(
+    Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicBool,
+        prometheus::core::Desc,
+    )>,
+);
+
+impl Gate {
+    fn install(registry: &prometheus::Registry) -> Gate {
+        let desc = prometheus::core::Desc::new(
+            "test_gate".into(),
+            "holds a scrape".into(),
+            vec![],
+            Default::default(),
+        )
+        .unwrap();
+        let gate = Gate(Arc::new((0.into(), false.into(), desc)));
+        registry.register(Box::new(gate.clone())).unwrap();
+        gate
+    }
+
+    /// Wait (30 s at most) until `n` scrapes are held.
+    async fn held(&self, n: usize) {
+        let start = std::time::Instant::now();
+        while self.0.0.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "{n} scrapes were not under way at once within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    fn open(&self) {
+        self.0.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl prometheus::core::Collector for Gate {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.0.2]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        while !self.0.1.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        vec![]
+    }
+}
+
+/// A scrape (a refresh over every campaign, then the render) runs off the
+/// HTTP runtime's async thread: while one is held, `/healthz` and `/readyz`
+/// still answer.
+#[tokio::test]
+async fn a_slow_scrape_does_not_hold_up_healthz_or_readyz() {
+    let s = server().await;
+    let gate = Gate::install(&s.registry);
+    let scrape = tokio::spawn(s.client.get(format!("{}/metrics", s.base)).send());
+    gate.held(1).await;
+    for path in ["/healthz", "/readyz"] {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            s.client.get(format!("{}{path}", s.base)).send(),
+        )
+        .await;
+        let status = r.map(|r| r.unwrap().status().as_u16());
+        assert!(
+            matches!(status, Ok(200 | 503)),
+            "{path} behind a scrape: {status:?}"
+        );
+    }
+    gate.open();
+    assert_eq!(scrape.await.unwrap().unwrap().status(), 200);
+}
+
+/// The listing and the status page take a work permit; with every permit
+/// held (here by scrapes) they are refused at once with 503 and
+/// `Retry-After`, not queued, and served again once a permit frees.
+#[tokio::test]
+async fn with_every_work_permit_taken_listings_get_503_with_retry_after() {
+    let s = server().await;
+    let gate = Gate::install(&s.registry);
+    let permits = fairgate::service::http::HTTP_BLOCKING_THREADS;
+    let scrapes: Vec<_> = (0..permits)
+        .map(|_| tokio::spawn(s.client.get(format!("{}/metrics", s.base)).send()))
+        .collect();
+    gate.held(permits).await;
+    for path in ["/v1/campaigns", "/"] {
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            s.client.get(format!("{}{path}", s.base)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path} waited 30 s for a permit"))
+        .unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        assert_eq!(r.headers()["retry-after"], "1", "{path}");
+    }
+    gate.open();
+    for scrape in scrapes {
+        assert_eq!(scrape.await.unwrap().unwrap().status(), 200);
+    }
+    let (status, page) = get_json(&s, "/v1/campaigns").await;
+    assert_eq!(status, 200, "{page}");
 }

@@ -66,7 +66,14 @@ pub struct App {
     /// The shadow policy (on while its file exists); the pipeline judges with it too.
     pub shadow: Arc<Shadow>,
     shadow_path: std::sync::OnceLock<PathBuf>,
+    /// When the campaign gauges were last refreshed; locked while a refresh
+    /// runs, so scrapes at once walk the campaigns once.
+    campaigns_refreshed: parking_lot::Mutex<Option<std::time::Instant>>,
 }
+
+/// How old the campaign gauges may be at a scrape: walking every campaign
+/// (100,000 of them) once a second at most, however often scrapes come.
+const CAMPAIGN_GAUGES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a shadow reload did: `on` with the version, `off` (no file), or
 /// `rejected` (the running shadow, if any, stays).
@@ -101,6 +108,7 @@ impl App {
                 commands: std::sync::OnceLock::new(),
                 shadow: Arc::new(Shadow::new()),
                 shadow_path: std::sync::OnceLock::new(),
+                campaigns_refreshed: parking_lot::Mutex::new(None),
             }),
             alerts_rx,
         )
@@ -298,12 +306,21 @@ impl App {
         Ok(Applied { alert, applied })
     }
 
-    /// Refresh gauges that mirror in-memory state (called before each scrape).
+    /// Refresh gauges that mirror in-memory state (called before each
+    /// scrape). The campaign gauges walk every campaign, so they are
+    /// refreshed at most once per [`CAMPAIGN_GAUGES_MAX_AGE`]; a blocking
+    /// call: run it off the async threads.
     pub fn refresh_metrics(&self) {
         let g = &self.guard;
-        self.metrics.refresh_campaigns(g.store(), |ids| {
-            ids.iter().filter_map(|id| g.campaign(id)).collect()
-        });
+        {
+            let mut refreshed = self.campaigns_refreshed.lock();
+            if refreshed.is_none_or(|t| t.elapsed() >= CAMPAIGN_GAUGES_MAX_AGE) {
+                self.metrics.refresh_campaigns(g.store(), |ids| {
+                    ids.iter().filter_map(|id| g.campaign(id)).collect()
+                });
+                *refreshed = Some(std::time::Instant::now());
+            }
+        }
         self.metrics
             .consent_cache_entries
             .set(g.live().consent.cached() as i64);

@@ -9,20 +9,29 @@
 //! | GET | `/readyz` | — 200 only when the consumer holds its assignment, the producer is healthy and the pipeline is not stalled |
 //! | GET | `/v1/campaigns?state=flagged&prefix=cmp-&limit=100&after=ID` | — one page of campaigns, by id, with their per-group numbers |
 //! | GET | `/v1/campaigns/{id}` | — one campaign |
-//! | POST | `/v1/campaigns/{id}/override` | bearer — acknowledge, force_allow, force_block, clear |
+//! | POST | `/v1/campaigns/{id}/override` | bearer — acknowledge, force_allow, force_block, clear (a JSON body of at most 16 KiB) |
 //! | POST | `/v1/policy/reload` | bearer — reload the policy file |
+//!
+//! The bearer token is checked before a body is read.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use crate::fairness::tracker::OverrideError;
 use tokio_util::sync::CancellationToken;
@@ -32,8 +41,54 @@ use super::status_page;
 use crate::fairness::campaign::{OverrideAction, State as CampaignState};
 use crate::fairness::tracker::{CampaignReport, Filter};
 
-/// Build the router.
+/// The largest override body accepted (a small JSON object); larger is 413.
+pub const MAX_OVERRIDE_BODY: usize = 16 * 1024;
+
+/// What the handlers share: the app, and the permits for work on the HTTP
+/// runtime's blocking pool (a listing, a status page, a scrape).
+#[derive(Clone)]
+struct Http {
+    app: Arc<App>,
+    work: Arc<Semaphore>,
+}
+
+impl FromRef<Http> for Arc<App> {
+    fn from_ref(http: &Http) -> Arc<App> {
+        http.app.clone()
+    }
+}
+
+impl Http {
+    /// A permit for a listing or a status page, or at once a 503 with
+    /// `Retry-After` when every permit is taken: nothing queues, so no
+    /// page is built for a client that has given up waiting.
+    #[allow(clippy::result_large_err)] // the error is the response itself
+    fn try_work(&self) -> Result<OwnedSemaphorePermit, Response> {
+        self.work.clone().try_acquire_owned().map_err(|_| {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(json!({"error": "busy building other pages; retry in a second"})),
+            )
+                .into_response()
+        })
+    }
+}
+
+/// Build the router. The mutating routes check the bearer token before
+/// anything reads the request's body.
 pub fn router(app: Arc<App>) -> Router {
+    let http = Http {
+        app: app.clone(),
+        work: Arc::new(Semaphore::new(HTTP_BLOCKING_THREADS)),
+    };
+    let mutating = Router::new()
+        .route(
+            "/v1/campaigns/{id}/override",
+            post(override_campaign).layer(DefaultBodyLimit::max(MAX_OVERRIDE_BODY)),
+        )
+        .route("/v1/policy/reload", post(reload_policy))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
@@ -41,10 +96,44 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/campaigns", get(list_campaigns))
         .route("/v1/campaigns/{id}", get(get_campaign))
-        .route("/v1/campaigns/{id}/override", post(override_campaign))
-        .route("/v1/policy/reload", post(reload_policy))
+        .merge(mutating)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(app)
+        .with_state(http)
+}
+
+/// The bearer token, checked from the headers alone: a refused call is
+/// answered without its body being read.
+async fn require_token(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    match authorize(&app, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Limits on the connections the HTTP port holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; past it the port stops accepting (new
+    /// connections wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+    /// Time a client has to send a request's whole header, counted from the
+    /// moment the server waits for it: on a new connection and between the
+    /// requests of a kept-alive one, so it is the idle timeout too.
+    pub header_read_timeout: Duration,
+}
+
+/// Connections served at once unless [`Limits`] says otherwise.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The header-read (and idle) timeout unless [`Limits`] says otherwise.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
 }
 
 /// Serve on a thread of its own, with its own small runtime, until `cancel`
@@ -55,6 +144,16 @@ pub fn spawn(
     listener: std::net::TcpListener,
     app: Arc<App>,
     cancel: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    spawn_with(listener, app, cancel, Limits::default())
+}
+
+/// [`spawn`] with other [`Limits`] (tests use small ones).
+pub fn spawn_with(
+    listener: std::net::TcpListener,
+    app: Arc<App>,
+    cancel: CancellationToken,
+    limits: Limits,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -67,24 +166,98 @@ pub fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => serve(l, app, cancel).await,
+                    Ok(l) => serve_with(l, app, cancel, limits).await,
                     Err(e) => tracing::error!(error = %e, "HTTP listener unusable"),
                 }
             });
         })
 }
 
-/// Listings and status pages built at once, at most; more wait their turn.
+/// Listings, status pages and scrapes built at once, at most. A listing or
+/// status page past it is answered 503 with `Retry-After: 1`; a scrape waits
+/// (without a thread) for its turn.
 pub const HTTP_BLOCKING_THREADS: usize = 2;
 
-/// Serve until `cancel` fires.
+/// Serve until `cancel` fires, with the default [`Limits`].
 pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, cancel: CancellationToken) {
-    let r = axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, "HTTP server stopped");
+    serve_with(listener, app, cancel, Limits::default()).await;
+}
+
+/// Serve until `cancel` fires: then stop accepting, close the listener, let
+/// every connection finish the request it is serving (idle ones close at
+/// once) and return when all have closed.
+///
+/// Each connection holds a permit of `limits.max_connections`; while none
+/// is free the loop does not accept, so a flood waits in the kernel's
+/// backlog rather than costing a descriptor each here, and a held slot
+/// frees within the header-read timeout unless its client is sending
+/// requests. HTTP/1 only, as axum is built here.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    cancel: CancellationToken,
+    limits: Limits,
+) {
+    let router = router(app);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    loop {
+        let slot = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let cancel = cancel.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
+                () = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// An accept that failed: a connection reset before it was taken is
+/// skipped; anything else (out of descriptors) is logged and the loop
+/// pauses a second, as `axum::serve` does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "HTTP accept failed; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -127,16 +300,34 @@ fn bearer_token(value: &str) -> Option<&str> {
         .then(|| token.trim_start_matches(' '))
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    app.refresh_metrics();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
-        .into_response()
+/// A scrape: the gauges refreshed and the registry rendered on the blocking
+/// pool (the campaign gauges walk every campaign, at most once a second),
+/// so `/healthz` and `/readyz` never wait behind it. A scrape waits for a
+/// work permit rather than being refused (a refused scrape is a gap on the
+/// dashboards); waiting ones hold no thread and are bounded by the
+/// connection cap.
+async fn metrics(State(http): State<Http>) -> Response {
+    let Ok(permit) = http.work.clone().acquire_owned().await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "the scrape failed");
+    };
+    let app = http.app;
+    let text = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        app.refresh_metrics();
+        app.metrics.render()
+    })
+    .await;
+    match text {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the scrape failed"),
+    }
 }
 
 async fn healthz() -> Response {
@@ -220,9 +411,10 @@ fn list_request(q: ListQuery) -> Result<(Filter, Option<String>, usize), Vec<Str
 }
 
 /// `/v1/campaigns`: one page of campaigns by id. The page is built on the
-/// blocking pool of the HTTP runtime, never on the pipeline's threads.
+/// blocking pool of the HTTP runtime, never on the pipeline's threads, with
+/// a work permit ([`Http::try_work`]).
 async fn list_campaigns(
-    State(app): State<Arc<App>>,
+    State(http): State<Http>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
@@ -241,7 +433,13 @@ async fn list_campaigns(
                 .into_response();
         }
     };
+    let permit = match http.try_work() {
+        Ok(p) => p,
+        Err(busy) => return busy,
+    };
+    let app = http.app;
     let page = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let page = app.guard.campaign_page(&filter, after.as_deref(), limit);
         let campaigns: Vec<Value> = page
             .campaigns
@@ -300,15 +498,22 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
+/// Authorized by [`require_token`] before this runs.
 async fn override_campaign(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the override body is larger than {MAX_OVERRIDE_BODY} bytes"),
+            );
+        }
+        Err(e) => return error(e.status(), format!("the body could not be read: {e}")),
+    };
     let body: OverrideBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -334,10 +539,8 @@ async fn override_campaign(
     }
 }
 
-async fn reload_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&app, &headers) {
-        return r;
-    }
+/// Authorized by [`require_token`] before this runs.
+async fn reload_policy(State(app): State<Arc<App>>) -> Response {
     match app.reload_policy("admin").await {
         Ok(o) => axum::Json(o).into_response(),
         Err(e) => (
@@ -355,8 +558,14 @@ async fn reload_policy(State(app): State<Arc<App>>, headers: HeaderMap) -> Respo
 
 /// The status page: blocked and flagged campaigns first, a bounded number
 /// of each state, built on the blocking pool like the listing.
-async fn status_page(State(app): State<Arc<App>>) -> Response {
+async fn status_page(State(http): State<Http>) -> Response {
+    let permit = match http.try_work() {
+        Ok(p) => p,
+        Err(busy) => return busy,
+    };
+    let app = http.app;
     let page = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let live = app.guard.live();
         let counts = app.guard.store().state_counts();
         let sections: Vec<status_page::Section> = [
