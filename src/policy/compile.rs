@@ -35,6 +35,22 @@ impl CompiledPolicy {
     }
 }
 
+/// Wrong settings named per section or entry, at most (each costs one more
+/// read of it).
+const MAX_SHAPE_PROBLEMS: usize = 32;
+
+/// The shipped policy's section `name`: a setting of the right type for
+/// every required one, put in place of a wrong one so that the rest of the
+/// section is still checked ([`Issues::section_like`]).
+fn sample_section(name: &str) -> Option<&'static toml::Table> {
+    static SHIPPED: std::sync::OnceLock<Option<toml::Table>> = std::sync::OnceLock::new();
+    SHIPPED
+        .get_or_init(|| include_str!("../../config/policy.toml").parse().ok())
+        .as_ref()?
+        .get(name)?
+        .as_table()
+}
+
 /// The problems found so far, each with its place.
 #[derive(Default)]
 struct Issues(Vec<PolicyIssue>);
@@ -47,19 +63,72 @@ impl Issues {
         });
     }
 
-    /// Deserialise one section or array entry; its problem is noted, not returned.
+    /// Deserialise one section or array entry; its problems are noted, not
+    /// returned.
     fn section<T: serde::de::DeserializeOwned>(
         &mut self,
         place: &str,
         v: toml::Value,
     ) -> Option<T> {
-        match T::deserialize(v) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.push(place, e.message().trim().to_string());
-                None
+        self.section_like::<T>(place, v, None)
+    }
+
+    /// [`Issues::section`], reading past a wrong setting so that it does not
+    /// hide the others: the setting is named (`place.key`), then left out
+    /// (it takes its default) or, where it is required, replaced by the
+    /// setting of the same name in `sample` (the shipped policy's section),
+    /// and the rest read again; its checks run on what was written
+    /// correctly. A setting required and not in `sample`, or a problem no
+    /// one setting causes (one missing), ends the section: its problem is
+    /// named and the section is not read.
+    fn section_like<T: serde::de::DeserializeOwned>(
+        &mut self,
+        place: &str,
+        mut v: toml::Value,
+        sample: Option<&toml::Table>,
+    ) -> Option<T> {
+        let mut left_out: Vec<String> = Vec::new();
+        for _ in 0..MAX_SHAPE_PROBLEMS {
+            let message = match T::deserialize(v.clone()) {
+                Ok(t) => return Some(t),
+                Err(e) => e.message().trim().to_string(),
+            };
+            // A setting left out for an earlier problem: named already.
+            if left_out
+                .iter()
+                .any(|k| message == format!("missing field `{k}`"))
+            {
+                return None;
             }
+            let Some(table) = v.as_table() else {
+                self.push(place, message);
+                return None;
+            };
+            // The setting whose absence changes the problem is its cause
+            // (serde stops at the first wrong setting it reads).
+            let cause = table.keys().find(|k| {
+                let mut t = table.clone();
+                t.remove(*k);
+                T::deserialize(toml::Value::Table(t))
+                    .err()
+                    .is_none_or(|e| e.message().trim() != message)
+            });
+            let Some(key) = cause.cloned() else {
+                self.push(place, message);
+                return None;
+            };
+            self.push(format!("{place}.{key}"), message);
+            let mut t = table.clone();
+            match sample.and_then(|s| s.get(&key)) {
+                Some(good) => t.insert(key, good.clone()),
+                None => {
+                    left_out.push(key.clone());
+                    t.remove(&key)
+                }
+            };
+            v = toml::Value::Table(t);
         }
+        None
     }
 
     /// Note a number outside `lo..=hi`, naming the range (`note` says what
@@ -212,9 +281,11 @@ fn sections(top: &toml::Table, issues: &mut Issues) -> Sections {
     let strip_v = take("strip");
     let fairness_v = take("fairness");
     Sections {
-        consent: consent_v.and_then(|v| issues.section("consent", v)),
-        strip: strip_v.and_then(|v| issues.section("strip", v)),
-        fairness: fairness_v.and_then(|v| issues.section("fairness", v)),
+        consent: consent_v
+            .and_then(|v| issues.section_like("consent", v, sample_section("consent"))),
+        strip: strip_v.and_then(|v| issues.section_like("strip", v, sample_section("strip"))),
+        fairness: fairness_v
+            .and_then(|v| issues.section_like("fairness", v, sample_section("fairness"))),
     }
 }
 
@@ -1043,6 +1114,43 @@ mod tests {
         assert_eq!(p.buckets as i64 * p.bucket_ms, p.window_ms);
     }
 
+    /// A setting of the wrong type, or unknown, does not hide the other
+    /// problems of its section (a review found `no_consent = "block"`
+    /// hiding `vendor_id = 0`, and `window_secs = 3600.0` every check of
+    /// the dimensions).
+    #[test]
+    fn a_wrong_setting_does_not_hide_the_rest_of_its_section() {
+        let bad = EXAMPLE
+            .replace("no_consent = \"contextual\"", "no_consent = \"block\"")
+            .replace("vendor_id = 755", "vendor_id = 0")
+            .replace("max_age_days = 390", "max_age_days = \"13 months\"")
+            .replace("cache_entries = 65536", "cache_entrys = 65536")
+            .replace("window_secs = 3600", "window_secs = 3600.0")
+            .replace(
+                "pointer = \"/audience/age_band\"",
+                "pointer = \"audience/age_band\"",
+            );
+        let err = CompiledPolicy::from_toml(&bad).unwrap_err();
+        let places: Vec<&str> = err.issues().iter().map(|i| i.place.as_str()).collect();
+        for want in [
+            "consent.no_consent",
+            "consent.vendor_id",
+            "consent.max_age_days",
+            "consent.cache_entrys",
+            "fairness.window_secs",
+            "fairness.dimensions[1].pointer",
+        ] {
+            assert!(places.contains(&want), "{want} not in {places:?}");
+        }
+        // Each once, and nothing said of a setting replaced to read on.
+        assert_eq!(places.len(), 6, "{err}");
+        // A problem no one setting causes still ends the section, once.
+        let missing = EXAMPLE.replace("vendor_id = 755\n", "");
+        let err = CompiledPolicy::from_toml(&missing).unwrap_err();
+        assert_eq!(err.issues().len(), 1, "{err}");
+        assert!(err.to_string().contains("vendor_id"), "{err}");
+    }
+
     #[test]
     fn every_problem_is_listed() {
         let bad = EXAMPLE
@@ -1083,8 +1191,8 @@ mod tests {
             .replace("[fairness]", "[fairness]\nwindow = 3");
         let err = CompiledPolicy::from_toml(&bad).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("consent:"), "{text}");
-        assert!(text.contains("fairness:"), "{text}");
+        assert!(text.contains("consent.vendorid:"), "{text}");
+        assert!(text.contains("fairness.window:"), "{text}");
         assert!(text.contains("vendorid"), "{text}");
         assert!(text.contains("window"), "{text}");
     }
@@ -1140,7 +1248,10 @@ mod tests {
             (edited("version = \"2026-11-23.1\"", ""), "version"),
             (edited("mode = \"monitor\"", "mode = \"loud\""), "mode"),
             (edited("[consent]", "[consent_x]"), "consent"),
-            (edited("[consent]", "[consent]\nvendorid = 1"), "consent"),
+            (
+                edited("[consent]", "[consent]\nvendorid = 1"),
+                "consent.vendorid",
+            ),
             (
                 edited("vendor_id = 755", "vendor_id = 0"),
                 "consent.vendor_id",
@@ -1483,13 +1594,19 @@ mod tests {
                     "[[fairness.baselines]]",
                     "[[fairness.baselines]]\nweight = 1",
                 ),
-                "fairness.baselines[0]",
+                "fairness.baselines[0].weight",
             ),
         ];
         for (text, place) in &cases {
             let err = CompiledPolicy::from_toml(text).expect_err(place);
             let places: Vec<&str> = err.issues().iter().map(|i| i.place.as_str()).collect();
-            assert!(places.contains(place), "expected {place}, got {places:?}");
+            // The place, or (a wrong setting in it) one of its settings.
+            assert!(
+                places
+                    .iter()
+                    .any(|p| p == place || p.starts_with(&format!("{place}."))),
+                "expected {place}, got {places:?}"
+            );
         }
     }
 
