@@ -191,6 +191,9 @@ pub struct Guard {
     /// into its counter and routed by its table; `tracker` is then unused.
     shared: Option<Arc<SharedCampaigns>>,
     event_time: parking_lot::Mutex<EventClock>,
+    /// Held across a policy swap: two reloads at once (the file watcher and
+    /// the admin call) would interleave their window resets and publishes.
+    swapping: parking_lot::Mutex<()>,
 }
 
 fn flag_value(policy: &CompiledPolicy, f: Option<&Finding>, acknowledged: bool) -> String {
@@ -253,6 +256,7 @@ impl Guard {
             tracker,
             shared: None,
             event_time: parking_lot::Mutex::new(EventClock::new()),
+            swapping: parking_lot::Mutex::new(()),
         }
     }
 
@@ -293,6 +297,7 @@ impl Guard {
     /// invalid). Windows are kept when dimensions (groups, bands and
     /// transform included) and window are unchanged.
     pub fn swap_policy(&self, policy: CompiledPolicy) -> Swapped {
+        let _one_at_a_time = self.swapping.lock();
         let old = self.live.load();
         let kept = old.policy.same_windows(&policy);
         if !kept {

@@ -423,7 +423,11 @@ impl Owner {
             self.evicted += 1;
             out.push(Out::Gone(id.into()));
         }
-        if let Some((_, w, dirty)) = &mut self.platform {
+        // The platform row, like a campaign's, waits for its partition's
+        // replay: written before, it would publish a partial mix.
+        if let Some((partition, w, dirty)) = &mut self.platform
+            && !self.restoring.contains(partition)
+        {
             w.advance(head);
             if std::mem::take(dirty) {
                 out.push(Out::Platform(PlatformRecord {
@@ -698,6 +702,21 @@ mod tests {
             ),
             Err(Skip::Replayed)
         );
+    }
+
+    /// The platform mix is written only once its partition is replayed.
+    #[test]
+    fn the_platform_row_waits_for_its_partition_to_be_replayed() {
+        let p = policy();
+        let mut o = Owner::new();
+        o.restoring(3);
+        o.merge(&p, 3, &delta(&p, PLATFORM_KEY, 100, 300, 300), || None, NOW)
+            .unwrap();
+        let platform_rows =
+            |out: &[Out]| out.iter().filter(|x| matches!(x, Out::Platform(_))).count();
+        assert_eq!(platform_rows(&o.judge(&p, &platform(&p), NOW, 30_000)), 0);
+        o.restored(3);
+        assert_eq!(platform_rows(&o.judge(&p, &platform(&p), NOW, 30_000)), 1);
     }
 
     /// The previous owner's clock ran an hour ahead: this owner's rows
