@@ -822,6 +822,51 @@ mod tests {
         assert_eq!(e.0.len(), 1, "{e}");
     }
 
+    /// Every setting of the example, one at a time and all at once, given
+    /// values of every other shape: the config is refused or read, never a
+    /// panic, and each wrong setting is named at most once.
+    #[test]
+    fn any_setting_of_any_shape_is_refused_or_read_never_a_panic() {
+        let wrong = [
+            "\"x\"",
+            "1.5",
+            "[]",
+            "{}",
+            "-1",
+            "true",
+            "18446744073709551616",
+        ];
+        let settings: Vec<usize> = EXAMPLE
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim_start().starts_with(['#', '[']) && l.contains(" = "))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(settings.len() > 20, "the example has its settings");
+        let with = |lines: &[usize], value: &str| {
+            EXAMPLE
+                .lines()
+                .enumerate()
+                .map(|(i, l)| match l.split_once(" = ") {
+                    Some((k, _)) if lines.contains(&i) => format!("{k} = {value}"),
+                    _ => l.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for value in wrong {
+            for &i in &settings {
+                let _ = Config::from_toml(&with(&[i], value));
+            }
+            if let Err(e) = Config::from_toml(&with(&settings, value)) {
+                let mut named = e.0.clone();
+                named.sort();
+                named.dedup();
+                assert_eq!(named.len(), e.0.len(), "a problem named twice: {e}");
+            }
+        }
+    }
+
     #[test]
     fn all_problems_are_listed() {
         let bad = EXAMPLE
