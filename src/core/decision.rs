@@ -716,13 +716,21 @@ impl Decision {
     }
 
     /// The consent signals, borrowed from the message: each in its OpenRTB
-    /// 2.6 place, or in its 2.5 place (`ext`) when the 2.6 one is absent.
-    pub fn consent_inputs(&self) -> Inputs<'_> {
+    /// 2.6 place, or in its 2.5 place (`ext`) when the 2.6 one is absent or
+    /// empty (an empty string is no signal, so it must not hide one).
+    ///
+    /// A TC string's age is measured at the later of the decision's `ts`
+    /// and `now_ms`, fairgate's clock: a `ts` far in the past (seconds sent
+    /// as milliseconds, 1970; a replay of old traffic) cannot keep an old
+    /// string from expiring.
+    pub fn consent_inputs(&self, now_ms: i64) -> Inputs<'_> {
         let root = self.value.as_object().expect("validated object");
         let user = root.get(&"user").and_then(Value::as_object);
         let regs = root.get(&"regs").and_then(Value::as_object);
         fn s<'a>(m: Option<&'a Object>, k: &str) -> Option<&'a str> {
-            m.and_then(|m| m.get(&k)).and_then(Value::as_str)
+            m.and_then(|m| m.get(&k))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
         }
         fn ext(m: Option<&Object>) -> Option<&Object> {
             m.and_then(|m| m.get(&"ext")).and_then(Value::as_object)
@@ -736,7 +744,7 @@ impl Decision {
             gpc: self.gpc,
             coppa: self.coppa,
             lmt: self.lmt,
-            ts_ms: self.ts,
+            ts_ms: self.ts.max(now_ms),
         }
     }
 }
@@ -917,7 +925,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(d.id, "last");
-        assert_eq!(d.consent_inputs().tcf, Some("B"));
+        assert_eq!(d.consent_inputs(0).tcf, Some("B"));
         assert_eq!(
             sonic_rs::to_string(&d.value).unwrap(),
             r#"{"id":"last","ts":1,"campaign":{"id":"c"},"user":{"consent":"B","x":[{"k":{"j":2}}]}}"#

@@ -405,7 +405,7 @@ impl Guard {
             Err(e) => return self.dead_letter(&live, key, bytes, e.clone()),
         };
         let now_ms = self.now_ms(now, d.ts, policy.max_future_ms);
-        let verdict = live.consent.evaluate(&d.consent_inputs());
+        let verdict = live.consent.evaluate(&d.consent_inputs(now_ms));
         let rec = self.record(policy, d, now_ms);
 
         let (payload, stripped) = with_scratch(|buf| {

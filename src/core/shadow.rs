@@ -173,7 +173,7 @@ fn beside(
     let verdict = if p.same_consent {
         *lv
     } else {
-        sl.consent.evaluate(&d.consent_inputs())
+        sl.consent.evaluate(&d.consent_inputs(now_ms))
     };
     let rec = g.record(policy, d, now_ms);
     let (route, _) = route_of(&verdict, rec.state);

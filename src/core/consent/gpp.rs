@@ -45,11 +45,12 @@ pub struct UsFacts {
     /// ("did not opt out") beside its notice of 0 ("not applicable"): an
     /// invalid combination.
     pub notice_missing: bool,
-    /// `MspaServiceProviderMode` = 1.
+    /// `MspaServiceProviderMode` = 1, or (sections 24–27) `MspaMode` = 2.
     pub service_provider: bool,
     /// `SensitiveDataProcessing` by Prebid's rule (README "Consent", rule 12).
     pub sensitive: bool,
-    /// `PersonalDataConsents` other than 0 (Prebid denies on 2; fairgate on 1 too).
+    /// `PersonalDataConsents`, or a state's `AdditionalDataProcessingConsent`,
+    /// other than 0 (Prebid denies on 2; fairgate on 1 too).
     pub personal_data: bool,
     /// `KnownChildSensitiveDataConsents` by Prebid's rule: the user is a known child.
     pub known_child: bool,
@@ -352,8 +353,8 @@ fn us_section(id: u16, raw: &str) -> Option<Result<Section, ()>> {
 /// Trailing padding bits are ignored; a value of 3 is undefined and fails
 /// the section; so does a wrong version. The result has the shape
 /// `iab_gpp` gives the other sections (snake_case names, numeric codes),
-/// so [`judge_us`] reads it the same way. `MspaMode` is kept but not judged:
-/// the library documents it only as "0 not applicable, 1 yes, 2 no".
+/// so [`judge_us`] reads it the same way, `MspaMode` included (2 is Service
+/// Provider Mode).
 pub(super) fn mspa_state_section(id: u16, raw: &str) -> Result<Value, GppDecodeError> {
     let mut segments = raw.split('.');
     let core = segments.next().unwrap_or("");
@@ -551,14 +552,23 @@ fn judge_us(id: u16, v: &Value) -> UsFacts {
             u.opted_out |= c == 3;
         }
     }
-    u.service_provider = field("mspa_service_provider_mode") == Some(1);
-    u.personal_data = f
-        .top
-        .iter()
-        .any(|&(k, c)| k.starts_with("personal_data_consent") && c != 0);
+    // Sections 24–27 carry one `MspaMode` for both modes: 1 is Opt-Out
+    // Option Mode, 2 Service Provider Mode (the IAB's reference encoder for
+    // them, iabgpp-es #106); the others a `MspaServiceProviderMode` of 1.
+    u.service_provider = field("mspa_service_provider_mode") == Some(1)
+        || ((24..=27).contains(&id) && field("mspa_mode") == Some(2));
+    // The state sections' `AdditionalDataProcessingConsent` is US National's
+    // `PersonalDataConsents` under another name (consent to processing not
+    // necessary for the disclosed purposes): judged alike (rule 13).
+    u.personal_data = f.top.iter().any(|&(k, c)| {
+        (k.starts_with("personal_data_consent") || k == "additional_data_processing_consent")
+            && c != 0
+    });
     let sdp_notice_na = [
         "sensitive_data_processing_opt_out_notice",
         "sensitive_data_limit_use_notice",
+        // Iowa's name for it (section 18).
+        "sensitive_data_optout_notice",
     ]
     .iter()
     .any(|n| field(n) == Some(0));
@@ -618,4 +628,45 @@ pub fn decode_usp(s: &str) -> Result<Option<bool>, UspInvalid> {
         // A notice was given but the sale flag is unknown: fail closed.
         _ => Some(true),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fields the review of 2026-11-24 found read under one name only.
+    #[test]
+    fn state_fields_under_their_own_names_are_judged() {
+        let us = |id, v: Value| judge_us(id, &v);
+        // Iowa's sensitive-data opt-out notice "not applicable" beside a
+        // sensitive-data consent: the invalid combination of rule 12.
+        let iowa = us(
+            18,
+            serde_json::json!({"core": {
+                "sensitive_data_optout_notice": "NotApplicable",
+                "sensitive_data_processing": {"racial_or_ethnic_origin": "Consent"},
+            }}),
+        );
+        assert!(iowa.sensitive);
+        // A state's AdditionalDataProcessingConsent is PersonalDataConsents.
+        for c in [1, 2] {
+            let s = us(
+                27,
+                serde_json::json!({"core": {"additional_data_processing_consent": c}}),
+            );
+            assert!(s.personal_data, "{c}");
+        }
+        let s = us(
+            27,
+            serde_json::json!({"core": {"additional_data_processing_consent": 0}}),
+        );
+        assert!(!s.personal_data);
+        // Sections 24–27: MspaMode 2 is Service Provider Mode; 1 (Opt-Out
+        // Option Mode) and 0 are not. Elsewhere `mspa_mode` is not a field.
+        for (id, mode, provider) in [(24, 2, true), (27, 2, true), (25, 1, false), (26, 0, false)] {
+            let s = us(id, serde_json::json!({"core": {"mspa_mode": mode}}));
+            assert_eq!(s.service_provider, provider, "{id} {mode}");
+        }
+        assert!(!us(7, serde_json::json!({"core": {"mspa_mode": 2}})).service_provider);
+    }
 }

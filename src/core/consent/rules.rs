@@ -157,7 +157,7 @@ fn openrtb_2_5_placements_are_read_when_2_6_is_absent() {
     let refused = tcf("missing_vendor_755_range");
     let judge = |json: String| {
         let d = Decision::parse(json.as_bytes()).unwrap();
-        let v = e.evaluate(&d.consent_inputs());
+        let v = e.evaluate(&d.consent_inputs(0));
         (v.outcome, v.reason_header(), d.disagreements)
     };
     let head = r#""id":"d","ts":1718526600000,"campaign":{"id":"c"}"#;
@@ -177,6 +177,15 @@ fn openrtb_2_5_placements_are_read_when_2_6_is_absent() {
     ));
     assert_eq!((o, r.as_str()), (C, "tcf_vendor"));
     assert!(dis.gdpr && dis.us_privacy && dis.consent, "{dis:?}");
+    // An empty 2.6 field is no signal: it does not hide the 2.5 one.
+    let (o, r, _) = judge(format!(
+        r#"{{{head},"regs":{{"gdpr":0,"us_privacy":"","ext":{{"us_privacy":"1YYN"}}}}}}"#
+    ));
+    assert_eq!((o, r.as_str()), (C, "usp_opt_out"));
+    let (o, r, _) = judge(format!(
+        r#"{{{head},"regs":{{"gdpr":1}},"user":{{"consent":"","ext":{{"consent":"{refused}"}}}}}}"#
+    ));
+    assert_eq!((o, r.as_str()), (C, "tcf_vendor"));
     // Both, agreeing: nothing noted.
     let (_, _, dis) = judge(format!(
         r#"{{{head},"regs":{{"gdpr":1,"ext":{{"gdpr":1}}}},"user":{{"consent":"{ok}","ext":{{"consent":"{ok}"}}}}}}"#
@@ -195,6 +204,27 @@ fn openrtb_2_5_placements_are_read_when_2_6_is_absent() {
             "{bad}"
         );
     }
+}
+
+/// A TC string's age is measured at the later of the decision's `ts` and
+/// fairgate's clock: a `ts` sent in seconds (1970 as milliseconds) cannot
+/// keep a string from expiring.
+#[test]
+fn a_string_expires_by_fairgates_clock_too() {
+    let e = evaluator();
+    let ok = tcf("all_purposes_v755_sf1_range");
+    let json = format!(
+        r#"{{"id":"d","ts":1718526600,"campaign":{{"id":"c"}},"regs":{{"gdpr":1}},"user":{{"consent":"{ok}"}}}}"#
+    );
+    let d = Decision::parse(json.as_bytes()).unwrap();
+    let at = |now_ms| e.evaluate(&d.consent_inputs(now_ms)).reason;
+    // Judged in June 2024, its time: consented.
+    assert_eq!(at(1_718_526_600_000), Reason::Consented);
+    // Judged two years later: expired, whatever `ts` says.
+    assert_eq!(
+        at(1_718_526_600_000 + 2 * 365 * 86_400_000),
+        Reason::TcfExpired
+    );
 }
 
 /// Item 6: a section `gpp_sid` does not list is never decoded, so it never

@@ -895,8 +895,8 @@ const gppSpecs = [
   },
   {
     name: "usin_no_opt_out_sensitive_segment",
-    description: "usin with its sensitive-data segment, every entry 0",
-    verdict: P(),
+    description: "usin with its sensitive-data segment, every entry 0; MspaMode 2 (Service Provider Mode)",
+    verdict: C("gpp_service_provider:25"),
     sections: [["usin", { ProcessingNotice: 1, SaleOptOutNotice: 1, TargetedAdvertisingOptOutNotice: 1, SaleOptOut: 2, TargetedAdvertisingOptOut: 2, MspaCoveredTransaction: 1, MspaMode: 2, SensitiveDataProcessing: [0, 0, 0, 0, 0, 0, 0, 0] }]],
   },
   {
@@ -907,7 +907,8 @@ const gppSpecs = [
   },
   {
     name: "usri_no_opt_out",
-    verdict: P(),
+    description: "AdditionalDataProcessingConsent 2: judged as US National's PersonalDataConsents (rule 13)",
+    verdict: C("gpp_personal_data:27"),
     sections: [["usri", { ProcessingNotice: 1, SaleOptOutNotice: 1, TargetedAdvertisingOptOutNotice: 1, SaleOptOut: 2, TargetedAdvertisingOptOut: 2, AdditionalDataProcessingConsent: 2, MspaCoveredTransaction: 2, SensitiveDataConsentSegmentIncluded: false }]],
   },
   {
