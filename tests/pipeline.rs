@@ -117,9 +117,19 @@ struct Running {
 }
 
 fn start(config: &Config, stage: impl Stage, metrics: Metrics) -> Running {
+    let (_no_overrides, alerts) = tokio::sync::mpsc::channel(1);
+    start_with(config, stage, metrics, alerts)
+}
+
+/// [`start`], with the receiving end of the overrides' alerts.
+fn start_with(
+    config: &Config,
+    stage: impl Stage,
+    metrics: Metrics,
+    alerts: tokio::sync::mpsc::Receiver<fairgate::fairness::alert::AlertEvent>,
+) -> Running {
     let health = Arc::new(Health::default());
     let cancel = CancellationToken::new();
-    let (_no_overrides, alerts) = tokio::sync::mpsc::channel(1);
     let task = tokio::spawn(pipeline::run(
         PipelineParts {
             config: config.clone(),
@@ -439,6 +449,67 @@ impl Stage for Gate {
     fn policy_version(&self) -> String {
         self.inner.policy_version()
     }
+}
+
+/// An override's audit alert handed over before the pipeline is told to
+/// stop is published, once; once the drain has begun no alert is taken (the
+/// override is then refused before it is applied), rather than taken and
+/// never published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_is_published_once_or_refused_never_taken_and_lost() {
+    let (_mock, t) = cluster(1, "alert-drain");
+    let config = setup(&t, 100, |p| p);
+    produce(&t, decisions(40, 0, 71)).await;
+    let m = metrics();
+    let reached = Arc::new(AtomicBool::new(false));
+    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let gate = Gate {
+        inner: guard(&config, &m),
+        at: 20,
+        reached: reached.clone(),
+        open: open.clone(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let p = start_with(&config, gate, m, rx);
+    let alert = || {
+        Guard::new(CompiledPolicy::load(&config.policy).unwrap())
+            .override_campaign(
+                "cmp-1",
+                fairgate::fairness::campaign::OverrideAction::ForceBlock,
+                "ana",
+                "checked",
+                1_800_000_000_000,
+            )
+            .unwrap()
+    };
+    wait_until("reached the gate", || reached.load(Ordering::Relaxed)).await;
+    tx.send(alert()).await.unwrap();
+    p.cancel.cancel();
+    // The drain waits on the held record: an override now must be refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let late = tx.send(alert()).await;
+    *open.0.lock().unwrap() = true;
+    open.1.notify_all();
+    let summary = p.stop().await;
+    assert!(summary.drained);
+    assert!(
+        late.is_err(),
+        "an alert handed over during the drain is refused"
+    );
+    let (b, topic) = (t.brokers.clone(), t.alerts.clone());
+    let on_topic = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .create()
+            .unwrap();
+        let (low, high) = c
+            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .unwrap();
+        high - low
+    })
+    .await
+    .unwrap();
+    assert_eq!(on_topic, 1, "the first override's alert, once");
 }
 
 /// Cancelled while the stage holds a record and more wait behind it: the run

@@ -244,6 +244,14 @@ impl App {
         by: &str,
         reason: &str,
     ) -> Result<Applied, OverrideError> {
+        // Room for the audit alert first: once the pipeline takes no more
+        // alerts (it is shutting down), the override is refused before it
+        // is applied, so that an applied override always has its alert.
+        let Ok(room) = self.alerts_tx.reserve().await else {
+            return Err(OverrideError::Unavailable(
+                "this instance is shutting down; send the override to another one".into(),
+            ));
+        };
         let mut applied = true;
         let alert = match self.guard.shared() {
             Some(shared) => {
@@ -300,9 +308,7 @@ impl App {
             ])
             .inc();
         info!(campaign, action = action.as_str(), by, "campaign override");
-        if self.alerts_tx.send(alert.clone()).await.is_err() {
-            warn!("alert channel closed; override alert not published");
-        }
+        room.send(alert.clone());
         Ok(Applied { alert, applied })
     }
 

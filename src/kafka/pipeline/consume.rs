@@ -145,7 +145,10 @@ impl ConsumeLoop {
     }
 
     /// An override's alert: publish it, and hand it to the other sinks.
-    async fn publish_alert(&mut self, a: Option<AlertEvent>) -> Result<(), PipelineError> {
+    pub(super) async fn publish_alert(
+        &mut self,
+        a: Option<AlertEvent>,
+    ) -> Result<(), PipelineError> {
         let Some(a) = a else {
             self.alerts_open = false;
             return Ok(());

@@ -28,7 +28,14 @@ pub(super) async fn drain(
     threads: &[JoinHandle<()>],
 ) -> Result<bool, PipelineError> {
     let deadline = Instant::now() + drain_budget(lp.shared.grace);
+    // No new alerts (an override is refused from now on, before it is
+    // applied); those already queued, or whose room is taken, are published
+    // below like any other record.
+    lp.alerts.close();
     while Instant::now() < deadline {
+        while let Ok(a) = lp.alerts.try_recv() {
+            lp.publish_alert(Some(a)).await?;
+        }
         let resent = send_retries(lp).await;
         if let Ok(e) = lp.fatal_rx.try_recv() {
             return Err(e);
@@ -41,7 +48,7 @@ pub(super) async fn drain(
             lp.flush().await?;
         }
         let in_queue = lp.producer.in_flight_count();
-        if judging == 0 && in_queue == 0 && lp.retry_rx.is_empty() {
+        if judging == 0 && in_queue == 0 && lp.retry_rx.is_empty() && lp.alerts.is_empty() {
             commit(&lp.shared, &lp.consumer).await;
             if lp.shared.offsets.lock().all_committable().is_empty() {
                 return Ok(true);

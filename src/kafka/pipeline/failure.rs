@@ -29,13 +29,16 @@ pub(super) fn fatal(shared: &Shared, token: &Token, e: &KafkaError) -> PipelineE
 /// dead-letter form refused in turn is fatal (the dead-letter topic takes
 /// less than [`REFUSED_PAYLOAD_BYTES`](super::records::REFUSED_PAYLOAD_BYTES)
 /// and a few headers: a topic configuration to fix, not a record to skip).
+/// So is a count delta refused by the exposure topic: dead-lettered, the
+/// input records it counts would be committed with their counts lost (a
+/// delta is a few KB; a topic that refuses one is a configuration to fix).
 pub(super) fn refuse(
     shared: &Shared,
     out: &Out,
     token: &Token,
     e: &KafkaError,
 ) -> Result<Outgoing, PipelineError> {
-    if token.refused {
+    if token.refused || token.role == super::records::Role::Exposure {
         return Err(fatal(shared, token, e));
     }
     let role = token.role.as_str();
