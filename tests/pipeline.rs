@@ -615,12 +615,18 @@ struct Member {
 
 impl Member {
     fn join(t: &TestTopics) -> Member {
+        Member::join_with(t, "range,roundrobin")
+    }
+
+    /// [`Member::join`] with the group's assignment strategy.
+    fn join_with(t: &TestTopics, strategy: &str) -> Member {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &t.brokers)
             .set("group.id", &t.group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "4000")
+            .set("partition.assignment.strategy", strategy)
             .create()
             .unwrap();
         c.subscribe(&[&t.input]).unwrap();
@@ -826,6 +832,61 @@ async fn a_partition_assigned_while_paused_is_resumed() {
     for id in ids(&records) {
         assert!(counts.contains_key(&id), "{id} lost");
     }
+}
+
+/// Under a cooperative protocol, a partition given back to the pipeline
+/// while it holds back (its places all taken, its partitions paused) stays
+/// paused with the others: it is not read past `max_in_flight` (before, the
+/// assignment resumed it and the paused loop took its records over the
+/// limit, up to the whole partition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_assigned_while_held_back_is_not_read_past_the_bound() {
+    let mock = MockCluster::new(2).expect("mock cluster");
+    let t = TestTopics::on("coop", &mock.bootstrap_servers());
+    for topic in t.all() {
+        let partitions = if topic == t.input { 2 } else { 1 };
+        mock.create_topic(topic, partitions, 1).unwrap();
+        for p in 0..partitions {
+            mock.partition_leader(topic, p, Some(1)).unwrap();
+        }
+    }
+    for topic in produced_topics(&t) {
+        mock.partition_leader(&topic, 0, Some(2)).unwrap();
+    }
+    mock.coordinator(MockCoordinator::Group(t.group.clone()), 1)
+        .unwrap();
+    mock.broker_down(2).unwrap();
+    let mut config = setup(&t, 20, |p| p);
+    config.pipeline.grace_period_secs = 2;
+    config.kafka.consumer.insert(
+        "partition.assignment.strategy".into(),
+        "cooperative-sticky".into(),
+    );
+    let records = decisions(400, 0, 69);
+    produce(&t, records.clone()).await;
+
+    let m = metrics();
+    let p = start(&config, guard(&config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= 20)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = p.rebalances("assign");
+    let other = Member::join_with(&t, "cooperative-sticky");
+    p.wait("rebalanced", || p.rebalances("revoke") > 0).await;
+    other.leave().await;
+    p.wait("given the partition back", || {
+        p.rebalances("assign") > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing is acknowledged (the output's broker is down): every record
+    // read is in flight. A revocation gives places back, so the bound may
+    // be filled again once per rebalance; never the partitions' whole 400.
+    let read = p.consumed();
+    assert!(read <= 3 * 20 + 10, "read {read} with max_in_flight 20");
+    mock.broker_up(2).unwrap();
+    let summary = p.stop().await;
+    assert!(summary.consumed <= 400);
 }
 
 /// The guard, noting which input offsets raised an alert.

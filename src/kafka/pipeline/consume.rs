@@ -49,8 +49,6 @@ pub(super) struct ConsumeLoop {
     /// Input records read in this run.
     pub(super) consumed: u64,
     pub(super) alerts_open: bool,
-    /// The partitions are paused (held back for longer than [`PAUSE_AFTER`]).
-    pub(super) paused: bool,
     /// Exposure deltas are flushed at least this often…
     pub(super) flush_every: Duration,
     /// …and as soon as this many input records wait for them.
@@ -79,7 +77,7 @@ impl ConsumeLoop {
                 .holds
                 .as_ref()
                 .is_some_and(|h| h.len() >= self.flush_at);
-            let held_back = !self.paused && self.shared.in_flight.held_back();
+            let held_back = !self.paused() && self.shared.in_flight.held_back();
             // The pause is due a fixed time after holding back began: other
             // branches (the flush tick) must not put it off for ever, or a
             // consumer held back would never poll, and never serve the
@@ -120,7 +118,7 @@ impl ConsumeLoop {
                 }
                 // Places came back: read again (resuming the partitions if
                 // they were paused).
-                _ = self.shared.in_flight.freed(), if held_back || self.paused => {
+                _ = self.shared.in_flight.freed(), if held_back || self.paused() => {
                     self.resume_if_free();
                     Ok(())
                 }
@@ -130,7 +128,7 @@ impl ConsumeLoop {
                 // records in librdkafka's queue instead.
                 _ = tokio::time::sleep_until(pause_at), if held_back => {
                     set_paused(&self.consumer, true);
-                    self.paused = true;
+                    self.shared.paused.store(true, Ordering::Relaxed);
                     Ok(())
                 }
                 m = self.consumer.recv(), if !held_back => match self.take(m) {
@@ -178,10 +176,15 @@ impl ConsumeLoop {
     }
 
     fn resume_if_free(&mut self) {
-        if self.paused && !self.shared.in_flight.held_back() {
+        if self.paused() && !self.shared.in_flight.held_back() {
             set_paused(&self.consumer, false);
-            self.paused = false;
+            self.shared.paused.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// The partitions are paused (held back for longer than [`PAUSE_AFTER`]).
+    fn paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Relaxed)
     }
 
     /// A record read: take its place in flight and make it a job. `None` for

@@ -233,10 +233,18 @@ impl ConsumerCtx {
         let s = &self.shared;
         s.metrics.rebalances.with_label_values(&["assign"]).inc();
         // librdkafka keeps a partition paused across a revoke and a new
-        // assignment; start it fetching (the loop pauses it again if it
-        // must hold back).
-        if let Err(e) = consumer.resume(tpl) {
-            warn!(target: "fairgate::kafka", error = %e, "cannot resume newly assigned partitions");
+        // assignment: start it fetching, unless the loop holds its
+        // partitions paused (past the in-flight bound), where it waits with
+        // them and resumes with them. Under a cooperative protocol the
+        // other partitions stay assigned, and paused, across this call.
+        let paused = s.paused.load(Ordering::Relaxed);
+        let r = if paused {
+            consumer.pause(tpl)
+        } else {
+            consumer.resume(tpl)
+        };
+        if let Err(e) = r {
+            warn!(target: "fairgate::kafka", error = %e, paused, "cannot pause or resume newly assigned partitions");
         }
         let parts = partitions_of(tpl);
         let mut offsets = s.offsets.lock();

@@ -133,6 +133,7 @@ fn start(
         delivered: AtomicU64::new(0),
         abandon: AtomicBool::new(false),
         holds: stage.holds().then(super::shared::Holds::default),
+        paused: AtomicBool::new(false),
     });
     let (producer, consumer) = connect(&config, &shared, &stage)?;
     let mut lp = ConsumeLoop {
@@ -148,7 +149,6 @@ fn start(
         fatal_rx,
         consumed: 0,
         alerts_open: true,
-        paused: false,
         flush_every: Duration::from_millis(p.exposure_flush_ms),
         flush_at: (p.max_in_flight / 4).max(1),
         last_input: tokio::time::Instant::now(),

@@ -103,6 +103,10 @@ pub(super) struct Shared {
     /// Input records waiting for the next exposure flush (when the stage
     /// counts exposure: [`super::stage::Stage::holds`]).
     pub(super) holds: Option<Holds>,
+    /// The consume loop has paused its partitions (held back for a while):
+    /// partitions assigned meanwhile stay paused too, or a cooperative
+    /// rebalance would have them read past the in-flight bound.
+    pub(super) paused: AtomicBool,
 }
 
 /// Input records begun held, waiting for the next flush; and the flushes
