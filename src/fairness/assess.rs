@@ -80,15 +80,19 @@ const NOTHING: [Counts; MAX_GROUPS] = [Counts {
     selected: 0,
 }; MAX_GROUPS];
 
-/// The `len` counts of the dimension starting at `off`; nothing counted
-/// when `counts` is too short to hold them (counts made under a policy
-/// with fewer groups, in a reload racing the judge threads).
-fn dim_counts(counts: &[Counts], off: usize, len: usize) -> &[Counts] {
+/// The counts of dimension `dim` in flat per-group `counts`; nothing
+/// counted when `counts` is too short to hold them (counts made under a
+/// policy with fewer groups, in a reload racing the judge threads).
+fn dim_counts<'a>(policy: &CompiledPolicy, dim: usize, counts: &'a [Counts]) -> &'a [Counts] {
+    let off = policy.group_offsets[dim];
+    let len = policy.dimensions[dim].groups.len();
     counts
         .get(off..off.saturating_add(len))
         .unwrap_or(&NOTHING[..len.min(MAX_GROUPS)])
 }
 
+/// Dimension `dim`'s baseline shares: the policy's for the campaign, else
+/// the platform's mix (from flat per-group `platform` counts) in `buf`.
 fn baseline_into<'a>(
     policy: &'a CompiledPolicy,
     campaign: &str,
@@ -99,6 +103,7 @@ fn baseline_into<'a>(
     if let Some(b) = policy.baseline(campaign, dim) {
         return Some((b, BaselineSource::Policy));
     }
+    let platform = dim_counts(policy, dim, platform);
     let total: u64 = platform.iter().map(|c| c.considered).sum();
     if total == 0 {
         return None;
@@ -116,9 +121,7 @@ fn dim_measures(
     totals: &[Counts],
     platform: &[Counts],
 ) -> (Option<Ratio>, Option<(Distance, BaselineSource)>) {
-    let off = policy.group_offsets[dim];
-    let len = policy.dimensions[dim].groups.len();
-    let groups = dim_counts(totals, off, len);
+    let groups = dim_counts(policy, dim, totals);
     let considered: u64 = groups.iter().map(|c| c.considered).sum();
     let ratio = if considered >= policy.min_campaign_considered {
         measures::selection_rate_ratio(
@@ -130,14 +133,7 @@ fn dim_measures(
         None
     };
     let mut buf = [0.0; MAX_GROUPS];
-    let distance = baseline_into(
-        policy,
-        campaign,
-        dim,
-        dim_counts(platform, off, len),
-        &mut buf,
-    )
-    .and_then(|(b, src)| {
+    let distance = baseline_into(policy, campaign, dim, platform, &mut buf).and_then(|(b, src)| {
         measures::share_distance(
             groups,
             b,
@@ -256,19 +252,11 @@ pub fn detail(
 ) -> Vec<DimensionNumbers> {
     let mut out = Vec::with_capacity(policy.dimensions.len());
     for (dim, d) in policy.dimensions.iter().enumerate() {
-        let off = policy.group_offsets[dim];
-        let len = d.groups.len();
-        let groups = dim_counts(totals, off, len);
+        let groups = dim_counts(policy, dim, totals);
         let (ratio, distance) = dim_measures(policy, campaign, dim, totals, platform);
         let mut buf = [0.0; MAX_GROUPS];
-        let base = baseline_into(
-            policy,
-            campaign,
-            dim,
-            dim_counts(platform, off, len),
-            &mut buf,
-        )
-        .map(|(b, s)| (b.to_vec(), s));
+        let base =
+            baseline_into(policy, campaign, dim, platform, &mut buf).map(|(b, s)| (b.to_vec(), s));
         let selected: u64 = groups.iter().map(|c| c.selected).sum();
         let considered: u64 = groups.iter().map(|c| c.considered).sum();
         out.push(DimensionNumbers {
