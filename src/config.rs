@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -629,54 +630,54 @@ fn check_pipeline(p: &PipelineConfig, problems: &mut Vec<String>) {
     if p.commit_interval_ms == 0 || p.commit_interval_ms > 60_000 {
         problems.push("pipeline.commit_interval_ms: must be 1..=60000".into());
     }
-    if !(1..=3600).contains(&p.grace_period_secs) {
-        problems.push(format!(
-            "pipeline.grace_period_secs: must be 1..=3600, got {}",
-            p.grace_period_secs
-        ));
-    }
-    if !(1..=10_000).contains(&p.shadow_sample_per_sec) {
-        problems.push(format!(
-            "pipeline.shadow_sample_per_sec: must be 1..=10000, got {}",
-            p.shadow_sample_per_sec
-        ));
-    }
+    in_range(
+        problems,
+        "pipeline.grace_period_secs",
+        p.grace_period_secs,
+        1..=3600,
+    );
+    in_range(
+        problems,
+        "pipeline.shadow_sample_per_sec",
+        p.shadow_sample_per_sec,
+        1..=10_000,
+    );
     if p.campaign_series_cap > 10_000 {
         problems.push(format!(
             "pipeline.campaign_series_cap: must be 0..=10000 (each campaign is a set of metric series), got {}",
             p.campaign_series_cap
         ));
     }
-    if !(5..=3600).contains(&p.stall_after_secs) {
-        problems.push(format!(
-            "pipeline.stall_after_secs: must be 5..=3600, got {}",
-            p.stall_after_secs
-        ));
-    }
+    in_range(
+        problems,
+        "pipeline.stall_after_secs",
+        p.stall_after_secs,
+        5..=3600,
+    );
 }
 
 /// `[state]` and `pipeline.exposure_flush_ms`: bounds, and a state key when
 /// state is shared (without one no instance could trust another's rows).
 fn check_state(c: &Config, problems: &mut Vec<String>) {
     let s = &c.state;
-    if !(10..=60_000).contains(&c.pipeline.exposure_flush_ms) {
-        problems.push(format!(
-            "pipeline.exposure_flush_ms: must be 10..=60000, got {}",
-            c.pipeline.exposure_flush_ms
-        ));
-    }
-    if !(100..=3_600_000).contains(&s.table_refresh_ms) {
-        problems.push(format!(
-            "state.table_refresh_ms: must be 100..=3600000, got {}",
-            s.table_refresh_ms
-        ));
-    }
-    if !(10..=60_000).contains(&s.judge_interval_ms) {
-        problems.push(format!(
-            "state.judge_interval_ms: must be 10..=60000, got {}",
-            s.judge_interval_ms
-        ));
-    }
+    in_range(
+        problems,
+        "pipeline.exposure_flush_ms",
+        c.pipeline.exposure_flush_ms,
+        10..=60_000,
+    );
+    in_range(
+        problems,
+        "state.table_refresh_ms",
+        s.table_refresh_ms,
+        100..=3_600_000,
+    );
+    in_range(
+        problems,
+        "state.judge_interval_ms",
+        s.judge_interval_ms,
+        10..=60_000,
+    );
     if s.owner_group_id
         .as_deref()
         .is_some_and(|g| g.trim().is_empty() || g == c.kafka.group_id)
@@ -707,31 +708,45 @@ fn check_http(h: &HttpConfig, problems: &mut Vec<String>) {
     }
 }
 
-/// `[alerts]`: an http(s) webhook, at least one attempt.
+/// Note `value` outside `range` as a problem of `field`, naming both.
+fn in_range<T>(problems: &mut Vec<String>, field: &str, value: T, range: RangeInclusive<T>)
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if !range.contains(&value) {
+        problems.push(format!(
+            "{field}: must be {}..={}, got {value}",
+            range.start(),
+            range.end()
+        ));
+    }
+}
+
+/// `[alerts]`: an http(s) webhook, bounded attempts, timeout and queue.
 fn check_alerts(a: &AlertsConfig, problems: &mut Vec<String>) {
     if let Some(url) = &a.webhook_url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
         problems.push("alerts.webhook_url: must start with http:// or https://".into());
     }
-    if !(1..=100).contains(&a.webhook_max_attempts) {
-        problems.push(format!(
-            "alerts.webhook_max_attempts: must be 1..=100, got {}",
-            a.webhook_max_attempts
-        ));
-    }
-    if !(10..=600_000).contains(&a.webhook_timeout_ms) {
-        problems.push(format!(
-            "alerts.webhook_timeout_ms: must be 10..=600000, got {}",
-            a.webhook_timeout_ms
-        ));
-    }
-    if !(1..=1_000_000).contains(&a.webhook_queue) {
-        problems.push(format!(
-            "alerts.webhook_queue: must be 1..=1000000, got {}",
-            a.webhook_queue
-        ));
-    }
+    in_range(
+        problems,
+        "alerts.webhook_max_attempts",
+        a.webhook_max_attempts,
+        1..=100,
+    );
+    in_range(
+        problems,
+        "alerts.webhook_timeout_ms",
+        a.webhook_timeout_ms,
+        10..=600_000,
+    );
+    in_range(
+        problems,
+        "alerts.webhook_queue",
+        a.webhook_queue,
+        1..=1_000_000,
+    );
 }
 
 /// `[log]`: the level is a filter `tracing` accepts.
