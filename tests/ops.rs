@@ -657,6 +657,19 @@ async fn connect(s: &Server) -> tokio::net::TcpStream {
         .unwrap()
 }
 
+/// A connection served one request (200) and kept alive.
+async fn served_and_kept(s: &Server) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = connect(s).await;
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    c
+}
+
 /// Slow-loris: a connection that sends half a header (one byte a minute
 /// would do), one that sends nothing, and a kept-alive one gone quiet after
 /// its response each hold a descriptor only until the header-read timeout
@@ -690,23 +703,14 @@ async fn connections_stalled_in_a_header_or_idle_are_closed() {
 /// waits (in the kernel's backlog) and is served as soon as a slot frees.
 #[tokio::test]
 async fn past_the_connection_cap_a_new_client_waits_for_a_free_slot() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let s = server_with(fairgate::service::http::Limits {
         max_connections: 2,
         header_read_timeout: std::time::Duration::from_secs(120),
     })
     .await;
-    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        // Served once, kept alive: the connection holds its slot.
-        let mut c = connect(&s).await;
-        c.write_all(request).await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = c.read(&mut buf).await.unwrap();
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        held.push(c);
-    }
+    // Served once, kept alive: each connection holds its slot.
+    let mut held = vec![served_and_kept(&s).await, served_and_kept(&s).await];
     let mut third = connect(&s).await;
     third
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -729,15 +733,8 @@ async fn past_the_connection_cap_a_new_client_waits_for_a_free_slot() {
 /// accepting, closes a kept-alive idle connection and its thread ends.
 #[tokio::test]
 async fn on_cancel_the_server_closes_idle_connections_and_stops() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = server().await;
-    let mut kept = connect(&s).await;
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = kept.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let mut kept = served_and_kept(&s).await;
     s.cancel.cancel();
     read_until_closed(&mut kept, std::time::Duration::from_secs(30))
         .await

@@ -38,10 +38,21 @@ type Mock = MockCluster<'static, DefaultProducerContext>;
 /// partition each (the mock serves a group only the first partition of a
 /// multi-partition topic).
 fn cluster(brokers: i32, name: &str) -> (Mock, TestTopics) {
+    cluster_with(brokers, name, 1)
+}
+
+/// [`cluster`] with `input_partitions` partitions of the input topic.
+fn cluster_with(brokers: i32, name: &str, input_partitions: i32) -> (Mock, TestTopics) {
     let mock = MockCluster::new(brokers).expect("mock cluster");
     let t = TestTopics::on(name, &mock.bootstrap_servers());
     for topic in t.all() {
-        mock.create_topic(topic, 1, 1).expect("create topic");
+        let partitions = if topic == t.input {
+            input_partitions
+        } else {
+            1
+        };
+        mock.create_topic(topic, partitions, 1)
+            .expect("create topic");
     }
     (mock, t)
 }
@@ -50,9 +61,25 @@ fn cluster(brokers: i32, name: &str) -> (Mock, TestTopics) {
 /// coordinator on broker 1, the topics `on_second` names on broker 2 (which
 /// the test can take down), the rest on broker 1.
 fn split_cluster(name: &str, on_second: impl Fn(&TestTopics) -> Vec<String>) -> (Mock, TestTopics) {
-    let (mock, t) = cluster(2, name);
+    split_cluster_with(name, 1, on_second)
+}
+
+/// [`split_cluster`] with `input_partitions` partitions of the input topic.
+fn split_cluster_with(
+    name: &str,
+    input_partitions: i32,
+    on_second: impl Fn(&TestTopics) -> Vec<String>,
+) -> (Mock, TestTopics) {
+    let (mock, t) = cluster_with(2, name, input_partitions);
     for topic in t.all() {
-        mock.partition_leader(topic, 0, Some(1)).unwrap();
+        let partitions = if topic == t.input {
+            input_partitions
+        } else {
+            1
+        };
+        for p in 0..partitions {
+            mock.partition_leader(topic, p, Some(1)).unwrap();
+        }
     }
     for topic in on_second(&t) {
         mock.partition_leader(&topic, 0, Some(2)).unwrap();
@@ -799,7 +826,7 @@ async fn held_back_past_the_poll_interval_it_pauses_and_stays_in_the_group() {
 
 /// A partition revoked and assigned again while the consumer is paused is
 /// fetched again: librdkafka keeps a pause across reassignment, and the
-/// pipeline resumes newly assigned partitions.
+/// pipeline resumes it (with its other partitions, once it may read again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_assigned_while_paused_is_resumed() {
     let (mock, t) = split_cluster("resume", produced_topics);
@@ -841,20 +868,7 @@ async fn a_partition_assigned_while_paused_is_resumed() {
 /// limit, up to the whole partition).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_assigned_while_held_back_is_not_read_past_the_bound() {
-    let mock = MockCluster::new(2).expect("mock cluster");
-    let t = TestTopics::on("coop", &mock.bootstrap_servers());
-    for topic in t.all() {
-        let partitions = if topic == t.input { 2 } else { 1 };
-        mock.create_topic(topic, partitions, 1).unwrap();
-        for p in 0..partitions {
-            mock.partition_leader(topic, p, Some(1)).unwrap();
-        }
-    }
-    for topic in produced_topics(&t) {
-        mock.partition_leader(&topic, 0, Some(2)).unwrap();
-    }
-    mock.coordinator(MockCoordinator::Group(t.group.clone()), 1)
-        .unwrap();
+    let (mock, t) = split_cluster_with("coop", 2, produced_topics);
     mock.broker_down(2).unwrap();
     let mut config = setup(&t, 20, |p| p);
     config.pipeline.grace_period_secs = 2;
