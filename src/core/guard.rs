@@ -203,12 +203,7 @@ fn flag_value(policy: &CompiledPolicy, f: Option<&Finding>, acknowledged: bool) 
     };
     // Built piece by piece: this header is written for every decision of a
     // flagged campaign.
-    // A finding read from the campaign table may come from another policy
-    // (a rollout, a reload that dropped a dimension): its index is checked.
-    let dimension = policy
-        .dimensions
-        .get(f.dimension)
-        .map_or("unknown", |d| d.name.as_str());
+    let dimension = policy.dimension_name(f.dimension);
     let mut out = String::with_capacity(96 + dimension.len());
     out.push_str("measure=");
     out.push_str(f.measure.as_str());

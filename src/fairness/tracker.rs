@@ -419,13 +419,7 @@ pub fn alert_event(
         measured_state: p.measured_state,
         cause: p.cause,
         measure: finding.map(|f| f.measure),
-        // Checked: a finding read from the table may be another policy's.
-        dimension: finding.map(|f| {
-            policy
-                .dimensions
-                .get(f.dimension)
-                .map_or_else(|| "unknown".to_string(), |d| d.name.clone())
-        }),
+        dimension: finding.map(|f| policy.dimension_name(f.dimension).to_string()),
         value: finding.map(|f| f.value),
         bound: finding.map(|f| f.bound),
         threshold: finding.map(|f| f.threshold),

@@ -277,6 +277,15 @@ impl CompiledPolicy {
         )
     }
 
+    /// The name of dimension `i`, or `"unknown"` past this policy's
+    /// dimensions (a finding read from the campaign table may be another
+    /// policy's: a rollout, a reload that dropped a dimension).
+    pub fn dimension_name(&self, i: usize) -> &str {
+        self.dimensions
+            .get(i)
+            .map_or("unknown", |d| d.name.as_str())
+    }
+
     /// Eligible-audience baseline of a campaign for one dimension, if the policy gives one.
     pub fn baseline(&self, campaign: &str, dim: usize) -> Option<&[f64]> {
         self.baselines
