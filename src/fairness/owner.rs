@@ -289,10 +289,9 @@ impl Owner {
         if d.groups != policy.total_groups {
             return Err(Skip::Groups);
         }
-        // The newest bucket a delta may count in now.
-        let newest = now_ms
-            .saturating_add(policy.max_future_ms)
-            .div_euclid(policy.bucket_ms.max(1));
+        // The latest time a delta may count at now, and its bucket.
+        let latest = now_ms.saturating_add(policy.max_future_ms);
+        let newest = latest.div_euclid(policy.bucket_ms.max(1));
         let ahead = d.buckets.iter().any(|(b, _)| *b > newest);
         let buckets = d.buckets.iter().filter(|(b, _)| *b <= newest);
         let done = if ahead { Err(Skip::Future) } else { Ok(()) };
@@ -310,13 +309,11 @@ impl Owner {
             *dirty = true;
             return done;
         }
-        let seen = d.first_ms.min(now_ms.saturating_add(policy.max_future_ms));
+        let seen = d.first_ms.min(latest);
         let c = self.entry(policy, partition, &d.campaign, seed, seen, now_ms);
         c.category = Category::of_campaign(Some(&d.category));
         c.first_seen_ms = c.first_seen_ms.min(seen);
-        c.last_seen_ms = c
-            .last_seen_ms
-            .max(d.last_ms.min(now_ms.saturating_add(policy.max_future_ms)));
+        c.last_seen_ms = c.last_seen_ms.max(d.last_ms.min(latest));
         for (b, cells) in buckets {
             c.window.add_cells(*b, cells);
         }
