@@ -12,7 +12,7 @@
 //! it had no deltas of its own.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use rdkafka::producer::ThreadedProducer;
@@ -34,7 +34,6 @@ fn prepare(shared: &Shared, holds: &Holds, stage: &dyn Stage) -> Vec<Outgoing> {
     let outs: Vec<Out> = stage.flush();
     let batch = Arc::new(FlushBatch {
         remaining: AtomicUsize::new(outs.len()),
-        done: AtomicBool::new(outs.is_empty()),
         holds: held,
         started: Instant::now(),
     });

@@ -98,10 +98,9 @@ impl Outgoing {
 /// ([`super::shared::Holds`]).
 #[derive(Debug)]
 pub(super) struct FlushBatch {
+    /// Deltas not yet acknowledged: the flush is done at 0 (a flush with
+    /// none is done from the start).
     pub(super) remaining: std::sync::atomic::AtomicUsize,
-    /// Every delta of this flush is acknowledged (a flush with none is
-    /// done from the start).
-    pub(super) done: std::sync::atomic::AtomicBool,
     /// `(partition, generation, offset)` of every input record held for it.
     pub(super) holds: Vec<(i32, u64, i64)>,
     pub(super) started: std::time::Instant,

@@ -162,7 +162,10 @@ impl Holds {
     fn ready(&self) -> Vec<Arc<FlushBatch>> {
         let mut q = self.flushes.lock();
         let mut out = Vec::new();
-        while q.front().is_some_and(|b| b.done.load(Ordering::Acquire)) {
+        while q
+            .front()
+            .is_some_and(|b| b.remaining.load(Ordering::Acquire) == 0)
+        {
             out.extend(q.pop_front());
         }
         out
@@ -194,7 +197,6 @@ impl Shared {
     /// A delta was acknowledged: when it was its flush's last, release the flush.
     pub(super) fn delta_acknowledged(&self, batch: &FlushBatch) {
         if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            batch.done.store(true, Ordering::Release);
             self.metrics
                 .state
                 .flush_seconds
@@ -211,7 +213,6 @@ mod tests {
     fn batch(deltas: usize, held: i64) -> Arc<FlushBatch> {
         Arc::new(FlushBatch {
             remaining: AtomicUsize::new(deltas),
-            done: AtomicBool::new(deltas == 0),
             holds: vec![(0, 1, held)],
             started: std::time::Instant::now(),
         })
@@ -229,9 +230,9 @@ mod tests {
         let third = batch(1, 12);
         h.queue(third.clone());
         assert!(h.ready().is_empty(), "the first is in flight");
-        third.done.store(true, Ordering::Release);
+        third.remaining.store(0, Ordering::Release);
         assert!(h.ready().is_empty(), "the third is done, the first is not");
-        first.done.store(true, Ordering::Release);
+        first.remaining.store(0, Ordering::Release);
         let released: Vec<i64> = h.ready().iter().map(|b| b.holds[0].2).collect();
         assert_eq!(released, vec![10, 11, 12]);
         assert!(h.ready().is_empty(), "each released once");
