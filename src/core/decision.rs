@@ -1,9 +1,14 @@
 //! The decision message (SPEC "The decision message"): reading and checking it.
 //!
-//! A decision is parsed into a `sonic_rs::Value` (with `arbitrary_precision`),
-//! an immutable document that stripping edits copy-on-write ([`crate::core::edit`]),
-//! so fields the policy does not name are published with their values
-//! unchanged, numbers digit for digit. Only the fields fairgate interprets are
+//! Most records are read from their text alone: when the outline read
+//! accepts the text ([`outline::scan`]: valid JSON, no escape, no repeated
+//! key), the fields are read through the outline and nothing is parsed
+//! ([`crate::core::view::TextValue`]). Any other record is parsed into a
+//! `sonic_rs::Value` (with `arbitrary_precision`), an immutable document
+//! that stripping edits copy-on-write ([`crate::core::edit`]). Both are read
+//! by the same rules ([`View`]), so fields the policy does not name are
+//! published with their values unchanged, numbers digit for digit, either
+//! way. Only the fields fairgate interprets are
 //! type-checked; a wrong type is a rejection naming the field and the JSON type
 //! found — never the value, which may be personal.
 //!
@@ -12,10 +17,13 @@
 //! (the last value, at the first key's place; see [`normalise`]), and integers
 //! are read from the number's text as `str::parse` reads them.
 
+use std::borrow::Cow;
+
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Object, Value};
 
 use crate::core::consent::Inputs;
 use crate::core::outline::{self, Outline, Scan};
+use crate::core::view::{TextValue, View};
 
 /// Why a record was sent to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,24 +68,13 @@ impl Reject {
 
 /// JSON type name of a value, for error messages.
 pub fn type_name(v: &Value) -> &'static str {
-    match v.get_type() {
-        JsonType::Null => "null",
-        JsonType::Boolean => "a boolean",
-        JsonType::Number if is_integer(v) => "an integer",
-        JsonType::Number => "a number",
-        JsonType::String => "a string",
-        JsonType::Array => "an array",
-        JsonType::Object => "an object",
-    }
+    View::type_name(v)
 }
 
 /// The number as an `i64`, read from its source text (`-0` is 0, `1.0` and
 /// `1e3` are not integers), as serde_json's `arbitrary_precision` read it.
 pub fn as_i64(v: &Value) -> Option<i64> {
-    match v.as_raw_number() {
-        Some(raw) => raw.as_str().parse().ok(),
-        None => v.as_i64(),
-    }
+    View::as_i64(v)
 }
 
 /// The number as a finite `f64`, read from its source text.
@@ -89,18 +86,11 @@ pub fn as_f64(v: &Value) -> Option<f64> {
     .filter(|x| x.is_finite())
 }
 
-fn is_integer(v: &Value) -> bool {
-    match v.as_raw_number() {
-        Some(raw) => raw.as_str().parse::<i64>().is_ok() || raw.as_str().parse::<u64>().is_ok(),
-        None => v.is_i64() || v.is_u64(),
-    }
-}
-
-/// A decision that passed validation.
+/// A decision that passed validation, read from the text `'t`.
 #[derive(Debug, Clone)]
-pub struct Decision {
-    /// The whole message; stripping works on it in place.
-    pub value: Value,
+pub struct Decision<'t> {
+    /// The whole message, as text or as a parsed document.
+    body: Body<'t>,
     pub id: String,
     /// Epoch milliseconds.
     pub ts: i64,
@@ -118,24 +108,53 @@ pub struct Decision {
     /// Consent fields given in both their OpenRTB 2.6 and 2.5 places with
     /// different values (the 2.6 one is used), for a metric.
     pub disagreements: Placements,
-    /// Where each entry of `value` lies in the text it was parsed from,
-    /// when `value` is that text key for key (no key repeated, so nothing
-    /// was normalised away) and the text holds no backslash
-    /// ([`Decision::source`]).
-    outline: Option<Outline>,
+}
+
+/// A decision's message.
+#[derive(Debug, Clone)]
+enum Body<'t> {
+    /// Text the outline read accepted: read through its outline, never
+    /// parsed whole.
+    Text { text: &'t str, outline: Outline },
+    /// Any other text, parsed (repeated keys resolved: [`normalise`]).
+    Parsed(Value),
+}
+
+/// The message's root, to be read through [`View`].
+#[derive(Debug, Clone, Copy)]
+pub enum Root<'a> {
+    Text(TextValue<'a>),
+    Parsed(&'a Value),
+}
+
+/// The fields validation reads.
+struct Fields {
+    id: String,
+    ts: i64,
+    campaign_id: String,
+    category: Option<String>,
+    selected: bool,
+    regs: Regs,
+    lmt: bool,
+    disagree_consent: bool,
 }
 
 /// A decision's text and where its entries lie ([`Decision::source`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
-    pub text: &'a [u8],
+    pub text: &'a str,
     pub outline: &'a Outline,
 }
 
-impl Source<'_> {
-    /// The text of a span.
-    pub fn text(&self, (start, end): outline::Span) -> &[u8] {
+impl<'a> Source<'a> {
+    /// The text of a span (spans of the outline lie on characters' bounds).
+    pub fn text(&self, (start, end): outline::Span) -> &'a str {
         &self.text[start as usize..end as usize]
+    }
+
+    /// An entry's value.
+    pub fn value(&self, e: &outline::Entry) -> TextValue<'a> {
+        TextValue::of_entry(self.text, self.outline, e)
     }
 }
 
@@ -159,14 +178,21 @@ impl Placements {
     }
 }
 
-fn get<'a>(m: &'a Object, k: &str) -> Option<&'a Value> {
-    m.get(&k).filter(|v| !v.is_null())
+/// The non-null value of `k` in the object `m`.
+fn get<'a, V: View<'a>>(m: V, k: &str) -> Option<V> {
+    m.get(k).filter(|v| !v.is_null())
 }
 
-/// The non-null values of `names` in `m`, in one pass over its fields.
-fn fields<'a, const N: usize>(m: &'a Object, names: [&str; N]) -> [Option<&'a Value>; N] {
+/// An object view: `v` when it is one.
+fn as_object<'a, V: View<'a>>(v: V) -> Option<V> {
+    (v.json_type() == JsonType::Object).then_some(v)
+}
+
+/// The non-null values of `names` in the object `m`, in one pass over its
+/// fields.
+fn fields<'a, V: View<'a>, const N: usize>(m: V, names: [&str; N]) -> [Option<V>; N] {
     let mut out = [None; N];
-    for (k, v) in m.iter() {
+    for (k, v) in m.entries().into_iter().flatten() {
         if let Some(i) = names.iter().position(|n| *n == k) {
             out[i] = Some(v);
         }
@@ -174,21 +200,21 @@ fn fields<'a, const N: usize>(m: &'a Object, names: [&str; N]) -> [Option<&'a Va
     out.map(|v| v.filter(|v| !v.is_null()))
 }
 
-fn object<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a Object>, Reject> {
+fn object<'a, V: View<'a>>(v: Option<V>, field: &'static str) -> Result<Option<V>, Reject> {
     match v {
         None => Ok(None),
-        Some(v) => match v.as_object() {
+        Some(v) => match as_object(v) {
             Some(o) => Ok(Some(o)),
             None => Err(Reject::WrongType {
                 field,
                 expected: "an object",
-                found: type_name(v),
+                found: v.type_name(),
             }),
         },
     }
 }
 
-fn string<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a str>, Reject> {
+fn string<'a, V: View<'a>>(v: Option<V>, field: &'static str) -> Result<Option<&'a str>, Reject> {
     match v {
         None => Ok(None),
         Some(v) => match v.as_str() {
@@ -196,24 +222,24 @@ fn string<'a>(v: Option<&'a Value>, field: &'static str) -> Result<Option<&'a st
             None => Err(Reject::WrongType {
                 field,
                 expected: "a string",
-                found: type_name(v),
+                found: v.type_name(),
             }),
         },
     }
 }
 
 /// A 0/1 flag; booleans are accepted too.
-fn flag(v: Option<&Value>, field: &'static str) -> Result<Option<bool>, Reject> {
+fn flag<'a, V: View<'a>>(v: Option<V>, field: &'static str) -> Result<Option<bool>, Reject> {
     match v {
         None => Ok(None),
-        Some(v) => match (v.as_bool(), v.is_number().then(|| as_i64(v)).flatten()) {
+        Some(v) => match (v.as_bool(), v.as_i64()) {
             (Some(b), _) => Ok(Some(b)),
             (None, Some(0)) => Ok(Some(false)),
             (None, Some(1)) => Ok(Some(true)),
             _ => Err(Reject::WrongType {
                 field,
                 expected: "0 or 1",
-                found: type_name(v),
+                found: v.type_name(),
             }),
         },
     }
@@ -294,28 +320,22 @@ fn not_json(bytes: &[u8], e: &sonic_rs::Error) -> Reject {
     }
 }
 
-/// Whether some object in `json` may repeat a key, read from the text (which
-/// must be valid JSON: it has parsed), and if none does, where each entry
-/// lies (the outline the guard copies untouched values from). A repeat
-/// (`None`) is not certain: an escaped key may spell another differently,
-/// and an object of more than 32 keys is left to the hashed check on the
-/// parsed document ([`normalise`]). No repeat is certain: every key differs
-/// byte for byte from the other keys of its object.
-///
-/// Cheaper than walking the parsed document, whose every node read looks up
-/// its type; most records repeat no key and are settled here. Text without
-/// a backslash (most records) is read 64 bytes at a time
-/// ([`outline::scan`]); other text byte by byte
-/// ([`keys_may_repeat_bytewise`]), and gets no outline.
-fn keys_unique(json: &[u8]) -> Option<Option<Outline>> {
-    match outline::scan(json) {
-        Scan::Unique(o) => Some(Some(o)),
-        Scan::MayRepeat => None,
-        Scan::Escaped => (!keys_may_repeat_bytewise(json)).then_some(None),
+/// Whether some object of a text that parsed may repeat a key, from what
+/// the outline read found ([`outline::scan`]; a text it accepted never
+/// comes here). A repeat (`true`) is not certain: an escaped key may spell
+/// another differently, an object of more than 32 keys is left to the
+/// hashed check on the parsed document ([`normalise`]), and so is a text
+/// the read did not take. No repeat is certain: every key differs byte for
+/// byte from the other keys of its object.
+fn keys_may_repeat(json: &[u8], scan: &Scan) -> bool {
+    match scan {
+        Scan::Escaped => keys_may_repeat_bytewise(json),
+        Scan::Unique(_) | Scan::MayRepeat | Scan::Unread => true,
     }
 }
 
-/// [`keys_may_repeat`] for any valid JSON text, byte by byte.
+/// Whether some object of a valid JSON text may repeat a key, byte by
+/// byte (text holding escapes, which the outline read does not take).
 fn keys_may_repeat_bytewise(json: &[u8]) -> bool {
     const MANY: usize = 32;
     // The keys of the open objects, innermost last; where each open
@@ -470,7 +490,7 @@ pub fn normalise(v: Value) -> Result<Value, Reject> {
 }
 
 /// `id`: a non-empty string, required.
-fn read_id(id: Option<&Value>) -> Result<String, Reject> {
+fn read_id<'a, V: View<'a>>(id: Option<V>) -> Result<String, Reject> {
     match id {
         None => Err(Reject::Missing("id")),
         Some(v) => match v.as_str() {
@@ -482,17 +502,17 @@ fn read_id(id: Option<&Value>) -> Result<String, Reject> {
             None => Err(Reject::WrongType {
                 field: "id",
                 expected: "a string",
-                found: type_name(v),
+                found: v.type_name(),
             }),
         },
     }
 }
 
 /// `ts`: epoch milliseconds, a non-negative integer, required.
-fn read_ts(ts: Option<&Value>) -> Result<i64, Reject> {
+fn read_ts<'a, V: View<'a>>(ts: Option<V>) -> Result<i64, Reject> {
     match ts {
         None => Err(Reject::Missing("ts")),
-        Some(v) => match v.is_number().then(|| as_i64(v)).flatten() {
+        Some(v) => match v.as_i64() {
             Some(t) if t >= 0 => Ok(t),
             Some(_) => Err(Reject::Invalid {
                 field: "ts",
@@ -501,7 +521,7 @@ fn read_ts(ts: Option<&Value>) -> Result<i64, Reject> {
             None => Err(Reject::WrongType {
                 field: "ts",
                 expected: "an integer (epoch milliseconds)",
-                found: type_name(v),
+                found: v.type_name(),
             }),
         },
     }
@@ -509,13 +529,13 @@ fn read_ts(ts: Option<&Value>) -> Result<i64, Reject> {
 
 /// `campaign`: an object with a non-empty `id` of at most 256 bytes
 /// (required) and an optional string `category`.
-fn read_campaign(campaign: Option<&Value>) -> Result<(String, Option<String>), Reject> {
+fn read_campaign<'a, V: View<'a>>(campaign: Option<V>) -> Result<(String, Option<String>), Reject> {
     let campaign = match campaign {
         None => return Err(Reject::Missing("campaign.id")),
-        Some(v) => v.as_object().ok_or_else(|| Reject::WrongType {
+        Some(v) => as_object(v).ok_or_else(|| Reject::WrongType {
             field: "campaign",
             expected: "an object",
-            found: type_name(v),
+            found: v.type_name(),
         })?,
     };
     let [campaign_id, category] = fields(campaign, ["id", "category"]);
@@ -540,13 +560,13 @@ fn read_campaign(campaign: Option<&Value>) -> Result<(String, Option<String>), R
 }
 
 /// `selected`: a boolean, true when absent.
-fn read_selected(selected: Option<&Value>) -> Result<bool, Reject> {
+fn read_selected<'a, V: View<'a>>(selected: Option<V>) -> Result<bool, Reject> {
     match selected {
         None => Ok(true),
         Some(v) => v.as_bool().ok_or_else(|| Reject::WrongType {
             field: "selected",
             expected: "a boolean",
-            found: type_name(v),
+            found: v.type_name(),
         }),
     }
 }
@@ -554,16 +574,16 @@ fn read_selected(selected: Option<&Value>) -> Result<bool, Reject> {
 /// `user`: an optional object whose `consent` and `ext.consent` (OpenRTB
 /// 2.5), if any, are strings (read later, borrowed, by
 /// [`Decision::consent_inputs`]). Whether the two disagree.
-fn read_user(user: Option<&Value>) -> Result<bool, Reject> {
+fn read_user<'a, V: View<'a>>(user: Option<V>) -> Result<bool, Reject> {
     let user = object(user, "user")?;
     let consent = string(user.and_then(|u| get(u, "consent")), "user.consent")?;
-    let ext = user.and_then(|u| get(u, "ext")).and_then(Value::as_object);
+    let ext = user.and_then(|u| get(u, "ext")).and_then(as_object);
     let old = string(ext.and_then(|e| get(e, "consent")), "user.ext.consent")?;
     Ok(matches!((consent, old), (Some(a), Some(b)) if a != b))
 }
 
 /// `device`: an optional object whose `lmt`, if any, is 0 or 1.
-fn read_device(device: Option<&Value>) -> Result<bool, Reject> {
+fn read_device<'a, V: View<'a>>(device: Option<V>) -> Result<bool, Reject> {
     let device = object(device, "device")?;
     Ok(flag(device.and_then(|d| get(d, "lmt")), "device.lmt")?.unwrap_or(false))
 }
@@ -580,7 +600,7 @@ struct Regs {
 }
 
 /// `regs`: an optional object of flags, consent strings and GPP section ids.
-fn read_regs(regs: Option<&Value>) -> Result<Regs, Reject> {
+fn read_regs<'a, V: View<'a>>(regs: Option<V>) -> Result<Regs, Reject> {
     let regs = object(regs, "regs")?;
     let [gdpr, coppa, gpc, usp, gpp, gpp_sid] = match regs {
         Some(r) => fields(r, ["gdpr", "coppa", "gpc", "us_privacy", "gpp", "gpp_sid"]),
@@ -593,7 +613,7 @@ fn read_regs(regs: Option<&Value>) -> Result<Regs, Reject> {
     string(gpp, "regs.gpp")?;
     let gpp_sid = read_gpp_sid(gpp_sid)?;
     // OpenRTB 2.5 placed these under `regs.ext`; read where 2.6's are absent.
-    let ext = regs.and_then(|r| get(r, "ext")).and_then(Value::as_object);
+    let ext = regs.and_then(|r| get(r, "ext")).and_then(as_object);
     let [old_gdpr, old_usp] = match ext {
         Some(e) => fields(e, ["gdpr", "us_privacy"]),
         None => [None; 2],
@@ -611,20 +631,20 @@ fn read_regs(regs: Option<&Value>) -> Result<Regs, Reject> {
 }
 
 /// `regs.gpp_sid`: an array of integers, empty when absent.
-fn read_gpp_sid(gpp_sid: Option<&Value>) -> Result<Vec<i64>, Reject> {
+fn read_gpp_sid<'a, V: View<'a>>(gpp_sid: Option<V>) -> Result<Vec<i64>, Reject> {
     let Some(v) = gpp_sid else {
         return Ok(Vec::new());
     };
-    let Some(a) = v.as_array() else {
+    let Some(a) = v.elements() else {
         return Err(Reject::WrongType {
             field: "regs.gpp_sid",
             expected: "an array of integers",
-            found: type_name(v),
+            found: v.type_name(),
         });
     };
-    let mut out = Vec::with_capacity(a.len());
-    for x in a.iter() {
-        match as_i64(x) {
+    let mut out = Vec::new();
+    for x in a {
+        match x.as_i64() {
             Some(i) => out.push(i),
             None => {
                 return Err(Reject::WrongType {
@@ -638,9 +658,24 @@ fn read_gpp_sid(gpp_sid: Option<&Value>) -> Result<Vec<i64>, Reject> {
     Ok(out)
 }
 
-impl Decision {
+impl<'t> Decision<'t> {
     /// Parse and validate one record.
-    pub fn parse(bytes: &[u8]) -> Result<Decision, Reject> {
+    pub fn parse(bytes: &'t [u8]) -> Result<Decision<'t>, Reject> {
+        let scan = match simdutf8::basic::from_utf8(bytes) {
+            Ok(text) => match outline::scan(bytes) {
+                Scan::Unique(outline) => return Self::from_text(text, outline),
+                other => other,
+            },
+            Err(_) => Scan::Unread,
+        };
+        Self::from_document(bytes, &scan)
+    }
+
+    /// [`Decision::parse`] through the parsed document, whatever the text:
+    /// the path of a text the outline read does not take (`scan`, its
+    /// finding). Public for the tests that hold the two paths equal.
+    #[doc(hidden)]
+    pub fn from_document(bytes: &[u8], scan: &Scan) -> Result<Decision<'t>, Reject> {
         if let Some(at) = too_deep(bytes) {
             if std::str::from_utf8(bytes).is_err() {
                 return Err(Reject::NotUtf8);
@@ -651,68 +686,69 @@ impl Decision {
             )));
         }
         let value: Value = sonic_rs::from_slice(bytes).map_err(|e| not_json(bytes, &e))?;
-        match keys_unique(bytes) {
-            None => Self::from_value(value),
-            Some(outline) => Ok(Decision {
-                outline,
-                ..Self::validate(value)?
-            }),
+        let value = if keys_may_repeat(bytes, scan) {
+            normalise(value)?
+        } else {
+            value
+        };
+        let fields = read(&value)?;
+        Ok(Self::with(Body::Parsed(value), fields))
+    }
+
+    /// A text the outline read accepted, validated through its outline.
+    fn from_text(text: &'t str, outline: Outline) -> Result<Decision<'t>, Reject> {
+        let fields = read(TextValue::root(text, &outline))?;
+        Ok(Self::with(Body::Text { text, outline }, fields))
+    }
+
+    fn with(body: Body<'t>, f: Fields) -> Decision<'t> {
+        Decision {
+            body,
+            id: f.id,
+            ts: f.ts,
+            campaign_id: f.campaign_id,
+            category: f.category,
+            selected: f.selected,
+            gdpr: f.regs.gdpr,
+            coppa: f.regs.coppa,
+            gpc: f.regs.gpc,
+            gpp_sid: f.regs.gpp_sid,
+            lmt: f.lmt,
+            disagreements: Placements {
+                gdpr: f.regs.disagree_gdpr,
+                us_privacy: f.regs.disagree_usp,
+                consent: f.disagree_consent,
+            },
         }
     }
 
-    /// The text this decision was parsed from, `bytes`, with its outline,
-    /// when `value` is that text key for key ([`crate::core::rewrite`]
-    /// copies what it leaves untouched from it).
-    pub fn source<'a>(&'a self, bytes: &'a [u8]) -> Option<Source<'a>> {
-        self.outline.as_ref().map(|outline| Source {
-            text: bytes,
-            outline,
-        })
+    /// The text and its outline, when the decision was read from its text
+    /// ([`crate::core::rewrite`] copies what it leaves untouched from it).
+    pub fn source(&self) -> Option<Source<'_>> {
+        match &self.body {
+            Body::Text { text, outline } => Some(Source { text, outline }),
+            Body::Parsed(_) => None,
+        }
     }
 
-    /// Validate an already parsed value (repeated keys are normalised first).
-    ///
-    /// Fields are checked in a fixed order — id, ts, campaign, selected,
-    /// user, regs, device — and the first problem found is the rejection.
-    pub fn from_value(value: Value) -> Result<Decision, Reject> {
-        Self::validate(normalise(value)?)
+    /// The message's root, to read through [`View`].
+    pub fn root(&self) -> Root<'_> {
+        match &self.body {
+            Body::Text { text, outline } => Root::Text(TextValue::root(text, outline)),
+            Body::Parsed(v) => Root::Parsed(v),
+        }
     }
 
-    /// Validate a value that repeats no key.
-    fn validate(value: Value) -> Result<Decision, Reject> {
-        let Some(root) = value.as_object() else {
-            return Err(Reject::NotObject(type_name(&value)));
-        };
-        let [id, ts, campaign, selected, user, regs, device] = fields(
-            root,
-            ["id", "ts", "campaign", "selected", "user", "regs", "device"],
-        );
-        let id = read_id(id)?;
-        let ts = read_ts(ts)?;
-        let (campaign_id, category) = read_campaign(campaign)?;
-        let selected = read_selected(selected)?;
-        let disagree_consent = read_user(user)?;
-        let regs = read_regs(regs)?;
-        let lmt = read_device(device)?;
-        Ok(Decision {
-            value,
-            id,
-            ts,
-            campaign_id,
-            category,
-            selected,
-            gdpr: regs.gdpr,
-            coppa: regs.coppa,
-            gpc: regs.gpc,
-            gpp_sid: regs.gpp_sid,
-            lmt,
-            disagreements: Placements {
-                gdpr: regs.disagree_gdpr,
-                us_privacy: regs.disagree_usp,
-                consent: disagree_consent,
-            },
-            outline: None,
-        })
+    /// The message as a parsed document: parsed now when it was read from
+    /// its text (for the policies stripping cannot do in one walk, see
+    /// [`crate::core::rewrite`]).
+    pub fn document(&self) -> Cow<'_, Value> {
+        match &self.body {
+            Body::Parsed(v) => Cow::Borrowed(v),
+            Body::Text { text, .. } => Cow::Owned(
+                sonic_rs::from_str(text).expect("a text the outline read accepted parses"),
+            ),
+        }
     }
 
     /// The consent signals, borrowed from the message: each in its OpenRTB
@@ -724,16 +760,22 @@ impl Decision {
     /// as milliseconds, 1970; a replay of old traffic) cannot keep an old
     /// string from expiring.
     pub fn consent_inputs(&self, now_ms: i64) -> Inputs<'_> {
-        let root = self.value.as_object().expect("validated object");
-        let user = root.get(&"user").and_then(Value::as_object);
-        let regs = root.get(&"regs").and_then(Value::as_object);
-        fn s<'a>(m: Option<&'a Object>, k: &str) -> Option<&'a str> {
-            m.and_then(|m| m.get(&k))
-                .and_then(Value::as_str)
+        match self.root() {
+            Root::Text(v) => self.inputs(v, now_ms),
+            Root::Parsed(v) => self.inputs(v, now_ms),
+        }
+    }
+
+    fn inputs<'a, V: View<'a>>(&'a self, root: V, now_ms: i64) -> Inputs<'a> {
+        let user = root.get("user").and_then(as_object);
+        let regs = root.get("regs").and_then(as_object);
+        fn s<'a, V: View<'a>>(m: Option<V>, k: &str) -> Option<&'a str> {
+            m.and_then(|m| m.get(k))
+                .and_then(V::as_str)
                 .filter(|s| !s.is_empty())
         }
-        fn ext(m: Option<&Object>) -> Option<&Object> {
-            m.and_then(|m| m.get(&"ext")).and_then(Value::as_object)
+        fn ext<'a, V: View<'a>>(m: Option<V>) -> Option<V> {
+            m.and_then(|m| m.get("ext")).and_then(as_object)
         }
         Inputs {
             gdpr: self.gdpr,
@@ -749,19 +791,35 @@ impl Decision {
     }
 }
 
-/// Follow unescaped pointer tokens.
-pub fn lookup<'a>(v: &'a Value, tokens: &[String]) -> Option<&'a Value> {
-    let mut cur = v;
-    for t in tokens {
-        cur = if let Some(m) = cur.as_object() {
-            m.get(t)?
-        } else if let Some(a) = cur.as_array() {
-            a.get(t.parse::<usize>().ok()?)?
-        } else {
-            return None;
-        };
+/// Validate a message that repeats no key.
+///
+/// Fields are checked in a fixed order — id, ts, campaign, selected,
+/// user, regs, device — and the first problem found is the rejection.
+fn read<'a, V: View<'a>>(root: V) -> Result<Fields, Reject> {
+    if root.json_type() != JsonType::Object {
+        return Err(Reject::NotObject(root.type_name()));
     }
-    Some(cur)
+    let [id, ts, campaign, selected, user, regs, device] = fields(
+        root,
+        ["id", "ts", "campaign", "selected", "user", "regs", "device"],
+    );
+    let id = read_id(id)?;
+    let ts = read_ts(ts)?;
+    let (campaign_id, category) = read_campaign(campaign)?;
+    let selected = read_selected(selected)?;
+    let disagree_consent = read_user(user)?;
+    let regs = read_regs(regs)?;
+    let lmt = read_device(device)?;
+    Ok(Fields {
+        id,
+        ts,
+        campaign_id,
+        category,
+        selected,
+        regs,
+        lmt,
+        disagree_consent,
+    })
 }
 
 #[cfg(test)]
@@ -927,7 +985,7 @@ pub(crate) mod tests {
         assert_eq!(d.id, "last");
         assert_eq!(d.consent_inputs(0).tcf, Some("B"));
         assert_eq!(
-            sonic_rs::to_string(&d.value).unwrap(),
+            sonic_rs::to_string(&*d.document()).unwrap(),
             r#"{"id":"last","ts":1,"campaign":{"id":"c"},"user":{"consent":"B","x":[{"k":{"j":2}}]}}"#
         );
         // The last value decides validity, too.
@@ -936,13 +994,19 @@ pub(crate) mod tests {
         // Many keys (past the small-object path), one repeated.
         let mut many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
         many.push_str("\"k7\":\"x\"");
-        let d = Decision::parse(
-            format!(r#"{{"id":"a","ts":1,"campaign":{{"id":"c"}},"m":{{{many}}}}}"#).as_bytes(),
-        )
-        .unwrap();
-        let m = d.value.get("m").unwrap();
+        let text = format!(r#"{{"id":"a","ts":1,"campaign":{{"id":"c"}},"m":{{{many}}}}}"#);
+        let d = Decision::parse(text.as_bytes()).unwrap();
+        let doc = d.document();
+        let m = JsonValueTrait::get(&*doc, "m").unwrap();
         assert_eq!(m.as_object().unwrap().len(), 40);
-        assert_eq!(m.get("k7").unwrap().as_str(), Some("x"));
+        assert_eq!(View::as_str(View::get(m, "k7").unwrap()), Some("x"));
+    }
+
+    /// What the two reads together say of a text that parsed: whether some
+    /// object may repeat a key.
+    fn may_repeat(json: &[u8]) -> bool {
+        let scan = outline::scan(json);
+        !matches!(scan, Scan::Unique(_)) && keys_may_repeat(json, &scan)
     }
 
     /// The text scan settles records that repeat no key, and sends every
@@ -957,16 +1021,16 @@ pub(crate) mod tests {
             r#"{"a":1,"\u0061":2}"#,
             r#"{"a\"":1}"#,
         ] {
-            assert!(keys_unique(json.as_bytes()).is_none(), "{json}");
+            assert!(may_repeat(json.as_bytes()), "{json}");
         }
         // A string that crosses a 64-byte block holding `}`, `{` and `:`:
         // inside the string they are not structure, whichever block they are in.
         for pad in 50..80 {
             let json = format!(r#"{{"a":1,"s":"{}}}}}{{:x:","a":2}}"#, "x".repeat(pad));
-            assert!(keys_unique(json.as_bytes()).is_none(), "{json}");
+            assert!(may_repeat(json.as_bytes()), "{json}");
         }
         let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
-        assert!(keys_unique(format!("{{{many}\"z\":0}}").as_bytes()).is_none());
+        assert!(may_repeat(format!("{{{many}\"z\":0}}").as_bytes()));
         for json in [
             r#"{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}],"d":{"a":{"a":1}}}"#,
             // Strings that are values, holding quotes, colons and brackets.
@@ -975,7 +1039,7 @@ pub(crate) mod tests {
             r#""a""#,
             "{}",
         ] {
-            assert!(keys_unique(json.as_bytes()).is_some(), "{json}");
+            assert!(!may_repeat(json.as_bytes()), "{json}");
         }
     }
 
@@ -1006,8 +1070,71 @@ pub(crate) mod tests {
         })
     }
 
+    /// Synthetic decisions, each bent at one place: a byte cut, doubled,
+    /// replaced, or a JSON character or white space put in.
+    fn bent_decisions() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        const START: i64 = 1_795_000_000_000;
+        (0u64..400, 0usize..4000, 0u8..7, any::<u8>()).prop_map(|(seed, at, how, b)| {
+            let mut s = crate::tools::synth::Synth::new(seed, 20, 2, START);
+            let mut rec = s.next(START + seed as i64).1;
+            let at = at % (rec.len() + 1);
+            let json_char = b"{}[]:,\"0-eE.tfn\\"[b as usize % 16];
+            match how {
+                0 => {}
+                1 => rec.insert(at, b),
+                2 if at < rec.len() => {
+                    rec.remove(at);
+                }
+                3 if at < rec.len() => rec[at] = b,
+                4 => rec.insert(at, b" \t\n\r"[b as usize % 4]),
+                5 if at < rec.len() => rec[at] = json_char,
+                _ => rec.insert(at, json_char),
+            }
+            rec
+        })
+    }
+
+    /// Everything validation reads of a decision (the message aside).
+    fn read_of(d: &Decision<'_>) -> String {
+        format!(
+            "{:?}",
+            (
+                &d.id,
+                d.ts,
+                &d.campaign_id,
+                &d.category,
+                d.selected,
+                (d.gdpr, d.coppa, d.gpc, &d.gpp_sid, d.lmt),
+                d.disagreements,
+                d.consent_inputs(1_795_000_000_000),
+            )
+        )
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// A record read from its text reads as the parsed document does:
+        /// the same fields and consent signals, the same message, or the
+        /// same rejection; and a text the outline read accepts is one the
+        /// parser accepts.
+        #[test]
+        fn the_text_and_the_document_read_alike(rec in bent_decisions()) {
+            let fast = Decision::parse(&rec);
+            let slow = Decision::from_document(&rec, &Scan::Unread);
+            match (&fast, &slow) {
+                (Ok(a), Ok(b)) => {
+                    proptest::prop_assert_eq!(read_of(a), read_of(b));
+                    proptest::prop_assert_eq!(&*a.document(), &*b.document());
+                }
+                (Err(a), Err(b)) => proptest::prop_assert_eq!(a, b),
+                _ => proptest::prop_assert!(false, "{:?} against {:?}", fast.map(|d| read_of(&d)), slow.map(|d| read_of(&d))),
+            }
+            if let Scan::Unique(_) = outline::scan(&rec) && std::str::from_utf8(&rec).is_ok() {
+                proptest::prop_assert!(sonic_rs::from_slice::<Value>(&rec).is_ok());
+            }
+        }
 
         /// The block scan answers as the byte scan does on text without a
         /// backslash, repeated keys or not.
@@ -1019,6 +1146,7 @@ pub(crate) mod tests {
                     Scan::Unique(_) => Some(false),
                     Scan::MayRepeat => Some(true),
                     Scan::Escaped => None,
+                    Scan::Unread => panic!("valid JSON left unread: {json}"),
                 },
                 Some(keys_may_repeat_bytewise(json.as_bytes())),
                 "{}", json

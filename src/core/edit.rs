@@ -16,6 +16,7 @@
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
 use crate::core::decision;
+use crate::core::view::{self, TextValue};
 use crate::policy::key_matches;
 
 /// An array index token (RFC 6901: digits only).
@@ -40,6 +41,10 @@ pub enum Node<'a> {
     String(String),
     /// A replaced number: its JSON text.
     Number(String),
+    /// Unchanged, borrowed from a text the outline read accepted (the
+    /// one-walk strip of a record read from its text: see
+    /// [`crate::core::rewrite`]).
+    Text(TextValue<'a>),
 }
 
 impl<'a> Node<'a> {
@@ -50,6 +55,12 @@ impl<'a> Node<'a> {
                 *self = Node::Object(o.iter().map(|(k, x)| (k, Node::Doc(x))).collect());
             } else if let Some(a) = v.as_array() {
                 *self = Node::Array(a.iter().map(Node::Doc).collect());
+            }
+        } else if let Node::Text(v) = *self {
+            if let Some(o) = view::View::entries(v) {
+                *self = Node::Object(o.map(|(k, x)| (k, Node::Text(x))).collect());
+            } else if let Some(a) = view::View::elements(v) {
+                *self = Node::Array(a.map(Node::Text).collect());
             }
         }
     }
@@ -128,6 +139,15 @@ impl<'a> Node<'a> {
                     false
                 }
             }
+            Node::Text(v) => {
+                if let Some(mut o) = view::View::entries(*v) {
+                    o.any(|(k, _)| key_matches(k, token))
+                } else if let Some(a) = view::View::elements(*v) {
+                    index(token).is_some_and(|i| i < a.count())
+                } else {
+                    false
+                }
+            }
             Node::Object(m) => m.iter().any(|(k, _)| key_matches(k, token)),
             Node::Array(a) => index(token).is_some_and(|i| i < a.len()),
             _ => false,
@@ -202,7 +222,7 @@ impl<'a> Node<'a> {
     /// Remove every field of an object whose key matches `token` (case does
     /// not matter); how many were removed. An object without one is left borrowed.
     pub fn remove_keys(&mut self, token: &str) -> usize {
-        if matches!(self, Node::Doc(_)) && !self.has_child(token) {
+        if matches!(self, Node::Doc(_) | Node::Text(_)) && !self.has_child(token) {
             return 0;
         }
         let Some(m) = self.as_object_mut() else {
@@ -227,6 +247,14 @@ impl<'a> Node<'a> {
                     }
                 }
             }
+            Node::Text(v) => {
+                for (k, x) in view::View::entries(*v).into_iter().flatten() {
+                    if key_matches(k, key) {
+                        n += 1;
+                        f(view::View::as_str(x));
+                    }
+                }
+            }
             Node::Object(m) => {
                 for (k, x) in m.iter() {
                     if key_matches(k, key) {
@@ -242,13 +270,18 @@ impl<'a> Node<'a> {
 
     /// Whether this is JSON `null`.
     pub fn is_null(&self) -> bool {
-        matches!(self, Node::Doc(v) if v.is_null())
+        match self {
+            Node::Doc(v) => v.is_null(),
+            Node::Text(v) => view::View::is_null(*v),
+            _ => false,
+        }
     }
 
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Node::Doc(v) => v.as_str(),
+            Node::Text(v) => view::View::as_str(*v),
             Node::String(s) => Some(s),
             _ => None,
         }
@@ -258,6 +291,10 @@ impl<'a> Node<'a> {
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Node::Doc(v) if v.is_number() => decision::as_f64(v),
+            Node::Text(v) => {
+                view::View::with_number(*v, |t| t.parse::<f64>().ok().filter(|x| x.is_finite()))
+                    .flatten()
+            }
             Node::Number(t) => t.parse::<f64>().ok().filter(|x| x.is_finite()),
             _ => None,
         }
@@ -267,6 +304,7 @@ impl<'a> Node<'a> {
     pub fn field_str(&self, key: &str) -> Option<&str> {
         match self {
             Node::Doc(v) => v.as_object()?.get(&key)?.as_str(),
+            Node::Text(v) => view::View::as_str(view::View::get(*v, key)?),
             Node::Object(m) => m.iter().find(|(k, _)| *k == key)?.1.as_str(),
             _ => None,
         }
@@ -277,6 +315,8 @@ impl<'a> Node<'a> {
         const SER: &str = "a parsed value always serialises";
         match self {
             Node::Doc(v) => sonic_rs::to_writer(&mut *out, *v).expect(SER),
+            // Free of escapes, valid JSON: written as it was sent.
+            Node::Text(v) => out.extend_from_slice(v.raw().as_bytes()),
             Node::Object(m) => {
                 out.push(b'{');
                 for (i, (k, v)) in m.iter().enumerate() {

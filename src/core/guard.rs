@@ -14,13 +14,13 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sonic_rs::{JsonValueTrait, Value};
 
 use crate::core::consent::{ConsentEvaluator, Outcome, Verdict};
-use crate::core::decision::{self, Decision, Source, lookup};
+use crate::core::decision::{self, Decision, Root};
 use crate::core::edit::Node;
 use crate::core::rewrite::{Plan, with_scratch};
 use crate::core::strip::{self, Stripped};
+use crate::core::view::{View, lookup};
 use crate::fairness::alert::AlertEvent;
 use crate::fairness::assess::Finding;
 use crate::fairness::campaign::{OverrideAction, State};
@@ -149,15 +149,16 @@ impl Live {
     /// `source`, the text `doc` was parsed from) copied from the text.
     pub fn strip_into(
         &self,
-        doc: &Value,
-        source: Option<Source<'_>>,
+        d: &Decision<'_>,
         verdict: &Verdict,
         out: &mut Vec<u8>,
     ) -> Stripped<'_> {
-        match &self.plan {
-            Some(plan) => plan.write(&self.policy, doc, source, verdict, out),
-            None => {
-                let mut edited = Node::Doc(doc);
+        match (&self.plan, d.source()) {
+            (Some(plan), Some(src)) => plan.write_text(&self.policy, src, verdict, out),
+            (Some(plan), None) => plan.write(&self.policy, &d.document(), verdict, out),
+            (None, _) => {
+                let doc = d.document();
+                let mut edited = Node::Doc(&doc);
                 let stripped = strip::strip(&self.policy, &mut edited, verdict);
                 edited.write(out);
                 stripped
@@ -307,20 +308,33 @@ impl Guard {
 
     /// Group index (flat) of each dimension the decision has a counted label for.
     fn groups(policy: &CompiledPolicy, d: &Decision, out: &mut [usize; MAX_TOTAL_GROUPS]) -> usize {
+        match d.root() {
+            Root::Text(v) => Self::groups_in(policy, v, d.ts, out),
+            Root::Parsed(v) => Self::groups_in(policy, v, d.ts, out),
+        }
+    }
+
+    fn groups_in<'a, V: View<'a>>(
+        policy: &CompiledPolicy,
+        root: V,
+        ts: i64,
+        out: &mut [usize; MAX_TOTAL_GROUPS],
+    ) -> usize {
         let mut n = 0;
         for (i, dim) in policy.dimensions.iter().enumerate() {
-            let Some(v) = lookup(&d.value, &dim.pointer.tokens) else {
+            let Some(v) = lookup(root, &dim.pointer.tokens) else {
                 continue;
             };
             let gi = if dim.bands.is_empty() {
                 v.as_str().and_then(|s| dim.group_index(s))
             } else {
-                let x =
-                    decision::as_i64(v).or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+                let x = v
+                    .as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
                 x.and_then(|x| {
                     // A year far outside `i64` of today's is in no band.
                     let x = match dim.transform {
-                        Some(BandTransform::AgeFromYear) => year_of(d.ts).checked_sub(x)?,
+                        Some(BandTransform::AgeFromYear) => year_of(ts).checked_sub(x)?,
                         None => x,
                     };
                     dim.bands
@@ -404,7 +418,7 @@ impl Guard {
         let rec = self.record(policy, d, now_ms);
 
         let (payload, stripped) = with_scratch(|buf| {
-            let stripped = live.strip_into(&d.value, d.source(bytes), &verdict, buf);
+            let stripped = live.strip_into(d, &verdict, buf);
             (buf.to_vec(), stripped)
         });
         let (route, reason) = route_of(&verdict, rec.state);

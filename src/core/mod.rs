@@ -28,3 +28,4 @@ pub mod outline;
 pub mod rewrite;
 pub mod shadow;
 pub mod strip;
+pub mod view;

@@ -1,24 +1,31 @@
-//! A record's text read once for its structure: whether some object repeats
-//! a key (repeated keys are resolved before judging, see
-//! [`crate::core::decision`]), and where each object's entries lie, so that
+//! A record's text read once for its structure, and checked on the way.
+//!
+//! The read answers three questions at once: whether the text is JSON
+//! (RFC 8259, strictly: the grammar, UTF-8 checked by the caller, no
+//! control character in a string, nesting of at most 127), whether some
+//! object repeats a key (repeated keys are resolved before judging, see
+//! [`crate::core::decision`]), and where each object's entries lie. A text
+//! that passes all three ([`Scan::Unique`]) is judged from the text alone:
+//! its fields are read through the outline ([`crate::core::view`]) and
 //! [`crate::core::rewrite`] copies what stripping leaves untouched from the
-//! record as it was sent instead of serialising it again from the parsed
-//! document (issue 11: "bytes untouched by stripping are copied, not
-//! re-serialised").
+//! record as it was sent (issue 11: "work that does not need the whole
+//! document should not pay for building it; bytes untouched by stripping
+//! are copied, not re-serialised"). Any other text goes to the parser,
+//! which decides.
 //!
-//! The text must be valid JSON (it has parsed). It is read 64 bytes at a
-//! time: each block becomes bit masks of its quotes and structural bytes
-//! (sixteen bytes to a compare: SSE2 on x86-64, through `wide`), the bits
-//! inside strings are the running XOR of the quote bits, and only the
-//! structural bytes outside strings are visited. A `:` ends a key, and the
-//! last two quotes before it enclose it. Text holding a backslash is not
-//! read here ([`Scan::Escaped`]): an escaped quote would need more than one
-//! XOR to place, and an escaped key may spell another differently.
+//! The text is read 64 bytes at a time: each block becomes bit masks of its
+//! quotes, structural bytes and white space (sixteen bytes to a compare:
+//! SSE2 on x86-64, through `wide`), the bits inside strings are the running
+//! XOR of the quote bits, and only the tokens are visited: structural bytes
+//! outside strings, quotes, and the first byte of each literal (a number,
+//! `true`, `false`, `null`). A small automaton checks the order of the
+//! tokens, and each literal is checked whole. Text holding a backslash is
+//! not read here ([`Scan::Escaped`]): an escaped quote would need more than
+//! one XOR to place, and an escaped key may spell another differently.
 //!
-//! An outline never decides what is written: the walk decides on the parsed
-//! document, and takes from the outline only the text of a value it would
-//! have written whole, after checking each entry's key against the
-//! document's ([`crate::core::rewrite`]).
+//! Soundness is what matters: a text this read accepts must be one the
+//! parser accepts, with the same keys and values (property-tested below
+//! against sonic-rs on hostile text). A text it refuses is only slower.
 
 use wide::u8x16;
 
@@ -29,15 +36,22 @@ pub const NONE: u32 = u32::MAX;
 /// reported as [`Scan::MayRepeat`], for the hashed check on the document.
 const MANY: usize = 32;
 
+/// serde_json's nesting limit: the 128th open array or object is refused
+/// (by the parser's path, which names the place).
+const MAX_DEPTH: usize = 127;
+
 /// What one read of a text found.
 #[derive(Debug)]
 pub enum Scan {
-    /// No object repeats a key; where each entry lies.
+    /// Valid JSON, no object repeats a key; where each entry lies.
     Unique(Outline),
     /// Some object repeats a key, or has more than [`MANY`] of them.
     MayRepeat,
     /// The text holds a backslash: not read here.
     Escaped,
+    /// Not JSON as this read takes it: the parser decides (and names the
+    /// place of the error).
+    Unread,
 }
 
 /// A span of the text, `start..end`.
@@ -69,7 +83,7 @@ pub struct Outline {
 }
 
 /// An open object, while the text is read (arrays need no frame: their
-/// elements are reached through the document, not the outline).
+/// elements are reached by reading their text, see [`crate::core::view`]).
 #[derive(Clone, Copy)]
 struct Frame {
     /// Where its keys start in the key list.
@@ -81,31 +95,103 @@ struct Frame {
     parent: u32,
 }
 
-/// The state of one [`scan`]: the outline so far, and the open objects.
+/// What the automaton expects next.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expect {
+    /// A value (the text's, after `:`, or after `,` in an array).
+    Value,
+    /// After `[`: a value or `]`.
+    FirstValue,
+    /// After `,` in an object: a key.
+    Key,
+    /// After `{`: a key or `}`.
+    FirstKey,
+    /// Inside a key's quotes, or a string value's.
+    KeyEnd,
+    StringEnd,
+    /// After a key: `:`.
+    Colon,
+    /// After a value: `,` or the container's close.
+    Next,
+    /// The text's value is complete: only white space may follow.
+    Done,
+}
+
+/// The state of one [`scan`]: the outline so far, and the open containers.
 struct Reader<'t> {
     json: &'t [u8],
     outline: Outline,
     /// The keys of the open objects, innermost last, with their fingerprints.
     keys: Vec<(u64, &'t [u8])>,
     frames: Vec<Frame>,
+    /// The open containers, innermost at bit 0: 1 for an object.
+    kinds: u128,
+    depth: usize,
+    expect: Expect,
+    /// The opening quote of the string being read.
+    open_quote: u32,
+    /// The last key read, inside its quotes.
+    key: Span,
+}
+
+/// Why reading stops early.
+enum Stop {
+    Repeat,
+    Unread,
 }
 
 impl<'t> Reader<'t> {
-    /// A `{` at `at`: a child of the open entry when it opens that entry's
-    /// value (not an object inside an array there).
-    fn open(&mut self, at: u32) {
+    fn new(json: &'t [u8]) -> Reader<'t> {
+        Reader {
+            json,
+            outline: Outline {
+                // About one entry per 16 bytes in a decision.
+                entries: Vec::with_capacity(json.len() / 12 + 8),
+                root: None,
+            },
+            keys: Vec::with_capacity(64),
+            frames: Vec::with_capacity(16),
+            kinds: 0,
+            depth: 0,
+            expect: Expect::Value,
+            open_quote: 0,
+            key: (0, 0),
+        }
+    }
+
+    fn in_object(&self) -> bool {
+        self.kinds & 1 == 1
+    }
+
+    /// A value is complete: the container's next, or the text's end.
+    fn value_done(&mut self) {
+        self.expect = if self.depth == 0 {
+            Expect::Done
+        } else {
+            Expect::Next
+        };
+    }
+
+    /// A `{` or `[`, where a value may start.
+    fn open(&mut self, object: bool) -> Result<(), Stop> {
+        if !matches!(self.expect, Expect::Value | Expect::FirstValue) || self.depth >= MAX_DEPTH {
+            return Err(Stop::Unread);
+        }
+        // An object is a child of the open entry when it is that entry's
+        // value (not an object inside an array there).
+        let entry_value = self.depth > 0 && self.in_object();
+        self.kinds = self.kinds << 1 | u128::from(object);
+        self.depth += 1;
+        if !object {
+            self.expect = Expect::FirstValue;
+            return Ok(());
+        }
+        self.expect = Expect::FirstKey;
         let parent = match self.frames.last() {
-            Some(f) if f.last != NONE => {
-                let e = &self.outline.entries[f.last as usize];
-                if skip_space(self.json, e.value.0) == at {
-                    f.last
-                } else {
-                    NONE
-                }
-            }
+            Some(f) if entry_value => f.last,
             _ => NONE,
         };
-        if self.frames.is_empty() && skip_space(self.json, 0) == at {
+        if self.depth == 1 {
             self.outline.root = Some(NONE);
         }
         self.frames.push(Frame {
@@ -113,17 +199,44 @@ impl<'t> Reader<'t> {
             last: NONE,
             parent,
         });
+        Ok(())
     }
 
-    /// A `:` at `at` after the key whose quotes are at `open_q` and
-    /// `close_q`; `false` when the key repeats (or may: see [`MANY`]).
-    fn key(&mut self, open_q: u32, close_q: u32, at: u32) -> bool {
-        let key = self
-            .json
-            .get(open_q as usize + 1..close_q as usize)
-            .unwrap_or_default();
+    /// A `}` or `]` at `at`.
+    fn close(&mut self, at: u32, object: bool) -> Result<(), Stop> {
+        let first = if object {
+            Expect::FirstKey
+        } else {
+            Expect::FirstValue
+        };
+        if self.depth == 0
+            || self.in_object() != object
+            || !(self.expect == Expect::Next || self.expect == first)
+        {
+            return Err(Stop::Unread);
+        }
+        self.kinds >>= 1;
+        self.depth -= 1;
+        if object && let Some(f) = self.frames.pop() {
+            if f.last != NONE {
+                self.outline.entries[f.last as usize].value.1 = at;
+            }
+            self.keys.truncate(f.keys);
+        }
+        self.value_done();
+        Ok(())
+    }
+
+    /// A `:` at `at` after the key just read.
+    fn colon(&mut self, at: u32) -> Result<(), Stop> {
+        if self.expect != Expect::Colon {
+            return Err(Stop::Unread);
+        }
+        self.expect = Expect::Value;
+        let (start, end) = self.key;
+        let key = &self.json[start as usize..end as usize];
         let Some(&f) = self.frames.last() else {
-            return false;
+            return Err(Stop::Unread);
         };
         let print = fingerprint(key);
         if self.keys.len() - f.keys >= MANY
@@ -131,13 +244,13 @@ impl<'t> Reader<'t> {
                 .iter()
                 .any(|&(q, k)| q == print && k == key)
         {
-            return false;
+            return Err(Stop::Repeat);
         }
         self.keys.push((print, key));
         let entries = &mut self.outline.entries;
         let id = entries.len() as u32;
         entries.push(Entry {
-            key: (open_q + 1, close_q),
+            key: (start, end),
             value: (at + 1, at + 1),
             next: NONE,
             child: NONE,
@@ -145,48 +258,123 @@ impl<'t> Reader<'t> {
         if f.last != NONE {
             // The previous entry ends at the `,` before this key.
             let prev = &mut entries[f.last as usize];
-            prev.value.1 = skip_space_back(self.json, open_q);
+            prev.value.1 = skip_space_back(self.json, start - 1);
             prev.next = id;
         } else if f.parent != NONE {
             entries[f.parent as usize].child = id;
-        } else if self.frames.len() == 1 && self.outline.root.is_some() {
+        } else if self.depth == 1 {
             self.outline.root = Some(id);
         }
         if let Some(f) = self.frames.last_mut() {
             f.last = id;
         }
-        true
+        Ok(())
     }
 
-    /// A `}` at `at`: the object's last entry ends here.
-    fn close(&mut self, at: u32) {
-        if let Some(f) = self.frames.pop() {
-            if f.last != NONE {
-                self.outline.entries[f.last as usize].value.1 = at;
-            }
-            self.keys.truncate(f.keys);
+    /// A `,` between values.
+    fn comma(&mut self) -> Result<(), Stop> {
+        if self.expect != Expect::Next {
+            return Err(Stop::Unread);
         }
+        self.expect = if self.in_object() {
+            Expect::Key
+        } else {
+            Expect::Value
+        };
+        Ok(())
+    }
+
+    /// A quote at `at`: `opening` when it starts a string.
+    fn quote(&mut self, at: u32, opening: bool) -> Result<(), Stop> {
+        self.expect = match (self.expect, opening) {
+            (Expect::Value | Expect::FirstValue, true) => Expect::StringEnd,
+            (Expect::Key | Expect::FirstKey, true) => Expect::KeyEnd,
+            (Expect::StringEnd, false) => {
+                self.value_done();
+                return Ok(());
+            }
+            (Expect::KeyEnd, false) => {
+                self.key = (self.open_quote + 1, at);
+                Expect::Colon
+            }
+            _ => return Err(Stop::Unread),
+        };
+        self.open_quote = at;
+        Ok(())
+    }
+
+    /// A literal (a number, `true`, `false`, `null`) starting at `at`.
+    fn literal(&mut self, at: u32) -> Result<(), Stop> {
+        if !matches!(self.expect, Expect::Value | Expect::FirstValue) {
+            return Err(Stop::Unread);
+        }
+        let rest = &self.json[at as usize..];
+        let len = rest
+            .iter()
+            .position(|&b| {
+                is_space(b) || matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',' | b'"')
+            })
+            .unwrap_or(rest.len());
+        if !is_literal(&rest[..len]) {
+            return Err(Stop::Unread);
+        }
+        self.value_done();
+        Ok(())
     }
 }
 
-/// Read `json`, valid JSON text (see the module doc).
-pub fn scan(json: &[u8]) -> Scan {
-    if u32::try_from(json.len()).is_err() {
-        return Scan::MayRepeat;
+/// Whether `t` is exactly `true`, `false`, `null` or a JSON number
+/// (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`).
+fn is_literal(t: &[u8]) -> bool {
+    if matches!(t, b"true" | b"false" | b"null") {
+        return true;
     }
-    let mut r = Reader {
-        json,
-        outline: Outline {
-            entries: Vec::with_capacity(64),
-            root: None,
-        },
-        keys: Vec::with_capacity(64),
-        frames: Vec::with_capacity(16),
-    };
-    // The last two quotes before the current block (opening, closing).
-    let (mut open_q, mut close_q) = (0u32, 0u32);
-    // All ones when the previous block ended inside a string.
-    let mut carry = 0u64;
+    let digits = |t: &[u8], at: usize| t[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    match t.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(t, i),
+        _ => return false,
+    }
+    if t.get(i) == Some(&b'.') {
+        let n = digits(t, i + 1);
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(t, i);
+        if n == 0 {
+            return false;
+        }
+        i += n;
+    }
+    i == t.len()
+}
+
+/// Read `json` (its UTF-8 already checked by the caller; see the module doc).
+pub fn scan(json: &[u8]) -> Scan {
+    match read(json) {
+        Ok(outline) => Scan::Unique(outline),
+        Err(Stop::Repeat) => Scan::MayRepeat,
+        Err(Stop::Unread) if json.contains(&b'\\') => Scan::Escaped,
+        Err(Stop::Unread) => Scan::Unread,
+    }
+}
+
+fn read(json: &[u8]) -> Result<Outline, Stop> {
+    if u32::try_from(json.len()).is_err() {
+        return Err(Stop::Unread);
+    }
+    let mut r = Reader::new(json);
+    // All ones when the previous block ended inside a string; bit 63 set
+    // when it ended on a literal's byte.
+    let (mut carry, mut literal_carry) = (0u64, 0u64);
     for (n, chunk) in json.chunks(64).enumerate() {
         let base = (n * 64) as u32;
         // The last, short block padded with spaces.
@@ -197,9 +385,15 @@ pub fn scan(json: &[u8]) -> Scan {
             padded[..chunk.len()].copy_from_slice(chunk);
             &padded
         };
-        let [quote, backslash, structural] = masks(block);
+        let Masks {
+            quote,
+            backslash,
+            structural,
+            space,
+            control,
+        } = masks(block);
         if backslash != 0 {
-            return Scan::Escaped;
+            return Err(Stop::Unread);
         }
         let mut inside = quote;
         for shift in [1, 2, 4, 8, 16, 32] {
@@ -207,40 +401,84 @@ pub fn scan(json: &[u8]) -> Scan {
         }
         inside ^= carry;
         carry = 0u64.wrapping_sub(inside >> 63);
-        let mut events = structural & !inside;
-        while events != 0 {
-            let i = events.trailing_zeros();
-            events &= events - 1;
+        // A control character inside a string (white space included:
+        // a raw tab or line break there is not JSON).
+        if control & inside != 0 {
+            return Err(Stop::Unread);
+        }
+        let literal = !(quote | inside | structural | space);
+        let literal_starts = literal & !(literal << 1 | literal_carry >> 63);
+        literal_carry = literal;
+        let mut tokens = (structural & !inside) | quote | literal_starts;
+        while tokens != 0 {
+            let i = tokens.trailing_zeros();
+            tokens &= tokens - 1;
             let at = base + i;
             match block[i as usize] {
-                b'{' => r.open(at),
-                b':' => {
-                    let (o, c) = last_two(quote & ((1u64 << i) - 1), base, open_q, close_q);
-                    if !r.key(o, c, at) {
-                        return Scan::MayRepeat;
-                    }
+                // A string whose closing quote is in this block: nothing
+                // inside it is a token, so that quote is the next one.
+                b'"' if inside >> i & 1 == 1 && tokens != 0 => {
+                    let close = base + tokens.trailing_zeros();
+                    tokens &= tokens - 1;
+                    r.quote(at, true)?;
+                    r.quote(close, false)?;
                 }
-                _ => r.close(at),
+                b'"' => r.quote(at, inside >> i & 1 == 1)?,
+                b'{' => r.open(true)?,
+                b'[' => r.open(false)?,
+                b'}' => r.close(at, true)?,
+                b']' => r.close(at, false)?,
+                b':' => r.colon(at)?,
+                b',' => r.comma()?,
+                _ => r.literal(at)?,
             }
         }
-        (open_q, close_q) = last_two(quote, base, open_q, close_q);
     }
-    Scan::Unique(r.outline)
+    if r.expect != Expect::Done {
+        return Err(Stop::Unread);
+    }
+    Ok(r.outline)
 }
 
-/// The bits of `"`, `\\` and of `{`, `}` and `:` in a block of 64 (bit
-/// `i` for `block[i]`).
-fn masks(block: &[u8]) -> [u64; 3] {
-    let mut out = [0u64; 3];
+/// One block's bit masks (bit `i` for `block[i]`).
+struct Masks {
+    quote: u64,
+    backslash: u64,
+    /// `{`, `}`, `[`, `]`, `:` and `,`.
+    structural: u64,
+    /// JSON white space: space, tab, line feed, carriage return.
+    space: u64,
+    /// Bytes below 0x20 (white space included).
+    control: u64,
+}
+
+fn masks(block: &[u8]) -> Masks {
+    let mut m = [0u64; 5];
     for (i, lane) in block.chunks_exact(16).enumerate() {
         let v = u8x16::from(<[u8; 16]>::try_from(lane).expect("16 bytes"));
         let is = |c: u8| v.simd_eq(u8x16::splat(c));
-        let structural = is(b'{') | is(b'}') | is(b':');
-        for (m, bits) in out.iter_mut().zip([is(b'"'), is(b'\\'), structural]) {
+        // `[`/`{` and `]`/`}` differ only in bit 0x20.
+        let folded = v | u8x16::splat(0x20);
+        let structural = folded.simd_eq(u8x16::splat(b'{'))
+            | folded.simd_eq(u8x16::splat(b'}'))
+            | is(b':')
+            | is(b',');
+        let space = is(b' ') | is(b'\t') | is(b'\n') | is(b'\r');
+        let control = v.min(u8x16::splat(0x1f)).simd_eq(v);
+        for (m, bits) in m
+            .iter_mut()
+            .zip([is(b'"'), is(b'\\'), structural, space, control])
+        {
             *m |= u64::from(bits.to_bitmask()) << (16 * i);
         }
     }
-    out
+    Masks {
+        quote: m[0],
+        backslash: m[1],
+        structural: m[2],
+        space: m[3],
+        control: m[4],
+    }
 }
 
 fn is_space(b: u8) -> bool {
@@ -248,7 +486,7 @@ fn is_space(b: u8) -> bool {
 }
 
 /// The first place at or after `at` that is not JSON white space.
-fn skip_space(json: &[u8], mut at: u32) -> u32 {
+pub fn skip_space(json: &[u8], mut at: u32) -> u32 {
     while json.get(at as usize).is_some_and(|&b| is_space(b)) {
         at += 1;
     }
@@ -263,21 +501,6 @@ fn skip_space_back(json: &[u8], quote: u32) -> u32 {
         at -= 1;
     }
     at
-}
-
-/// The positions of the last two quotes: those among `bits` (offset by
-/// `base`), then the ones carried from before.
-fn last_two(bits: u64, base: u32, open_q: u32, close_q: u32) -> (u32, u32) {
-    if bits == 0 {
-        return (open_q, close_q);
-    }
-    let last = 63 - bits.leading_zeros();
-    let rest = bits & !(1u64 << last);
-    if rest == 0 {
-        (close_q, base + last)
-    } else {
-        (base + 63 - rest.leading_zeros(), base + last)
-    }
 }
 
 /// A key's length and its first, middle and last bytes in one word:
@@ -305,6 +528,17 @@ impl Outline {
     /// An entry by its index; `None` for [`NONE`].
     pub fn entry(&self, id: u32) -> Option<&Entry> {
         self.entries.get(id as usize)
+    }
+
+    /// The first entry of the object whose `{` is at `open` in `json`, the
+    /// text outlined ([`NONE`] for `{}`): entries are in text order, and
+    /// the object's first key is the first thing after its `{`.
+    pub fn first_inside(&self, json: &[u8], open: u32) -> u32 {
+        let i = self.entries.partition_point(|e| e.key.0 <= open);
+        match self.entries.get(i) {
+            Some(e) if e.key.0 - 1 == skip_space(json, open + 1) => i as u32,
+            _ => NONE,
+        }
     }
 }
 
@@ -410,6 +644,21 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// Any text at all (JSON's characters, white space, escapes,
+        /// control and non-ASCII bytes, in any order): what the read
+        /// accepts, the parser accepts, with the same entries.
+        #[test]
+        fn what_the_read_accepts_parses(bytes in proptest::collection::vec(
+            proptest::sample::select(&b"{}[]:,\"\"\"0123-+.eEtrufalsn \t\n\\x\x01\x7f\xc3\xa9"[..]), 0..48)
+        ) {
+            if let Scan::Unique(_) = scan(&bytes)
+                && let Ok(json) = std::str::from_utf8(&bytes)
+            {
+                proptest::prop_assert!(sonic_rs::from_str::<Value>(json).is_ok(), "{:?}", json);
+                check(json);
+            }
+        }
 
         /// Whatever the text, an outline it gives matches the parse.
         #[test]

@@ -19,13 +19,14 @@
 //! below a removed one that remove too (the passes' order decides what is
 //! reported), and a coarsening of the segment list.
 
-use sonic_rs::{JsonContainerTrait, JsonValueTrait, Object, Value};
+use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, Object, Value};
 
 use crate::core::consent::{Outcome, Verdict};
 use crate::core::decision::Source;
 use crate::core::edit::Node;
 use crate::core::outline::NONE;
 use crate::core::strip::{self, Stripped};
+use crate::core::view::{TextValue, View};
 use std::collections::{HashMap, HashSet};
 
 use crate::policy::{CoarsenWhen, CompiledPolicy, RemovalGroup, fold_key, key_matches};
@@ -198,36 +199,38 @@ impl Plan {
 
     /// Strip `doc` (normalised: one entry per key) and write the result to
     /// `out`; what was done, as [`strip::strip`] reports it.
-    ///
-    /// `source`, when given, is the text `doc` was parsed from, key for key,
-    /// with its outline: the walk then reads the text alongside the
-    /// document and copies each value it leaves whole from the text, as it
-    /// was sent, instead of serialising it again ([`Walk::object_text`]).
     pub fn write<'p>(
         &self,
         policy: &'p CompiledPolicy,
         doc: &Value,
-        source: Option<Source<'_>>,
         verdict: &Verdict,
         out: &mut Vec<u8>,
     ) -> Stripped<'p> {
-        if let (Some(src), Some(o)) = (source, doc.as_object())
-            && let Some(first) = src.outline.root()
-        {
-            let start = out.len();
-            let mut walk = self.walk(policy, verdict);
-            if walk.object_text(src, first, o, &self.root, out).is_ok() {
-                return walk.report(self, policy);
-            }
-            // The text and the document disagree (they cannot, for a
-            // source from `Decision::source`): written again from the
-            // document alone.
-            out.truncate(start);
-        }
         let mut walk = self.walk(policy, verdict);
         match doc.as_object() {
             Some(o) => walk.object(o, &self.root, Some(out)),
             None => write_value(doc, out),
+        }
+        walk.report(self, policy)
+    }
+
+    /// [`Plan::write`] of a record read from its text (`src`: the outline
+    /// read accepted it), with no parsed document: the walk reads the
+    /// outline, copies each entry it leaves whole from the text, as it was
+    /// sent, and parses only the values it changes ([`Walk::object_text`]).
+    pub fn write_text<'p>(
+        &self,
+        policy: &'p CompiledPolicy,
+        src: Source<'_>,
+        verdict: &Verdict,
+        out: &mut Vec<u8>,
+    ) -> Stripped<'p> {
+        let mut walk = self.walk(policy, verdict);
+        match src.outline.root() {
+            Some(first) => walk.object_text(src, first, &self.root, out),
+            // Not an object: a decision is one (validated), but a text
+            // copied whole is what the document walk writes of any other.
+            None => out.extend_from_slice(src.text.trim().as_bytes()),
         }
         walk.report(self, policy)
     }
@@ -250,10 +253,6 @@ impl Plan {
         }
     }
 }
-
-/// The text and the parsed document differ where the walk read both.
-#[derive(Debug)]
-struct Mismatch;
 
 /// One walk's state: what was hit, to report in the passes' order.
 struct Walk<'p> {
@@ -360,6 +359,45 @@ fn write_value(v: &Value, out: &mut Vec<u8>) {
     sonic_rs::to_writer(&mut *out, v).expect(SER);
 }
 
+/// A value the walk may change: a parsed one, or one read from its text.
+trait Touch<'v>: View<'v> {
+    /// As an editable node, unchanged.
+    fn node(self) -> Node<'v>;
+    /// Append the value's JSON text.
+    fn write_value(self, out: &mut Vec<u8>);
+    /// Append an object key of this kind of value, after a `,` unless first.
+    fn write_key(k: &str, first: &mut bool, out: &mut Vec<u8>);
+}
+
+impl<'v> Touch<'v> for &'v Value {
+    fn node(self) -> Node<'v> {
+        Node::Doc(self)
+    }
+
+    fn write_value(self, out: &mut Vec<u8>) {
+        write_value(self, out);
+    }
+
+    fn write_key(k: &str, first: &mut bool, out: &mut Vec<u8>) {
+        write_key(k, first, out);
+    }
+}
+
+impl<'v> Touch<'v> for TextValue<'v> {
+    fn node(self) -> Node<'v> {
+        Node::Text(self)
+    }
+
+    fn write_value(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.raw().as_bytes());
+    }
+
+    /// A key of an accepted text is free of escapes: written as it is.
+    fn write_key(k: &str, first: &mut bool, out: &mut Vec<u8>) {
+        write_text_key(k.as_bytes(), first, out);
+    }
+}
+
 /// A key as it is in the text (free of escapes, so the same as serialised).
 fn write_text_key(k: &[u8], first: &mut bool, out: &mut Vec<u8>) {
     if !std::mem::take(first) {
@@ -398,7 +436,7 @@ impl<'p> Walk<'p> {
             // The passes' order: segments, the removals, then coarsening.
             // The segment pass removes a list that is not an array (or null)
             // whole, before a removal could.
-            let list_stays = !step.segments || v.is_null() || v.is_array();
+            let list_stays = !step.segments || JsonValueTrait::is_null(v) || v.is_array();
             let removal = self.removal(step);
             let Some(out) = out
                 .as_deref_mut()
@@ -417,82 +455,74 @@ impl<'p> Walk<'p> {
         }
     }
 
-    /// [`Walk::object`] of a written object, reading its text alongside:
-    /// `first` is its first entry in `src`'s outline. Each entry's key in
-    /// the text must be the document's, in the same order; what is named,
-    /// removed or kept is decided as [`Walk::object`] decides it, and what
-    /// it would write whole (a value under a key the level does not name,
-    /// or below which it names nothing) is copied from the text instead.
-    fn object_text(
-        &mut self,
-        src: Source<'_>,
-        first: u32,
-        o: &Object,
-        level: &Level,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Mismatch> {
+    /// [`Walk::object`] of an object read from its text: `first` is its
+    /// first entry in `src`'s outline. What is named, removed or kept is
+    /// decided as [`Walk::object`] decides it; what it would write whole (a
+    /// value under a key the level does not name, or below which it names
+    /// nothing) is copied from the text, and only a value it changes or
+    /// counts in is parsed.
+    fn object_text(&mut self, src: Source<'_>, first: u32, level: &Level, out: &mut Vec<u8>) {
         out.push(b'{');
         let mut first_out = true;
-        let mut entries = o.iter();
         let mut id = first;
         while let Some(e) = src.outline.entry(id) {
             id = e.next;
-            // An entry's text ends before the next one's begins: a copy
-            // never reaches into a sibling (the outline is built so; this
-            // is checked, not assumed, on the way to the output).
-            if e.value.1 < e.value.0 || src.outline.entry(id).is_some_and(|n| n.key.0 <= e.value.1)
-            {
-                return Err(Mismatch);
-            }
+            // No escapes in an accepted text: the key's text is the key.
             let key = src.text(e.key);
-            let (k, v) = entries.next().ok_or(Mismatch)?;
-            if k.as_bytes() != key {
-                return Err(Mismatch);
-            }
-            let Some(step) = level.find(k) else {
+            let Some(step) = level.find(key) else {
                 // The whole entry, key to value, as it was sent.
                 if !std::mem::take(&mut first_out) {
                     out.push(b',');
                 }
-                out.extend_from_slice(src.text((e.key.0 - 1, e.value.1)));
+                out.extend_from_slice(src.text((e.key.0 - 1, e.value.1)).as_bytes());
                 continue;
             };
+            let v = src.value(e);
             // As in `object`: segments, the removals, then coarsening.
-            let list_stays = !step.segments || v.is_null() || v.is_array();
+            let list_stays = !step.segments || v.is_null() || v.json_type() == JsonType::Array;
             let removal = self.removal(step);
+            let touched = step.segments || !step.coarsen.is_empty();
             if removal.is_some() || !list_stays {
-                self.left_out(v, step, removal, list_stays);
+                if step.segments {
+                    self.segments(v, None);
+                } else if step.segments_below {
+                    // Below a removed entry, the segment lists it held are
+                    // counted as the passes count them (a rare policy shape:
+                    // read through the parsed value).
+                    let doc = v.node();
+                    if let Node::Text(t) = doc
+                        && let Ok(parsed) = sonic_rs::from_str::<Value>(t.raw())
+                    {
+                        self.descend(&parsed, step, None);
+                    }
+                }
+                self.note(removal, list_stays);
                 continue;
             }
-            if !self.write_touched(v, step, out, |out| write_text_key(key, &mut first_out, out)) {
-                write_text_key(key, &mut first_out, out);
-                match (v.as_object(), e.child) {
-                    (Some(inner), child) if child != NONE && !step.next.steps.is_empty() => {
-                        self.object_text(src, child, inner, &step.next, out)?;
-                    }
-                    // Nothing named below, an empty object, or not an object.
-                    (Some(inner), child) if child != NONE || inner.is_empty() => {
-                        out.extend_from_slice(src.text(e.value));
-                    }
-                    (None, NONE) => out.extend_from_slice(src.text(e.value)),
-                    _ => return Err(Mismatch),
-                }
+            if touched {
+                self.write_touched(v, step, out, |out| {
+                    write_text_key(key.as_bytes(), &mut first_out, out)
+                });
+                continue;
+            }
+            write_text_key(key.as_bytes(), &mut first_out, out);
+            if e.child != NONE && !step.next.steps.is_empty() {
+                self.object_text(src, e.child, &step.next, out);
+            } else {
+                // Nothing named below, an empty object, or not an object.
+                out.extend_from_slice(src.text(e.value).as_bytes());
             }
         }
-        if entries.next().is_some() {
-            return Err(Mismatch);
-        }
         out.push(b'}');
-        Ok(())
     }
 
     /// A named entry that is written and that stripping changes: its
     /// segment list filtered, or its value coarsened (left out when it
     /// cannot be). `key` writes its key, each walk its own way. `false`
     /// when the step does neither, and nothing was written.
-    fn write_touched(
+    fn write_touched<'v, V: Touch<'v>>(
         &mut self,
-        v: &Value,
+        v: V,
         step: &Step,
         out: &mut Vec<u8>,
         key: impl FnOnce(&mut Vec<u8>),
@@ -514,11 +544,21 @@ impl<'p> Walk<'p> {
     /// An entry that is not written: what the passes would have counted in
     /// it, and (`note`: it was removed by a pointer) its removal.
     fn left_out(&mut self, v: &Value, step: &Step, removal: Option<Removal>, note: bool) {
+        self.count_left_out(v, step);
+        self.note(removal, note);
+    }
+
+    /// What the passes would have counted in an entry that is not written.
+    fn count_left_out(&mut self, v: &Value, step: &Step) {
         if step.segments {
             self.segments(v, None);
         } else if step.segments_below {
             self.descend(v, step, None);
         }
+    }
+
+    /// An entry's removal (`note`: it was removed by a pointer).
+    fn note(&mut self, removal: Option<Removal>, note: bool) {
         match removal {
             Some(Removal::Always(i)) if note => self.always.set(i),
             Some(Removal::Personal(i)) if note => self.personal.set(i),
@@ -555,8 +595,8 @@ impl<'p> Walk<'p> {
 
     /// The coarsenings of one value, in policy order; `None` when one of
     /// them cannot apply (the value is removed).
-    fn coarsen<'v>(&mut self, v: &'v Value, rules: &[usize]) -> Option<Node<'v>> {
-        let mut node = Node::Doc(v);
+    fn coarsen<'v>(&mut self, v: impl Touch<'v>, rules: &[usize]) -> Option<Node<'v>> {
+        let mut node = v.node();
         for &i in rules {
             let c = &self.policy.coarsen[i];
             if c.when == CoarsenWhen::UnlessPreciseGeo && self.precise_geo {
@@ -575,7 +615,7 @@ impl<'p> Walk<'p> {
     /// The segment list at the policy's data pointer, as
     /// [`strip`]'s segment pass filters it: written filtered to `out`, or
     /// only counted. Returns whether the value stays (null or an array).
-    fn segments(&mut self, data: &Value, mut out: Option<&mut Vec<u8>>) -> bool {
+    fn segments<'v, V: Touch<'v>>(&mut self, data: V, mut out: Option<&mut Vec<u8>>) -> bool {
         let m = self.policy.segments.as_ref().expect("a plan with segments");
         if data.is_null() {
             if let Some(out) = out {
@@ -583,7 +623,7 @@ impl<'p> Walk<'p> {
             }
             return true;
         }
-        let Some(providers) = data.as_array() else {
+        let Some(providers) = data.elements() else {
             self.segments += 1;
             self.malformed = true;
             return false;
@@ -592,8 +632,8 @@ impl<'p> Walk<'p> {
             out.push(b'[');
         }
         let mut first_provider = true;
-        for p in providers.iter() {
-            let Some(fields) = p.as_object() else {
+        for p in providers {
+            let Some(fields) = p.entries() else {
                 self.segments += 1;
                 continue;
             };
@@ -605,31 +645,31 @@ impl<'p> Walk<'p> {
                 out.push(b'{');
             }
             let mut first = true;
-            for (k, segs) in fields.iter() {
+            for (k, segs) in fields {
                 if !key_matches(k, "segment") || segs.is_null() {
                     if let Some(out) = out.as_deref_mut() {
-                        write_key(k, &mut first, out);
-                        write_value(segs, out);
+                        V::write_key(k, &mut first, out);
+                        segs.write_value(out);
                     }
                     continue;
                 }
-                let Some(list) = segs.as_array() else {
+                let Some(list) = segs.elements() else {
                     self.segments += 1;
                     continue;
                 };
                 if let Some(out) = out.as_deref_mut() {
-                    write_key(k, &mut first, out);
+                    V::write_key(k, &mut first, out);
                     out.push(b'[');
                 }
                 let mut first_seg = true;
-                for seg in list.iter() {
-                    if !strip::segment_passes(m, &Node::Doc(seg)) {
+                for seg in list {
+                    if !strip::segment_passes(m, &seg.node()) {
                         self.segments += 1;
                     } else if let Some(out) = out.as_deref_mut() {
                         if !std::mem::take(&mut first_seg) {
                             out.push(b',');
                         }
-                        write_value(seg, out);
+                        seg.write_value(out);
                     }
                 }
                 if let Some(out) = out.as_deref_mut() {
@@ -811,7 +851,7 @@ mod tests {
         node.write(&mut seq);
         let mut walked = Vec::new();
         let plan = Plan::new(p).expect("these policies have a plan");
-        let w = plan.write(p, &doc, None, v, &mut walked);
+        let w = plan.write(p, &doc, v, &mut walked);
         let sorted = |mut s: Stripped<'p>| {
             for list in [
                 &mut s.always,
@@ -829,10 +869,10 @@ mod tests {
         if let Scan::Unique(outline) = outline::scan(json.as_bytes()) {
             let mut copied = Vec::new();
             let source = Source {
-                text: json.as_bytes(),
+                text: json,
                 outline: &outline,
             };
-            let c = sorted(plan.write(p, &doc, Some(source), v, &mut copied));
+            let c = sorted(plan.write_text(p, source, v, &mut copied));
             assert_eq!(c, w, "{json}");
             let written = |b: &[u8]| sonic_rs::from_slice::<Value>(b).expect("output parses");
             assert_eq!(written(&copied), written(&walked), "{json}");
@@ -902,17 +942,16 @@ mod tests {
         let p = policy(POLICY);
         let plan = Plan::new(&p).expect("a plan");
         let json = r#"{"id":"d", "ad" : { "w" : 300 , "cpm":1.50 } ,"user":{"id":"u","consent" : "C" },"device":{"ip":"203.0.113.17","ua":"a b"},"audience":{"x":1}}"#;
-        let doc: Value = sonic_rs::from_str(json).expect("parses");
         let Scan::Unique(outline) = outline::scan(json.as_bytes()) else {
             panic!("an outline");
         };
         let source = Source {
-            text: json.as_bytes(),
+            text: json,
             outline: &outline,
         };
         let v = flagged(Outcome::Contextual, false, false, false);
         let mut out = Vec::new();
-        let s = plan.write(&p, &doc, Some(source), &v, &mut out);
+        let s = plan.write_text(&p, source, &v, &mut out);
         assert_eq!(
             String::from_utf8(out).expect("UTF-8"),
             r#"{"id":"d","ad" : { "w" : 300 , "cpm":1.50 } ,"user":{"consent" : "C" },"device":{"ip":"203.0.113.0","ua":"a b"}}"#

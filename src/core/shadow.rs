@@ -121,7 +121,7 @@ impl Shadow {
         if let (Ok(d), Some(verdict)) = (read, &live.facts.consent)
             && let Some(p) = self.pairing(live_guard, g, live)
         {
-            return Some(beside(g, &p, live, verdict, (d, bytes), now));
+            return Some(beside(g, &p, live, verdict, d, now));
         }
         let j = g.judge_read(key, bytes, read, now);
         Some(ShadowJudged {
@@ -164,7 +164,7 @@ fn beside(
     p: &Pairing,
     live: &Judgement,
     lv: &Verdict,
-    (d, bytes): (&Decision, &[u8]),
+    d: &Decision<'_>,
     now: Now,
 ) -> ShadowJudged {
     let sl = &p.shadow;
@@ -185,7 +185,7 @@ fn beside(
     }
     // Written into this thread's buffer: compared, never kept.
     with_scratch(|payload| {
-        let stripped = sl.strip_into(&d.value, d.source(bytes), &verdict, payload);
+        let stripped = sl.strip_into(d, &verdict, payload);
         let compared = compare_parts(
             live,
             &Parts {

@@ -198,7 +198,8 @@ fn openrtb_2_5_placements_are_read_when_2_6_is_absent() {
         r#""user":{"ext":{"consent":7}}"#,
         r#""device":{"lmt":"1"}"#,
     ] {
-        let r = Decision::parse(format!("{{{head},{bad}}}").as_bytes());
+        let text = format!("{{{head},{bad}}}");
+        let r = Decision::parse(text.as_bytes());
         assert!(
             matches!(r, Err(crate::core::decision::Reject::WrongType { .. })),
             "{bad}"
@@ -449,7 +450,7 @@ fn a_child_loses_location_and_lmt_loses_device_ids_on_both_strip_paths() {
         let mut seq = Vec::new();
         node.write(&mut seq);
         let mut walked = Vec::new();
-        let w = plan.write(&policy, &doc, None, &v, &mut walked);
+        let w = plan.write(&policy, &doc, &v, &mut walked);
         assert_eq!(String::from_utf8(seq).unwrap(), want);
         assert_eq!(String::from_utf8(walked).unwrap(), want);
         assert_eq!(s.removed_header(), removed);

@@ -17,7 +17,7 @@ use crate::kafka::shadow_sample::ShadowSample;
 use crate::metrics::Metrics;
 
 /// A record as read by [`Decision::parse`], once for the live and the shadow guard.
-type Read = Result<Decision, Reject>;
+type Read<'t> = Result<Decision<'t>, Reject>;
 
 /// One input record, as a judge thread hands it to the stage.
 #[derive(Debug)]
@@ -123,7 +123,7 @@ impl GuardStage {
     /// The record judged under the shadow policy as well, from the same
     /// reading, and counted; what is published is `live`, untouched. A
     /// failure there costs only the count.
-    fn shadow(&self, live: &Judgement, input: &Input, read: &Read, now: Now) {
+    fn shadow(&self, live: &Judgement, input: &Input, read: &Read<'_>, now: Now) {
         let Some(shadow) = &self.shadow else { return };
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             shadow.judge(
@@ -153,7 +153,7 @@ impl GuardStage {
     /// the record goes to the dead-letter topic instead of taking the thread
     /// down, and every restart with it. Returns the reading too, when the
     /// guard got through (the shadow judges from it).
-    fn judge(&self, input: &Input, now: Now) -> (Judgement, Option<Read>) {
+    fn judge<'i>(&self, input: &'i Input, now: Now) -> (Judgement, Option<Read<'i>>) {
         let judged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let read = Decision::parse(&input.payload);
             let j = self
