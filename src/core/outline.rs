@@ -86,8 +86,13 @@ pub struct Outline {
 /// elements are reached by reading their text, see [`crate::core::view`]).
 #[derive(Clone, Copy)]
 struct Frame {
-    /// Where its keys start in the key list.
-    keys: usize,
+    /// Its first entry, or [`NONE`].
+    first: u32,
+    /// How many keys it has so far.
+    count: u32,
+    /// One bit per key read so far, at the key's [`fingerprint`] hashed
+    /// to 0..64: a key whose bit is clear is new without a compare.
+    seen: u64,
     /// Its last entry so far, or [`NONE`].
     last: u32,
     /// The entry whose value it is, or [`NONE`] (the root, or an object in
@@ -121,8 +126,7 @@ enum Expect {
 struct Reader<'t> {
     json: &'t [u8],
     outline: Outline,
-    /// The keys of the open objects, innermost last, with their fingerprints.
-    keys: Vec<(u64, &'t [u8])>,
+    /// The open objects, innermost last.
     frames: Vec<Frame>,
     /// The open containers, innermost at bit 0: 1 for an object.
     kinds: u128,
@@ -149,7 +153,6 @@ impl<'t> Reader<'t> {
                 entries: Vec::with_capacity(json.len() / 12 + 8),
                 root: None,
             },
-            keys: Vec::with_capacity(64),
             frames: Vec::with_capacity(16),
             kinds: 0,
             depth: 0,
@@ -195,7 +198,9 @@ impl<'t> Reader<'t> {
             self.outline.root = Some(NONE);
         }
         self.frames.push(Frame {
-            keys: self.keys.len(),
+            first: NONE,
+            count: 0,
+            seen: 0,
             last: NONE,
             parent,
         });
@@ -217,11 +222,11 @@ impl<'t> Reader<'t> {
         }
         self.kinds >>= 1;
         self.depth -= 1;
-        if object && let Some(f) = self.frames.pop() {
-            if f.last != NONE {
-                self.outline.entries[f.last as usize].value.1 = at;
-            }
-            self.keys.truncate(f.keys);
+        if object
+            && let Some(f) = self.frames.pop()
+            && f.last != NONE
+        {
+            self.outline.entries[f.last as usize].value.1 = at;
         }
         self.value_done();
         Ok(())
@@ -238,15 +243,10 @@ impl<'t> Reader<'t> {
         let Some(&f) = self.frames.last() else {
             return Err(Stop::Unread);
         };
-        let print = fingerprint(key);
-        if self.keys.len() - f.keys >= MANY
-            || self.keys[f.keys..]
-                .iter()
-                .any(|&(q, k)| q == print && k == key)
-        {
+        let bit = 1u64 << (fingerprint(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
+        if f.count as usize >= MANY || (f.seen & bit != 0 && self.repeats(f.first, key)) {
             return Err(Stop::Repeat);
         }
-        self.keys.push((print, key));
         let entries = &mut self.outline.entries;
         let id = entries.len() as u32;
         entries.push(Entry {
@@ -266,9 +266,26 @@ impl<'t> Reader<'t> {
             self.outline.root = Some(id);
         }
         if let Some(f) = self.frames.last_mut() {
+            if f.last == NONE {
+                f.first = id;
+            }
             f.last = id;
+            f.count += 1;
+            f.seen |= bit;
         }
         Ok(())
+    }
+
+    /// Whether an object whose first entry is `first` has the key `key`.
+    fn repeats(&self, first: u32, key: &[u8]) -> bool {
+        let mut id = first;
+        while let Some(e) = self.outline.entries.get(id as usize) {
+            if &self.json[e.key.0 as usize..e.key.1 as usize] == key {
+                return true;
+            }
+            id = e.next;
+        }
+        false
     }
 
     /// A `,` between values.
@@ -303,18 +320,23 @@ impl<'t> Reader<'t> {
         Ok(())
     }
 
-    /// A literal (a number, `true`, `false`, `null`) starting at `at`.
-    fn literal(&mut self, at: u32) -> Result<(), Stop> {
+    /// A literal (a number, `true`, `false`, `null`) starting at `at`,
+    /// `len` bytes long when its block says so.
+    fn literal(&mut self, at: u32, len: Option<u32>) -> Result<(), Stop> {
         if !matches!(self.expect, Expect::Value | Expect::FirstValue) {
             return Err(Stop::Unread);
         }
         let rest = &self.json[at as usize..];
-        let len = rest
-            .iter()
-            .position(|&b| {
-                is_space(b) || matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',' | b'"')
-            })
-            .unwrap_or(rest.len());
+        let len = len.map_or_else(
+            || {
+                rest.iter()
+                    .position(|&b| {
+                        is_space(b) || matches!(b, b'{' | b'}' | b'[' | b']' | b':' | b',' | b'"')
+                    })
+                    .unwrap_or(rest.len())
+            },
+            |n| n as usize,
+        );
         if !is_literal(&rest[..len]) {
             return Err(Stop::Unread);
         }
@@ -430,7 +452,11 @@ fn read(json: &[u8]) -> Result<Outline, Stop> {
                 b']' => r.close(at, false)?,
                 b':' => r.colon(at)?,
                 b',' => r.comma()?,
-                _ => r.literal(at)?,
+                _ => {
+                    // The literal's run of bytes, when it ends in this block.
+                    let run = (!literal >> i).trailing_zeros();
+                    r.literal(at, (i + run < 64).then_some(run))?;
+                }
             }
         }
     }
@@ -534,7 +560,19 @@ impl Outline {
     /// text outlined ([`NONE`] for `{}`): entries are in text order, and
     /// the object's first key is the first thing after its `{`.
     pub fn first_inside(&self, json: &[u8], open: u32) -> u32 {
-        let i = self.entries.partition_point(|e| e.key.0 <= open);
+        self.first_inside_from(json, open, 0)
+    }
+
+    /// [`Outline::first_inside`], knowing that no entry before `hint` is
+    /// inside the object: the few entries from there are looked at before
+    /// the rest is searched.
+    pub fn first_inside_from(&self, json: &[u8], open: u32, hint: u32) -> u32 {
+        let rest = &self.entries[(hint as usize).min(self.entries.len())..];
+        let at = match rest.iter().take(4).position(|e| e.key.0 > open) {
+            Some(n) => n,
+            None => rest.partition_point(|e| e.key.0 <= open),
+        };
+        let i = self.entries.len() - rest.len() + at;
         match self.entries.get(i) {
             Some(e) if e.key.0 - 1 == skip_space(json, open + 1) => i as u32,
             _ => NONE,
@@ -642,8 +680,83 @@ mod tests {
         }
     }
 
+    /// What a bent text may have put in it.
+    const BENDS: &[u8] = b"{}[]:,\"\"0123456789-+.eEtrufalsn \t\n\r\\x\x01\x7f\xc3";
+
+    /// Small valid JSON texts with every kind of literal, number shape and
+    /// white space.
+    fn small_json() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = proptest::sample::select(
+            &[
+                "true",
+                "false",
+                "null",
+                "0",
+                "-0",
+                "7",
+                "-12",
+                "1.5",
+                "-0.25",
+                "1e5",
+                "2E-3",
+                "-1.5e+10",
+                "\"\"",
+                "\"a\"",
+                "\"x:{}[],\"",
+                "\"é\"",
+                "[]",
+                "{}",
+            ][..],
+        )
+        .prop_map(str::to_string);
+        let ws = proptest::sample::select(&["", " ", "\n", "\t "][..]);
+        leaf.prop_recursive(3, 16, 4, move |inner| {
+            let ws = ws.clone();
+            prop_oneof![
+                (proptest::collection::vec(inner.clone(), 0..4), ws.clone())
+                    .prop_map(|(v, w)| format!("[{w}{}{w}]", v.join(&format!("{w},")))),
+                (proptest::collection::vec(("[a-c]", inner), 0..4), ws).prop_map(|(f, w)| {
+                    let f: Vec<String> = f
+                        .into_iter()
+                        .map(|(k, v)| format!("{w}\"{k}\"{w}:{w}{v}"))
+                        .collect();
+                    format!("{{{}{w}}}", f.join(","))
+                }),
+            ]
+        })
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+        /// Small JSON texts of every kind of value, each bent at one to
+        /// three places (a byte cut, put in or replaced by one of JSON's
+        /// characters, white space, a control or non-ASCII byte): what the
+        /// read accepts, the parser accepts, with the same entries.
+        #[test]
+        fn what_the_read_accepts_of_bent_json_parses(
+            json in small_json(),
+            bends in proptest::collection::vec((0usize..200, 0u8..3, proptest::sample::select(BENDS)), 1..4),
+        ) {
+            let mut bytes = json.into_bytes();
+            for (at, how, b) in bends {
+                let at = at % (bytes.len() + 1);
+                match how {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 if at < bytes.len() => bytes[at] = b,
+                    _ => bytes.insert(at, b),
+                }
+            }
+            if let Scan::Unique(_) = scan(&bytes)
+                && let Ok(json) = std::str::from_utf8(&bytes)
+            {
+                proptest::prop_assert!(sonic_rs::from_str::<Value>(json).is_ok(), "{:?}", json);
+                check(json);
+            }
+        }
 
         /// Any text at all (JSON's characters, white space, escapes,
         /// control and non-ASCII bytes, in any order): what the read

@@ -248,6 +248,7 @@ impl<'a> View<'a> for TextValue<'a> {
         (self.first_byte() == b'[').then(|| TextElements {
             value: self,
             at: self.span.0 + 1,
+            hint: 0,
         })
     }
 }
@@ -277,6 +278,8 @@ pub struct TextElements<'a> {
     value: TextValue<'a>,
     /// Where the next element's text begins.
     at: u32,
+    /// No entry before this one is inside the next object element.
+    hint: u32,
 }
 
 impl<'a> Iterator for TextElements<'a> {
@@ -289,42 +292,48 @@ impl<'a> Iterator for TextElements<'a> {
         if start >= end {
             return None;
         }
-        let stop = self.value.element_end(start, end);
+        let (stop, first) = self.value.element_end(start, end, self.hint);
         // The `,` after the element (or the array's `]`).
-        let next = outline::skip_space(bytes, stop);
-        self.at = next + 1;
-        Some(TextValue::of(
-            self.value.text,
-            self.value.outline,
-            (start, stop),
-        ))
+        self.at = outline::skip_space(bytes, stop) + 1;
+        if first < UNKNOWN {
+            self.hint = first + 1;
+        }
+        Some(TextValue {
+            first,
+            ..TextValue::of(self.value.text, self.value.outline, (start, stop))
+        })
     }
 }
 
 impl TextValue<'_> {
     /// Where the element starting at `start` ends (exclusive), in an array
-    /// whose `]` is at `end`. An object ends after its last entry's value
-    /// (the outline has it), a string at its closing quote (no escapes),
-    /// anything else at the first `,` or `]` outside strings and nested
-    /// containers.
-    fn element_end(self, start: u32, end: u32) -> u32 {
+    /// whose `]` is at `end`, and its first entry when it is an object
+    /// ([`UNKNOWN`] when it is not; no entry before `hint` is inside it).
+    /// An object ends after its last entry's value (the outline has it),
+    /// a string at its closing quote (no escapes), anything else at the
+    /// first `,` or `]` outside strings and nested containers.
+    fn element_end(self, start: u32, end: u32, hint: u32) -> (u32, u32) {
         let bytes = self.text.as_bytes();
         match bytes[start as usize] {
             b'{' => {
-                let mut id = self.outline.first_inside(bytes, start);
+                let first = self.outline.first_inside_from(bytes, start, hint);
+                let mut id = first;
                 let mut last = None;
                 while let Some(e) = self.outline.entry(id) {
                     last = Some(e.value.1);
                     id = e.next;
                 }
-                match last {
+                let stop = match last {
                     Some(close) => close + 1,
                     None => outline::skip_space(bytes, start + 1) + 1,
-                }
+                };
+                (stop, first)
             }
             b'"' => {
                 let from = start as usize + 1;
-                memchr::memchr(b'"', &bytes[from..]).map_or(end, |i| (from + i + 1) as u32)
+                let stop =
+                    memchr::memchr(b'"', &bytes[from..]).map_or(end, |i| (from + i + 1) as u32);
+                (stop, UNKNOWN)
             }
             _ => {
                 let (mut depth, mut in_string) = (0u32, false);
@@ -346,7 +355,7 @@ impl TextValue<'_> {
                 {
                     stop -= 1;
                 }
-                stop
+                (stop, UNKNOWN)
             }
         }
     }
