@@ -50,7 +50,14 @@ struct Level {
     /// Each step's index by its folded token ([`fold_key`]): built while the
     /// plan is built, and kept for lookups on a level of many steps.
     index: HashMap<String, usize>,
+    /// On a level of [`TABLED`] to [`SCAN`] steps, the steps a key may
+    /// match by its first byte: one bit per step ([`Level::seal`]).
+    by_first: Vec<u16>,
 }
+
+/// From this many steps, a level looks its candidates up by a key's first
+/// byte instead of trying each step in turn.
+const TABLED: usize = 4;
 
 /// Above this many steps, a level is searched through its index rather
 /// than step by step (a policy may name thousands of keys of one object).
@@ -105,11 +112,48 @@ impl Level {
         Some(step)
     }
 
+    /// The first-byte tables of this level and those below, once the plan
+    /// is built. A step may match a key when the key's first byte is its
+    /// token's first byte in either ASCII case; a step whose token starts
+    /// with a non-ASCII byte or is empty, and any key starting with a
+    /// non-ASCII byte (which may fold to ASCII), are tried whatever the
+    /// byte.
+    fn seal(&mut self) {
+        if (TABLED..=SCAN).contains(&self.steps.len()) {
+            let mut table = vec![0u16; 256];
+            for (i, s) in self.steps.iter().enumerate() {
+                let bit = 1u16 << i;
+                if s.first == 0 || !s.first.is_ascii() {
+                    table.iter_mut().for_each(|t| *t |= bit);
+                } else {
+                    table[usize::from(s.first)] |= bit;
+                    table[usize::from(s.first.to_ascii_uppercase())] |= bit;
+                }
+            }
+            table[0x80..].fill(((1u32 << self.steps.len()) - 1) as u16);
+            self.by_first = table;
+        }
+        for s in &mut self.steps {
+            s.next.seal();
+        }
+    }
+
     /// The one step whose token matches `key`, if any (siblings never match
     /// each other, see [`Plan::new`]).
     fn find(&self, key: &str) -> Option<&Step> {
         if self.steps.len() > SCAN {
             return self.index.get(&fold_key(key)).map(|&i| &self.steps[i]);
+        }
+        if let (Some(&b), false) = (key.as_bytes().first(), self.by_first.is_empty()) {
+            let mut candidates = self.by_first[usize::from(b)];
+            while candidates != 0 {
+                let s = &self.steps[candidates.trailing_zeros() as usize];
+                if key_matches(key, &s.token) {
+                    return Some(s);
+                }
+                candidates &= candidates - 1;
+            }
+            return None;
         }
         // An ASCII first byte folds only to itself lowercased, so two ASCII
         // first bytes that differ rule a step out without reading further.
@@ -194,6 +238,7 @@ impl Plan {
                 level = &mut step.next;
             }
         }
+        plan.root.seal();
         plan.root.exact().then_some(plan)
     }
 
