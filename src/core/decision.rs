@@ -152,9 +152,9 @@ impl<'a> Source<'a> {
         &self.text[start as usize..end as usize]
     }
 
-    /// An entry's value.
-    pub fn value(&self, e: &outline::Entry) -> TextValue<'a> {
-        TextValue::of_entry(self.text, self.outline, e)
+    /// The value of the entry `id`.
+    pub fn value(&self, id: u32) -> TextValue<'a> {
+        TextValue::of_entry(self.text, self.outline, id)
     }
 }
 

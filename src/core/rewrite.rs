@@ -511,6 +511,7 @@ impl<'p> Walk<'p> {
         let mut first_out = true;
         let mut id = first;
         while let Some(e) = src.outline.entry(id) {
+            let this = id;
             id = e.next;
             // No escapes in an accepted text: the key's text is the key.
             let key = src.text(e.key);
@@ -522,7 +523,7 @@ impl<'p> Walk<'p> {
                 out.extend_from_slice(src.text((e.key.0 - 1, e.value.1)).as_bytes());
                 continue;
             };
-            let v = src.value(e);
+            let v = src.value(this);
             // As in `object`: segments, the removals, then coarsening.
             let list_stays = !step.segments || v.is_null() || v.json_type() == JsonType::Array;
             let removal = self.removal(step);

@@ -126,6 +126,9 @@ pub struct TextValue<'a> {
     /// An object's first entry, when known ([`UNKNOWN`]: looked up in the
     /// outline when its entries are read).
     first: u32,
+    /// No entry before this one lies inside the value (where a search for
+    /// the entries of objects inside it starts).
+    after: u32,
 }
 
 /// An object's first entry not known yet ([`TextValue::first`]).
@@ -141,6 +144,7 @@ impl<'a> TextValue<'a> {
             outline,
             span: (outline::skip_space(text.as_bytes(), 0), end),
             first: outline.root().unwrap_or(UNKNOWN),
+            after: 0,
         }
     }
 
@@ -157,13 +161,16 @@ impl<'a> TextValue<'a> {
             outline,
             span: (start, end),
             first: UNKNOWN,
+            after: 0,
         }
     }
 
-    /// The value of an outline entry.
-    pub fn of_entry(text: &'a str, outline: &'a Outline, e: &outline::Entry) -> TextValue<'a> {
+    /// The value of the outline entry `id` (which must be one).
+    pub fn of_entry(text: &'a str, outline: &'a Outline, id: u32) -> TextValue<'a> {
+        let e = outline.entry(id).expect("an entry of the outline");
         TextValue {
             first: e.child,
+            after: id + 1,
             ..TextValue::of(text, outline, e.value)
         }
     }
@@ -237,7 +244,7 @@ impl<'a> View<'a> for TextValue<'a> {
         let mut id = self.first_entry();
         while let Some(e) = self.outline.entry(id) {
             if self.text.as_bytes()[e.key.0 as usize..e.key.1 as usize] == *key.as_bytes() {
-                return Some(TextValue::of_entry(self.text, self.outline, e));
+                return Some(TextValue::of_entry(self.text, self.outline, id));
             }
             id = e.next;
         }
@@ -248,7 +255,7 @@ impl<'a> View<'a> for TextValue<'a> {
         (self.first_byte() == b'[').then(|| TextElements {
             value: self,
             at: self.span.0 + 1,
-            hint: 0,
+            hint: self.after,
         })
     }
 }
@@ -264,10 +271,11 @@ impl<'a> Iterator for TextEntries<'a> {
     type Item = (&'a str, TextValue<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let e = self.outline.entry(self.next)?;
+        let id = self.next;
+        let e = self.outline.entry(id)?;
         self.next = e.next;
         let key = &self.text[e.key.0 as usize..e.key.1 as usize];
-        Some((key, TextValue::of_entry(self.text, self.outline, e)))
+        Some((key, TextValue::of_entry(self.text, self.outline, id)))
     }
 }
 
@@ -300,6 +308,7 @@ impl<'a> Iterator for TextElements<'a> {
         }
         Some(TextValue {
             first,
+            after: self.hint,
             ..TextValue::of(self.value.text, self.value.outline, (start, stop))
         })
     }
