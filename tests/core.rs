@@ -26,7 +26,7 @@ fn header<'a>(j: &'a fairgate::Judgement, name: &str) -> Option<&'a str> {
     j.headers
         .iter()
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.as_ref())
 }
 
 // ---------------------------------------------------------------------------

@@ -135,7 +135,7 @@ fn placements_child_and_lmt_are_counted_without_values() {
         .headers
         .iter()
         .find(|(k, _)| *k == headers::CONSENT_REASON);
-    assert_eq!(reason.map(|(_, v)| v.as_str()), Some("gpp_opt_out:7"));
+    assert_eq!(reason.map(|(_, v)| v.as_ref()), Some("gpp_opt_out:7"));
     m.observe(&j);
     assert!(
         m.render().lines().any(|l| l

@@ -179,7 +179,7 @@ fn header<'a>(j: &'a Judgement, name: &str) -> &'a str {
     j.headers
         .iter()
         .find(|(k, _)| *k == name)
-        .map_or("", |(_, v)| v.as_str())
+        .map_or("", |(_, v)| v.as_ref())
 }
 
 fn count_route(b: &mut Both, r: Route, current: bool, want: Route) {
@@ -626,9 +626,9 @@ mod tests {
     use crate::core::guard::Facts;
 
     fn judged(id: &str, ts: i64, state: State, removed: &str) -> Judgement {
-        let mut headers = vec![(headers::DECISION_ID, id.to_string())];
+        let mut headers = vec![(headers::DECISION_ID, id.to_string().into())];
         if !removed.is_empty() {
-            headers.push((headers::REMOVED, removed.to_string()));
+            headers.push((headers::REMOVED, removed.to_string().into()));
         }
         Judgement {
             route: if state == State::Blocked {

@@ -11,6 +11,7 @@
 //! reads no clock; the Kafka loop, the offline `check` and the benches all
 //! call it the same way.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -89,7 +90,7 @@ pub struct Judgement {
     pub route: Route,
     /// Campaign id (dead letter: the original key).
     pub key: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     /// Stripped decision JSON (dead letter: the original bytes).
     pub payload: Vec<u8>,
     pub alert: Option<AlertEvent>,
@@ -374,10 +375,10 @@ impl Guard {
             route: Route::DeadLetter,
             key: key.map(<[u8]>::to_vec),
             headers: vec![
-                (headers::ERROR, err.to_string()),
-                (headers::ERROR_KIND, kind.to_string()),
-                (headers::REASON, kind.to_string()),
-                (headers::POLICY_VERSION, live.version.to_string()),
+                (headers::ERROR, err.to_string().into()),
+                (headers::ERROR_KIND, kind.into()),
+                (headers::REASON, kind.into()),
+                (headers::POLICY_VERSION, live.version.to_string().into()),
             ],
             payload: bytes.to_vec(),
             alert: None,
@@ -580,32 +581,35 @@ fn published_headers(
     stripped: &Stripped<'_>,
     route: Route,
     reason: &'static str,
-) -> Vec<(&'static str, String)> {
-    let mut h: Vec<(&'static str, String)> = Vec::with_capacity(10);
-    h.push((headers::DECISION_ID, d.id.clone()));
-    h.push((headers::POLICY_VERSION, live.version.to_string()));
-    h.push((headers::CONSENT, verdict.outcome.as_str().to_string()));
-    h.push((headers::CONSENT_REASON, verdict.reason_header()));
-    h.push((headers::CAMPAIGN_STATE, rec.state.as_str().to_string()));
+) -> Vec<(&'static str, Cow<'static, str>)> {
+    let mut h: Vec<(&'static str, Cow<'static, str>)> = Vec::with_capacity(10);
+    h.push((headers::DECISION_ID, d.id.clone().into()));
+    h.push((headers::POLICY_VERSION, live.version.to_string().into()));
+    h.push((headers::CONSENT, verdict.outcome.as_str().into()));
+    h.push((headers::CONSENT_REASON, verdict.reason_header().into()));
+    h.push((headers::CAMPAIGN_STATE, rec.state.as_str().into()));
     let removed = stripped.removed_header();
     if !removed.is_empty() {
-        h.push((headers::REMOVED, removed));
+        h.push((headers::REMOVED, removed.into()));
     }
     if !stripped.coarsened.is_empty() {
-        h.push((headers::COARSENED, stripped.coarsened.join(",")));
+        h.push((headers::COARSENED, stripped.coarsened.join(",").into()));
     }
     if stripped.segments > 0 {
-        h.push((headers::SEGMENTS_REMOVED, stripped.segments.to_string()));
+        h.push((
+            headers::SEGMENTS_REMOVED,
+            stripped.segments.to_string().into(),
+        ));
     }
     if rec.state != State::Ok {
         let flag = flag_value(&live.policy, rec.finding.as_ref(), rec.acknowledged);
-        h.push((headers::FLAG, flag));
+        h.push((headers::FLAG, flag.into()));
     }
     if route == Route::Blocked {
-        h.push((headers::REASON, reason.to_string()));
+        h.push((headers::REASON, reason.into()));
     }
     if rec.timing != Timing::Counted {
-        h.push((headers::TIMING, rec.timing.as_str().to_string()));
+        h.push((headers::TIMING, rec.timing.as_str().into()));
     }
     h
 }

@@ -83,7 +83,7 @@ pub fn sample_record(
         .headers
         .iter()
         .find(|(k, _)| *k == headers::DECISION_ID)
-        .map_or("", |(_, v)| v.as_str());
+        .map_or("", |(_, v)| v.as_ref());
     let key = live.key.as_deref().unwrap_or_default();
     let campaign = String::from_utf8_lossy(key);
     let record = SampleRecord {
@@ -264,8 +264,8 @@ mod tests {
             route: Route::Output,
             key: Some(b"cmp-1".to_vec()),
             headers: vec![
-                (headers::DECISION_ID, id.to_string()),
-                (headers::REMOVED, "/user/id".to_string()),
+                (headers::DECISION_ID, id.to_string().into()),
+                (headers::REMOVED, "/user/id".into()),
             ],
             payload: b"{\"user\":{\"id\":\"u-secret\"}}".to_vec(),
             alert: None,

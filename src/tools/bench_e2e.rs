@@ -129,7 +129,11 @@ impl Stage for PassThrough {
             out: Out {
                 role: Role::Output,
                 key: input.key,
-                headers: input.headers,
+                headers: input
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into()))
+                    .collect(),
                 payload: input.payload,
             },
             event_ts_ms: None,
@@ -524,6 +528,6 @@ mod tests {
         assert_eq!(out.role, Role::Output);
         assert_eq!(out.key.as_deref(), Some(&b"cmp-1"[..]));
         assert_eq!(out.payload, b"{\"id\":\"dec-1\"}");
-        assert_eq!(out.headers, vec![(DECISION_ID, "dec-1".to_string())]);
+        assert_eq!(out.headers, vec![(DECISION_ID, "dec-1".into())]);
     }
 }

@@ -54,7 +54,7 @@ pub fn write_line(out: &mut impl Write, j: &Judgement) -> std::io::Result<()> {
         headers: j
             .headers
             .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
             .collect(),
     };
     let mut head = serde_json::to_vec(&head)?;

@@ -1,6 +1,7 @@
 //! What the pipeline produces: records, the topic each goes to, and the
 //! delivery token that ties a produced record to its input offset.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rdkafka::Message;
@@ -47,7 +48,7 @@ impl Role {
 pub struct Out {
     pub role: Role,
     pub key: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub payload: Vec<u8>,
 }
 
@@ -153,7 +154,9 @@ pub(super) fn out_of_message<M: Message>(m: &M, role: Role) -> Out {
                 .map(|x| {
                     (
                         header_name(x.key),
-                        String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default())
+                            .into_owned()
+                            .into(),
                     )
                 })
                 .collect()
@@ -240,7 +243,7 @@ pub(super) fn refused_out(out: &Out, input: Option<(i32, u64, i64)>, code: &str)
         let _ = write!(digest, "{b:02x}");
     }
     let role = out.role.as_str();
-    let mut headers: Vec<(&'static str, String)> = out
+    let mut headers: Vec<(&'static str, Cow<'static, str>)> = out
         .headers
         .iter()
         .filter(|(k, _)| !matches!(*k, "fairgate-error" | "fairgate-error-kind"))
@@ -252,17 +255,24 @@ pub(super) fn refused_out(out: &Out, input: Option<(i32, u64, i64)>, code: &str)
             format!(
                 "the {role} topic refused the record ({code}); the first {} of its {size} bytes follow",
                 head.len()
-            ),
+            )
+            .into(),
         ),
-        ("fairgate-error-kind", "refused_by_topic".to_string()),
-        (refused_headers::TOPIC, role.to_string()),
-        (refused_headers::ORIGINAL_BYTES, size.to_string()),
-        (refused_headers::ORIGINAL_SHA256, digest),
-        (refused_headers::TRUNCATED, (head.len() < size).to_string()),
+        ("fairgate-error-kind", "refused_by_topic".into()),
+        (refused_headers::TOPIC, role.into()),
+        (refused_headers::ORIGINAL_BYTES, size.to_string().into()),
+        (refused_headers::ORIGINAL_SHA256, digest.into()),
+        (
+            refused_headers::TRUNCATED,
+            if head.len() < size { "true" } else { "false" }.into(),
+        ),
     ]);
     if let Some((partition, _, offset)) = input {
-        headers.push((refused_headers::INPUT_PARTITION, partition.to_string()));
-        headers.push((refused_headers::INPUT_OFFSET, offset.to_string()));
+        headers.push((
+            refused_headers::INPUT_PARTITION,
+            partition.to_string().into(),
+        ));
+        headers.push((refused_headers::INPUT_OFFSET, offset.to_string().into()));
     }
     Out {
         role: Role::DeadLetter,
@@ -320,10 +330,10 @@ pub fn alert_out(a: &AlertEvent, version: &str) -> Out {
         headers: vec![
             (
                 "fairgate-alert-kind",
-                format!("{:?}", a.kind).to_lowercase(),
+                format!("{:?}", a.kind).to_lowercase().into(),
             ),
-            ("fairgate-campaign-state", a.new_state.as_str().to_string()),
-            ("fairgate-policy-version", version.to_string()),
+            ("fairgate-campaign-state", a.new_state.as_str().into()),
+            ("fairgate-policy-version", version.to_string().into()),
         ],
         payload: serde_json::to_vec(a).expect("alerts serialise"),
     }
@@ -376,9 +386,9 @@ mod tests {
         assert_eq!(
             out.headers,
             vec![
-                ("fairgate-alert-kind", "transition".to_string()),
-                ("fairgate-campaign-state", "flagged".to_string()),
-                ("fairgate-policy-version", "2026-11-23.1".to_string()),
+                ("fairgate-alert-kind", "transition".into()),
+                ("fairgate-campaign-state", "flagged".into()),
+                ("fairgate-policy-version", "2026-11-23.1".into()),
             ]
         );
         let v: serde_json::Value = serde_json::from_slice(&out.payload).unwrap();
@@ -393,7 +403,7 @@ mod tests {
             key: None,
             headers: vec![
                 ("fairgate-decision-id", "dec-1".into()),
-                ("fairgate-removed", String::new()),
+                ("fairgate-removed", String::new().into()),
                 ("fairgate-decision-id", "dec-2".into()),
             ],
             payload: Vec::new(),
@@ -423,7 +433,7 @@ mod tests {
         let out = Out {
             role: Role::Output,
             key: None,
-            headers: vec![("fairgate-decision-id", "x".repeat(600_000))],
+            headers: vec![("fairgate-decision-id", "x".repeat(600_000).into())],
             payload: Vec::new(),
         };
         let h = headers_of(&out);
@@ -447,7 +457,7 @@ mod tests {
         assert_eq!(d.payload[..], payload[..REFUSED_PAYLOAD_BYTES]);
         assert_eq!(d.key.as_ref().unwrap().len(), REFUSED_KEY_BYTES);
         let h: std::collections::HashMap<&str, &str> =
-            d.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            d.headers.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         assert_eq!(d.headers.len(), h.len(), "no header twice: {:?}", d.headers);
         assert_eq!(h["fairgate-decision-id"], "dec-1");
         assert_eq!(h["fairgate-error-kind"], "refused_by_topic");
@@ -470,7 +480,7 @@ mod tests {
         };
         let d2 = refused_out(&small, None, "InvalidRecord");
         let h2: std::collections::HashMap<&str, &str> =
-            d2.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            d2.headers.iter().map(|(k, v)| (*k, v.as_ref())).collect();
         assert_ne!(h2[refused_headers::ORIGINAL_SHA256], digest);
         assert_eq!(
             h2[refused_headers::ORIGINAL_SHA256],
@@ -488,9 +498,9 @@ mod tests {
             key: Some(b"cmp-1".to_vec()),
             headers: vec![
                 ("fairgate-decision-id", "dec-1".into()),
-                ("fairgate-removed", String::new()),
+                ("fairgate-removed", String::new().into()),
                 ("fairgate-decision-id", "dec-2".into()),
-                ("fairgate-flag", "x".repeat(5_000)),
+                ("fairgate-flag", "x".repeat(5_000).into()),
             ],
             payload: br#"{"id":"dec-1"}"#.to_vec(),
         };
@@ -510,7 +520,7 @@ mod tests {
         assert_eq!(back.payload, out.payload);
         let capped_value = capped(&out.headers[3].1, MAX_HEADER_VALUE_BYTES).into_owned();
         let mut want = out.headers.clone();
-        want[3].1 = capped_value;
+        want[3].1 = capped_value.into();
         assert_eq!(back.headers, want);
         // Sent again, it is the same record.
         let (resent, sent) = (headers_of(&back), headers_of(&out));
