@@ -99,9 +99,17 @@ fn reused_entries(len: usize) -> Vec<Entry> {
 impl Drop for Outline {
     fn drop(&mut self) {
         let entries = std::mem::take(&mut self.entries);
-        if entries.capacity() <= KEPT {
-            // A thread being torn down keeps nothing.
-            let _ = ENTRIES.try_with(|kept| kept.set(entries));
+        if (1..=KEPT).contains(&entries.capacity()) {
+            // The larger of the kept and the dropped list stays; a thread
+            // being torn down keeps nothing.
+            let _ = ENTRIES.try_with(|kept| {
+                let old = kept.take();
+                kept.set(if old.capacity() >= entries.capacity() {
+                    old
+                } else {
+                    entries
+                });
+            });
         }
     }
 }
@@ -748,19 +756,29 @@ mod tests {
             ][..],
         )
         .prop_map(str::to_string);
+        // Long strings and numbers, so that tokens cross 64-byte blocks.
+        let leaf = prop_oneof![
+            4 => leaf,
+            1 => "[a-z{}:,\\[\\] ]{30,130}".prop_map(|s| format!("\"{s}\"")),
+            1 => "-?[1-9][0-9]{15,70}(\\.[0-9]{1,40})?([eE][+-]?[0-9]{1,3})?",
+        ];
         let ws = proptest::sample::select(&["", " ", "\n", "\t "][..]);
         leaf.prop_recursive(3, 16, 4, move |inner| {
             let ws = ws.clone();
             prop_oneof![
                 (proptest::collection::vec(inner.clone(), 0..4), ws.clone())
                     .prop_map(|(v, w)| format!("[{w}{}{w}]", v.join(&format!("{w},")))),
-                (proptest::collection::vec(("[a-c]", inner), 0..4), ws).prop_map(|(f, w)| {
-                    let f: Vec<String> = f
-                        .into_iter()
-                        .map(|(k, v)| format!("{w}\"{k}\"{w}:{w}{v}"))
-                        .collect();
-                    format!("{{{}{w}}}", f.join(","))
-                }),
+                (
+                    proptest::collection::vec(("[a-c]|k[a-z]{10,64}", inner), 0..4),
+                    ws
+                )
+                    .prop_map(|(f, w)| {
+                        let f: Vec<String> = f
+                            .into_iter()
+                            .map(|(k, v)| format!("{w}\"{k}\"{w}:{w}{v}"))
+                            .collect();
+                        format!("{{{}{w}}}", f.join(","))
+                    }),
             ]
         })
     }
@@ -775,9 +793,11 @@ mod tests {
         #[test]
         fn what_the_read_accepts_of_bent_json_parses(
             json in small_json(),
-            bends in proptest::collection::vec((0usize..200, 0u8..3, proptest::sample::select(BENDS)), 1..4),
+            pad in 0usize..70,
+            bends in proptest::collection::vec((0usize..600, 0u8..3, proptest::sample::select(BENDS)), 1..4),
         ) {
-            let mut bytes = json.into_bytes();
+            // Leading white space moves every token across the blocks.
+            let mut bytes = format!("{}{json}", " ".repeat(pad)).into_bytes();
             for (at, how, b) in bends {
                 let at = at % (bytes.len() + 1);
                 match how {
@@ -801,7 +821,7 @@ mod tests {
         /// accepts, the parser accepts, with the same entries.
         #[test]
         fn what_the_read_accepts_parses(bytes in proptest::collection::vec(
-            proptest::sample::select(&b"{}[]:,\"\"\"0123-+.eEtrufalsn \t\n\\x\x01\x7f\xc3\xa9"[..]), 0..48)
+            proptest::sample::select(&b"{}[]:,\"\"\"0123-+.eEtrufalsn \t\n\\x\x01\x7f\xc3\xa9"[..]), 0..300)
         ) {
             if let Scan::Unique(_) = scan(&bytes)
                 && let Ok(json) = std::str::from_utf8(&bytes)

@@ -275,7 +275,9 @@ impl Plan {
             Some(first) => walk.object_text(src, first, &self.root, out),
             // Not an object: a decision is one (validated), but a text
             // copied whole is what the document walk writes of any other.
-            None => out.extend_from_slice(src.text.trim().as_bytes()),
+            None => {
+                out.extend_from_slice(src.text.trim_matches([' ', '\t', '\n', '\r']).as_bytes())
+            }
         }
         walk.report(self, policy)
     }
@@ -513,6 +515,12 @@ impl<'p> Walk<'p> {
         while let Some(e) = src.outline.entry(id) {
             let this = id;
             id = e.next;
+            // An entry's text ends before the next one's begins, so a copy
+            // never reaches into a sibling (the outline read builds it so).
+            debug_assert!(
+                e.value.0 <= e.value.1 && src.outline.entry(id).is_none_or(|n| e.value.1 < n.key.0),
+                "entries lie apart"
+            );
             // No escapes in an accepted text: the key's text is the key.
             let key = src.text(e.key);
             let Some(step) = level.find(key) else {
@@ -536,10 +544,14 @@ impl<'p> Walk<'p> {
                     // counted as the passes count them (a rare policy shape:
                     // read through the parsed value).
                     let doc = v.node();
-                    if let Node::Text(t) = doc
-                        && let Ok(parsed) = sonic_rs::from_str::<Value>(t.raw())
-                    {
-                        self.descend(&parsed, step, None);
+                    if let Node::Text(t) = doc {
+                        // An accepted text's value parses: the outline
+                        // read holds to the parser (property-tested).
+                        let parsed = sonic_rs::from_str::<Value>(t.raw());
+                        debug_assert!(parsed.is_ok(), "an accepted value parses");
+                        if let Ok(parsed) = parsed {
+                            self.descend(&parsed, step, None);
+                        }
                     }
                 }
                 self.note(removal, list_stays);
