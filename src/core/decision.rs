@@ -66,17 +66,6 @@ impl Reject {
     }
 }
 
-/// JSON type name of a value, for error messages.
-pub fn type_name(v: &Value) -> &'static str {
-    View::type_name(v)
-}
-
-/// The number as an `i64`, read from its source text (`-0` is 0, `1.0` and
-/// `1e3` are not integers), as serde_json's `arbitrary_precision` read it.
-pub fn as_i64(v: &Value) -> Option<i64> {
-    View::as_i64(v)
-}
-
 /// The number as a finite `f64`, read from its source text.
 pub fn as_f64(v: &Value) -> Option<f64> {
     match v.as_raw_number() {

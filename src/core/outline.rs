@@ -605,14 +605,11 @@ impl Outline {
     /// The first entry of the object whose `{` is at `open` in `json`, the
     /// text outlined ([`NONE`] for `{}`): entries are in text order, and
     /// the object's first key is the first thing after its `{`.
-    pub fn first_inside(&self, json: &[u8], open: u32) -> u32 {
-        self.first_inside_from(json, open, 0)
-    }
-
-    /// [`Outline::first_inside`], knowing that no entry before `hint` is
-    /// inside the object: the few entries from there are looked at before
-    /// the rest is searched.
-    pub fn first_inside_from(&self, json: &[u8], open: u32, hint: u32) -> u32 {
+    ///
+    /// No entry before `hint` is inside the object (0 when nothing is
+    /// known): the few entries from there are looked at before the rest is
+    /// searched.
+    pub fn first_inside(&self, json: &[u8], open: u32, hint: u32) -> u32 {
         let rest = &self.entries[(hint as usize).min(self.entries.len())..];
         let at = match rest.iter().take(4).position(|e| e.key.0 > open) {
             Some(n) => n,

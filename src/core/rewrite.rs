@@ -543,15 +543,12 @@ impl<'p> Walk<'p> {
                     // Below a removed entry, the segment lists it held are
                     // counted as the passes count them (a rare policy shape:
                     // read through the parsed value).
-                    let doc = v.node();
-                    if let Node::Text(t) = doc {
-                        // An accepted text's value parses: the outline
-                        // read holds to the parser (property-tested).
-                        let parsed = sonic_rs::from_str::<Value>(t.raw());
-                        debug_assert!(parsed.is_ok(), "an accepted value parses");
-                        if let Ok(parsed) = parsed {
-                            self.descend(&parsed, step, None);
-                        }
+                    // An accepted text's value parses: the outline read
+                    // holds to the parser (property-tested).
+                    let parsed = sonic_rs::from_str::<Value>(v.raw());
+                    debug_assert!(parsed.is_ok(), "an accepted value parses");
+                    if let Ok(parsed) = parsed {
+                        self.descend(&parsed, step, None);
                     }
                 }
                 self.note(removal, list_stays);

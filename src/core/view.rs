@@ -138,17 +138,13 @@ impl<'a> TextValue<'a> {
     /// The whole text's value. `outline` must be [`outline::scan`]'s of
     /// `text` (which accepted it).
     pub fn root(text: &'a str, outline: &'a Outline) -> TextValue<'a> {
-        let end = text.trim_end_matches([' ', '\t', '\n', '\r']).len() as u32;
         TextValue {
-            text,
-            outline,
-            span: (outline::skip_space(text.as_bytes(), 0), end),
             first: outline.root().unwrap_or(UNKNOWN),
-            after: 0,
+            ..TextValue::of(text, outline, (0, text.len() as u32))
         }
     }
 
-    /// The value of an entry's span (white space around it included).
+    /// The value of a span (white space around it included).
     fn of(text: &'a str, outline: &'a Outline, (start, end): outline::Span) -> TextValue<'a> {
         let bytes = text.as_bytes();
         let start = outline::skip_space(bytes, start);
@@ -178,7 +174,8 @@ impl<'a> TextValue<'a> {
     /// An object's first entry ([`outline::NONE`] when empty).
     fn first_entry(self) -> u32 {
         if self.first == UNKNOWN {
-            self.outline.first_inside(self.text.as_bytes(), self.span.0)
+            self.outline
+                .first_inside(self.text.as_bytes(), self.span.0, self.after)
         } else {
             self.first
         }
@@ -320,12 +317,13 @@ impl TextValue<'_> {
     /// ([`UNKNOWN`] when it is not; no entry before `hint` is inside it).
     /// An object ends after its last entry's value (the outline has it),
     /// a string at its closing quote (no escapes), anything else at the
-    /// first `,` or `]` outside strings and nested containers.
+    /// first `,` or `]` outside strings and nested containers (white space
+    /// before it included: [`TextValue::of`] trims it).
     fn element_end(self, start: u32, end: u32, hint: u32) -> (u32, u32) {
         let bytes = self.text.as_bytes();
         match bytes[start as usize] {
             b'{' => {
-                let first = self.outline.first_inside_from(bytes, start, hint);
+                let first = self.outline.first_inside(bytes, start, hint);
                 let mut id = first;
                 let mut last = None;
                 while let Some(e) = self.outline.entry(id) {
@@ -358,13 +356,7 @@ impl TextValue<'_> {
                     }
                     i += 1;
                 }
-                let mut stop = i;
-                while stop > start
-                    && matches!(bytes[stop as usize - 1], b' ' | b'\t' | b'\n' | b'\r')
-                {
-                    stop -= 1;
-                }
-                (stop, UNKNOWN)
+                (i, UNKNOWN)
             }
         }
     }
