@@ -824,6 +824,31 @@ async fn held_back_past_the_poll_interval_it_pauses_and_stays_in_the_group() {
     each_once(&t, &records).await;
 }
 
+/// The config of a pipeline held back: `max_in_flight` 20, and a flush on
+/// revocation that waits 2 s for a broker that is down.
+fn held_back_config(t: &TestTopics) -> Config {
+    let mut config = setup(t, 20, |p| p);
+    config.pipeline.grace_period_secs = 2;
+    config
+}
+
+/// A pipeline given `records` whose output's broker is down (nothing is
+/// acknowledged): once it has read its 20 and been held back past the
+/// pause (1 s).
+async fn held_back(
+    config: &Config,
+    t: &TestTopics,
+    records: Vec<(String, String, Vec<u8>)>,
+) -> Running {
+    produce(t, records).await;
+    let m = metrics();
+    let p = start(config, guard(config, &m), m);
+    p.wait("read max_in_flight records", || p.consumed() >= 20)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    p
+}
+
 /// A partition revoked and assigned again while the consumer is paused is
 /// fetched again: librdkafka keeps a pause across reassignment, and the
 /// pipeline resumes it (with its other partitions, once it may read again).
@@ -831,18 +856,9 @@ async fn held_back_past_the_poll_interval_it_pauses_and_stays_in_the_group() {
 async fn a_partition_assigned_while_paused_is_resumed() {
     let (mock, t) = split_cluster("resume", produced_topics);
     mock.broker_down(2).unwrap();
-    let mut config = setup(&t, 20, |p| p);
-    // The flush on revocation waits this long for the broker that is down.
-    config.pipeline.grace_period_secs = 2;
+    let config = held_back_config(&t);
     let records = decisions(200, 0, 68);
-    produce(&t, records.clone()).await;
-
-    let m = metrics();
-    let p = start(&config, guard(&config, &m), m);
-    p.wait("read max_in_flight records", || p.consumed() >= 20)
-        .await;
-    // Held back past the pause (1 s).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = held_back(&config, &t, records.clone()).await;
     // Another member joins and leaves: the partition is revoked, and in the
     // end assigned to the pipeline again.
     let before = p.rebalances("assign");
@@ -870,20 +886,12 @@ async fn a_partition_assigned_while_paused_is_resumed() {
 async fn a_partition_assigned_while_held_back_is_not_read_past_the_bound() {
     let (mock, t) = split_cluster_with("coop", 2, produced_topics);
     mock.broker_down(2).unwrap();
-    let mut config = setup(&t, 20, |p| p);
-    config.pipeline.grace_period_secs = 2;
+    let mut config = held_back_config(&t);
     config.kafka.consumer.insert(
         "partition.assignment.strategy".into(),
         "cooperative-sticky".into(),
     );
-    let records = decisions(400, 0, 69);
-    produce(&t, records.clone()).await;
-
-    let m = metrics();
-    let p = start(&config, guard(&config, &m), m);
-    p.wait("read max_in_flight records", || p.consumed() >= 20)
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = held_back(&config, &t, decisions(400, 0, 69)).await;
     let before = p.rebalances("assign");
     let other = Member::join_with(&t, "cooperative-sticky");
     p.wait("rebalanced", || p.rebalances("revoke") > 0).await;
